@@ -1,0 +1,145 @@
+"""Sans-IO package codec: bytes in, packages out (no asyncio, no sockets).
+
+A package is an 8-byte little-endian header ``<IHBB`` (payload length, pid,
+type, check = type ^ 0xFF) followed by a qpack payload. The same codec serves
+the client protocol and the embedded server.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Any, List, NamedTuple, Optional
+
+import qpack
+
+from .exceptions import ProtocolError
+
+__all__ = [
+    'HEADER', 'HEADER_SIZE', 'MAX_PAYLOAD', 'MAX_QUERY', 'Package', 'Decoder',
+    'encode', 'pack', 'packb', 'unpack_body', 'DECODE_ERRORS',
+]
+
+HEADER = struct.Struct('<IHBB')
+HEADER_SIZE = HEADER.size
+
+#: the largest payload the server accepts (40 MiB); bigger closes the connection
+MAX_PAYLOAD = 41_943_040
+#: the longest query text the server accepts
+MAX_QUERY = 65_535
+
+#: what qpack.unpackb may raise on a malformed body
+DECODE_ERRORS = (ValueError, TypeError, UnicodeDecodeError, SystemError,
+                 IndexError, KeyError, OverflowError, RecursionError,
+                 MemoryError, struct.error)
+
+_pack_header = HEADER.pack
+_unpack_header_from = HEADER.unpack_from
+_packb = qpack.packb
+_unpackb = qpack.unpackb
+
+
+class Package(NamedTuple):
+    """One received package: ``pid``, type ``tp`` and the raw payload ``body``."""
+
+    pid: int
+    tp: int
+    body: bytes
+
+    def data(self) -> Any:
+        """The payload decoded as qpack with utf-8 strings (None when empty)."""
+        return unpack_body(self.body)
+
+
+def packb(data: Any) -> bytes:
+    """qpack-pack ``data``; an int outside int64 raises OverflowError, never
+    SystemError."""
+    try:
+        return _packb(data)  # type: ignore[no-any-return]
+    except SystemError as exc:
+        raise OverflowError(
+            'integer out of range: qpack packs 64-bit signed integers only'
+        ) from exc
+
+
+def encode(pid: int, tp: int, body: bytes = b'') -> bytes:
+    """Header + ``body`` for one package."""
+    return _pack_header(len(body), pid, tp, tp ^ 0xFF) + body
+
+
+def pack(pid: int, tp: int, data: Any = None, is_binary: bool = False) -> bytes:
+    """One complete package; ``data`` is qpack-packed unless ``is_binary``."""
+    if data is None:
+        body = b''
+    elif is_binary:
+        body = bytes(data)
+    else:
+        body = packb(data)
+    return _pack_header(len(body), pid, tp, tp ^ 0xFF) + body
+
+
+def unpack_body(body: bytes, decode: Optional[str] = 'utf-8') -> Any:
+    """Decode a qpack payload, turning every failure into ``ProtocolError``.
+
+    A body that starts with 0xFE or 0xFF (a bare close marker) is refused
+    without calling qpack: qpack 0.0.21 returns an object for it that crashes
+    the interpreter when used.
+    """
+    if not body:
+        return None
+    if body[0] >= 0xFE:
+        raise ProtocolError('corrupt payload: starts with a close marker')
+    try:
+        return _unpackb(body, decode=decode)
+    except DECODE_ERRORS as exc:
+        raise ProtocolError(f'corrupt payload: {exc.__class__.__name__}') from None
+
+
+class Decoder:
+    """Incremental package decoder.
+
+    ``feed(chunk)`` returns the packages completed by ``chunk`` (any split or
+    coalescing of packages across chunks is fine). A bad check byte or a
+    length above ``max_payload`` raises ``ProtocolError``; after that the
+    decoder refuses all further input, as the stream can no longer be trusted.
+    """
+
+    __slots__ = ('_buf', '_failed', 'max_payload')
+
+    def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
+        self._buf = bytearray()
+        self._failed: Optional[ProtocolError] = None
+        self.max_payload = max_payload
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a complete package."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> List[Package]:
+        if self._failed is not None:
+            raise self._failed
+        buf = self._buf
+        buf += data
+        n = len(buf)
+        out: List[Package] = []
+        pos = 0
+        while n - pos >= HEADER_SIZE:
+            length, pid, tp, check = _unpack_header_from(buf, pos)
+            if check != tp ^ 0xFF:
+                self._fail(f'invalid check byte in package header '
+                           f'(type {tp}, check {check})')
+            if length > self.max_payload:
+                self._fail(f'package too large: {length} bytes '
+                           f'(limit {self.max_payload})')
+            end = pos + HEADER_SIZE + length
+            if end > n:
+                break
+            out.append(Package(pid, tp, bytes(buf[pos + HEADER_SIZE:end])))
+            pos = end
+        if pos:
+            del buf[:pos]
+        return out
+
+    def _fail(self, msg: str) -> None:
+        self._buf.clear()
+        self._failed = ProtocolError(msg)
+        raise self._failed

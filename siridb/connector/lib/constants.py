@@ -1,0 +1,14 @@
+"""Time precision constants, as accepted by ``query(..., time_precision=...)``."""
+
+SECOND = 0
+MILLISECOND = 1
+MICROSECOND = 2
+NANOSECOND = 3
+
+DEFAULT_CLIENT_PORT = 9000
+
+#: Precision names used by the server (``show time_precision``) by constant.
+PRECISION_NAMES = ('s', 'ms', 'us', 'ns')
+
+#: Number of units per second for each precision constant.
+PRECISION_FACTORS = (1, 1000, 1000_000, 1000_000_000)

@@ -1,0 +1,193 @@
+"""Exceptions of the driver: one base class and a registry keyed by response type.
+
+Every class that siridb-connector 2.1.6 exported keeps its name here, and every
+error that 2.1.6 raised as a builtin (``RuntimeError``, ``TimeoutError``,
+``ConnectionError``) is raised as a class that still derives from that builtin,
+so old ``except`` clauses keep catching what they caught before.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Dict, Optional, Tuple, Type
+
+from . import protomap as pm
+
+__all__ = [
+    'SiriDBError', 'QueryError', 'InsertError', 'ServerError', 'PoolError',
+    'AuthenticationError', 'UserAuthError', 'NotAuthenticatedError',
+    'InvalidCredentialsError', 'UnknownDatabaseError', 'ServiceError',
+    'ServiceInvalidRequestError', 'ErrorMessage', 'GenericError',
+    'LoadingDatabaseError', 'FileError', 'UnknownResponseError',
+    'ProtocolError', 'ConnectionLostError', 'RequestTimeoutError',
+    'ClientClosedError', 'error_for_response', 'ERROR_CLASSES',
+]
+
+
+class SiriDBError(Exception):
+    """Base class of every error this package raises.
+
+    ``tp`` is the server response type (``None`` for client-side errors) and
+    ``error_msg`` the server's text; ``str(exc) == error_msg``.
+    ``retriable`` tells the pool whether the same request may be sent to
+    another server.
+    """
+
+    retriable = False
+
+    def __init__(self, error_msg: str = '', tp: Optional[int] = None) -> None:
+        super().__init__(error_msg)
+        self.error_msg = error_msg
+        self.tp = tp
+
+    def __str__(self) -> str:
+        return self.error_msg
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}({self.error_msg!r}, tp={self.tp!r})'
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), (self.error_msg, self.tp))
+
+
+class QueryError(SiriDBError):
+    """The server rejected a query (response type 65)."""
+
+
+class InsertError(SiriDBError):
+    """The server rejected an insert (response type 66)."""
+
+
+class ServerError(SiriDBError):
+    """The server is not running or cannot handle the request (type 67)."""
+
+    retriable = True
+
+
+class PoolError(SiriDBError):
+    """A pool lacks an online server (type 68), or no connection is usable."""
+
+
+class AuthenticationError(SiriDBError):
+    """Authentication failed or was missing (types 71, 72, 73)."""
+
+
+class NotAuthenticatedError(AuthenticationError):
+    """A request was sent before a successful AUTH (type 71)."""
+
+
+class InvalidCredentialsError(AuthenticationError):
+    """Unknown user or wrong password (type 72)."""
+
+
+class UnknownDatabaseError(AuthenticationError):
+    """The database named in AUTH does not exist on the server (type 73)."""
+
+
+class UserAuthError(AuthenticationError):
+    """The user lacks the right for this request (type 69)."""
+
+
+class ServiceError(SiriDBError):
+    """A service (type 32) request failed (type 96)."""
+
+
+class ServiceInvalidRequestError(ServiceError):
+    """A service request had a wrong shape or unknown option (type 97)."""
+
+
+class ErrorMessage(SiriDBError, RuntimeError):
+    """A generic server error with a message (type 64)."""
+
+
+class GenericError(SiriDBError, RuntimeError):
+    """A generic server error without a message (type 70)."""
+
+
+class LoadingDatabaseError(SiriDBError, RuntimeError):
+    """The database is still loading (type 74)."""
+
+
+class FileError(SiriDBError, RuntimeError):
+    """A file request failed (type 75)."""
+
+
+class UnknownResponseError(SiriDBError, RuntimeError):
+    """The server answered with a response type this driver does not know."""
+
+
+class ConnectionLostError(SiriDBError, ConnectionError):
+    """The connection is closed or was lost before the reply arrived."""
+
+    retriable = True
+
+
+class ProtocolError(ConnectionLostError):
+    """A received package was corrupt; the connection is closed."""
+
+
+class ClientClosedError(SiriDBError, ConnectionError):
+    """The client or connection was closed by the caller."""
+
+
+_timeout_bases: Tuple[type, ...] = (SiriDBError, asyncio.TimeoutError)
+if not issubclass(asyncio.TimeoutError, TimeoutError):  # Python < 3.11
+    _timeout_bases += (TimeoutError,)
+
+RequestTimeoutError: Type[SiriDBError] = type(
+    'RequestTimeoutError', _timeout_bases, {
+        '__doc__': 'No reply arrived within the timeout (also a TimeoutError).',
+        '__module__': __name__,
+    })
+
+
+#: response type -> exception class
+ERROR_CLASSES: Dict[int, Type[SiriDBError]] = {
+    pm.CPROTO_ERR_MSG: ErrorMessage,
+    pm.CPROTO_ERR_QUERY: QueryError,
+    pm.CPROTO_ERR_INSERT: InsertError,
+    pm.CPROTO_ERR_SERVER: ServerError,
+    pm.CPROTO_ERR_POOL: PoolError,
+    pm.CPROTO_ERR_USER_ACCESS: UserAuthError,
+    pm.CPROTO_ERR: GenericError,
+    pm.CPROTO_ERR_NOT_AUTHENTICATED: NotAuthenticatedError,
+    pm.CPROTO_ERR_AUTH_CREDENTIALS: InvalidCredentialsError,
+    pm.CPROTO_ERR_AUTH_UNKNOWN_DB: UnknownDatabaseError,
+    pm.CPROTO_ERR_LOADING_DB: LoadingDatabaseError,
+    pm.CPROTO_ERR_FILE: FileError,
+    pm.CPROTO_ERR_SERVICE: ServiceError,
+    pm.CPROTO_ERR_SERVICE_INVALID_REQUEST: ServiceInvalidRequestError,
+}
+
+#: texts for error types whose reply carries no message
+_DEFAULT_TEXTS: Dict[int, str] = {
+    pm.CPROTO_ERR: 'Server returned an error without a message.',
+    pm.CPROTO_ERR_NOT_AUTHENTICATED: 'This connection is not authenticated.',
+    pm.CPROTO_ERR_AUTH_CREDENTIALS: 'Invalid credentials.',
+    pm.CPROTO_ERR_AUTH_UNKNOWN_DB: 'Unknown database.',
+    pm.CPROTO_ERR_LOADING_DB: 'Error loading the database.',
+    pm.CPROTO_ERR_FILE: 'Error retrieving a file.',
+    pm.CPROTO_ERR_SERVICE_INVALID_REQUEST: 'Invalid service request.',
+}
+
+
+def error_for_response(tp: int, data: Any) -> SiriDBError:
+    """The exception for a reply of type ``tp`` with decoded payload ``data``.
+
+    The message is the server's ``error_msg`` when there is one, else a fixed
+    text per type; unknown error types fall back to ``SiriDBError`` and
+    unknown non-error types to ``UnknownResponseError``.
+    """
+    msg = None
+    if isinstance(data, dict):
+        msg = data.get('error_msg')
+    if not isinstance(msg, str):
+        msg = _DEFAULT_TEXTS.get(tp)
+    cls = ERROR_CLASSES.get(tp)
+    if cls is None:
+        if pm.is_error(tp):
+            cls = SiriDBError
+            msg = msg or f'Server returned unknown error type {tp}.'
+        else:
+            cls = UnknownResponseError
+            msg = f'Server returned unknown response type {tp}.'
+    return cls(msg or '', tp)

@@ -1,0 +1,196 @@
+"""In-memory data model of the embedded server: databases, series, users.
+
+Knows nothing of sockets or of the query language. Numeric series keep their
+points in typed arrays (8 bytes per timestamp and per value), string series a
+list of str; points are sorted by time lazily, on read, with a stable sort so
+that duplicate timestamps keep their insertion order.
+"""
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from array import array
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
+
+__all__ = [
+    'TYPE_INTEGER', 'TYPE_FLOAT', 'TYPE_STRING', 'TYPE_NAMES', 'Series',
+    'User', 'Group', 'Database', 'PRECISIONS', 'ACCESS', 'ACCESS_PROFILES',
+    'VERSION',
+]
+
+#: the SiriDB version the embedded server reports
+VERSION = '2.0.55'
+
+TYPE_INTEGER = 0
+TYPE_FLOAT = 1
+TYPE_STRING = 2
+TYPE_NAMES = ('integer', 'float', 'string')
+
+#: precision name -> units per second
+PRECISIONS: Dict[str, int] = {
+    's': 1, 'ms': 1000, 'us': 1000_000, 'ns': 1000_000_000}
+
+#: single access rights (bit flags)
+ACCESS: Dict[str, int] = {
+    'show': 1, 'count': 2, 'list': 4, 'select': 8, 'insert': 16,
+    'create': 32, 'alter': 64, 'drop': 128, 'grant': 256, 'revoke': 512,
+}
+_READ = ACCESS['show'] | ACCESS['count'] | ACCESS['list'] | ACCESS['select']
+_WRITE = _READ | ACCESS['insert'] | ACCESS['create']
+_MODIFY = _WRITE | ACCESS['alter'] | ACCESS['drop']
+_FULL = _MODIFY | ACCESS['grant'] | ACCESS['revoke']
+#: access profiles, largest first (the order used to render access)
+ACCESS_PROFILES: Dict[str, int] = {
+    'full': _FULL, 'modify': _MODIFY, 'write': _WRITE, 'read': _READ}
+
+Values = Union['array[int]', 'array[float]', List[str]]
+
+
+class Series:
+    """One series: a fixed type (set by its first value) and its points."""
+
+    __slots__ = ('name', 'tp', 'ts', 'values', '_sorted', 'pool')
+
+    def __init__(self, name: str, tp: int, pool: int = 0) -> None:
+        self.name = name
+        self.tp = tp
+        self.ts: array[int] = array('q')
+        self.values: Values
+        if tp == TYPE_INTEGER:
+            self.values = array('q')
+        elif tp == TYPE_FLOAT:
+            self.values = array('d')
+        else:
+            self.values = []
+        self._sorted = True
+        self.pool = pool
+
+    @property
+    def type_name(self) -> str:
+        return TYPE_NAMES[self.tp]
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def extend(self, ts: Sequence[int], values: Sequence[Any]) -> None:
+        """Append points whose values already have this series' type."""
+        if not ts:
+            return
+        if self._sorted and ((self.ts and ts[0] < self.ts[-1]) or
+                             any(a > b for a, b in zip(ts, ts[1:]))):
+            self._sorted = False
+        self.ts.extend(ts)
+        self.values.extend(values)
+
+    def _sort(self) -> None:
+        ts = self.ts
+        order = sorted(range(len(ts)), key=ts.__getitem__)
+        vals = self.values
+        self.ts = array('q', [ts[i] for i in order])
+        if isinstance(vals, array):
+            self.values = array(vals.typecode, [vals[i] for i in order])
+        else:
+            self.values = [vals[i] for i in order]
+        self._sorted = True
+
+    def points(self) -> Tuple[Sequence[int], Sequence[Any]]:
+        """(timestamps, values), sorted by time."""
+        if not self._sorted:
+            self._sort()
+        return self.ts, self.values
+
+    @property
+    def start(self) -> Optional[int]:
+        if not self.ts:
+            return None
+        return self.points()[0][0]
+
+    @property
+    def end(self) -> Optional[int]:
+        if not self.ts:
+            return None
+        return self.points()[0][-1]
+
+
+class User:
+    """A database user with an access bit mask."""
+
+    __slots__ = ('name', 'password', 'access')
+
+    def __init__(self, name: str, password: str, access: int = 0) -> None:
+        self.name = name
+        self.password = password
+        self.access = access
+
+    def has(self, right: str) -> bool:
+        return bool(self.access & ACCESS[right])
+
+    def __repr__(self) -> str:  # never show the password
+        return f'User({self.name!r}, access={self.access})'
+
+
+class Group:
+    """A named regular expression selecting series."""
+
+    __slots__ = ('name', 'expression', 'regex')
+
+    def __init__(self, name: str, expression: str, regex: re.Pattern[str]) -> None:
+        self.name = name
+        self.expression = expression  # as written, e.g. '/aggr.*/'
+        self.regex = regex
+
+
+class Database:
+    """One database: settings, series, users, groups and tags."""
+
+    def __init__(self, name: str, precision: str = 'ms', *,
+                 buffer_size: int = 1024, duration_num: str = '1w',
+                 duration_log: str = '1d') -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f'invalid time precision: {precision!r}')
+        self.name = name
+        self.precision = precision
+        self.factor = PRECISIONS[precision]
+        self.uuid = str(uuid.uuid4())
+        self.buffer_size = buffer_size
+        self.duration_num = duration_num
+        self.duration_log = duration_log
+        self.list_limit = 10000
+        self.select_points_limit = 1000_000
+        self.drop_threshold = 1.0
+        self.timezone = 'NAIVE'
+        self.created = time.time()
+        self.series: Dict[str, Series] = {}
+        self.users: Dict[str, User] = {'iris': User('iris', 'siri', _FULL)}
+        self.groups: Dict[str, Group] = {}
+        self.tags: Dict[str, Set[str]] = {}
+
+    @property
+    def max_ts(self) -> int:
+        """Largest valid timestamp (inclusive) for this precision."""
+        return 2 ** 32 - 1 if self.precision == 's' else 2 ** 63 - 1
+
+    def now(self) -> int:
+        """The current time in this database's precision."""
+        return time.time_ns() // (1000_000_000 // self.factor)
+
+    def duration_seconds(self, duration: str) -> int:
+        """'1w' -> seconds (1-99 then h, d or w)."""
+        unit = {'h': 3600, 'd': 86400, 'w': 604800}[duration[-1]]
+        return int(duration[:-1]) * unit
+
+    def get_or_create(self, name: str, tp: int) -> Series:
+        s = self.series.get(name)
+        if s is None:
+            s = self.series[name] = Series(name, tp)
+        return s
+
+    def drop_series(self, names: Sequence[str]) -> int:
+        n = 0
+        for name in names:
+            if self.series.pop(name, None) is not None:
+                n += 1
+                for members in self.tags.values():
+                    members.discard(name)
+        return n
