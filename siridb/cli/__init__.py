@@ -1,0 +1,60 @@
+"""The ``siridb`` command: query, shell, import, export, admin and serve.
+
+``main(argv)`` parses the arguments, runs one command and returns its exit
+code (see ``siridb.cli.exitcodes``); each command lives in its own module and
+is imported only when it runs, so ``siridb --help`` stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import traceback
+from typing import List, Optional
+
+from .exitcodes import USAGE, describe, exit_code_for
+
+__all__ = ['main']
+
+#: command name -> module holding its ``run(args) -> int``
+_COMMANDS = {
+    'query': 'query',
+    'shell': 'shell',
+    'import': 'importer',
+    'export': 'export',
+    'admin': 'admin',
+    'serve': 'serve',
+}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the ``siridb`` command with ``argv`` (default ``sys.argv[1:]``)."""
+    from .options import build_parser
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version or a usage error
+        return exc.code if isinstance(exc.code, int) else USAGE
+    verbose = bool(getattr(args, 'verbose', False))
+    if args.command != 'serve':
+        logging.basicConfig(
+            level=logging.DEBUG if verbose else logging.CRITICAL,
+            format='%(levelname)s %(name)s: %(message)s', stream=sys.stderr)
+    module = importlib.import_module(f'.{_COMMANDS[args.command]}', __name__)
+    try:
+        code: int = module.run(args)
+    except KeyboardInterrupt:
+        print('siridb: interrupted', file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. piped into `head`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+    except Exception as exc:  # noqa: BLE001 - every error becomes a message and an exit code
+        if verbose:
+            traceback.print_exc()
+        print(f'siridb: {describe(exc)}', file=sys.stderr)
+        return exit_code_for(exc)
+    return code

@@ -1,0 +1,85 @@
+"""Opening driver clients for the commands, and small helpers around them.
+
+This is the one place where the CLI meets the driver: the pool client, the
+database's time precision, URL parsing, write sessions and the service API.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, List, Optional
+
+from ..connector.lib.exceptions import AuthenticationError
+from .exitcodes import ConnectError, UsageError
+from .options import PRECISIONS, ConnectionSettings
+
+if TYPE_CHECKING:
+    from ..connector import SiriDBClient
+
+__all__ = ['open_client', 'db_precision', 'parse_url', 'time_precision_arg']
+
+
+def time_precision_arg(name: Optional[str]) -> Optional[int]:
+    """``--precision`` name -> the driver's time_precision constant (None: as stored)."""
+    return None if name is None else PRECISIONS.index(name)
+
+
+def _first_failure(failures: List[BaseException]) -> BaseException:
+    """The most telling failure: an authentication error beats a network one."""
+    for exc in failures:
+        if isinstance(exc, AuthenticationError):
+            return exc
+    return failures[0]
+
+
+@contextlib.asynccontextmanager
+async def open_client(settings: ConnectionSettings) -> AsyncIterator[SiriDBClient]:
+    """A connected pool client; raises when no server accepted the connection."""
+    from ..connector import SiriDBClient
+
+    client = SiriDBClient(settings.username, settings.password, settings.dbname,
+                          settings.hostlist(), keepalive=True, timeout=settings.timeout)
+    try:
+        results = await client.connect(timeout=settings.timeout)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures and len(failures) == len(results):
+            exc = _first_failure(failures)
+            if isinstance(exc, AuthenticationError):
+                raise exc
+            hosts = ', '.join(str(h) for h in settings.hosts)
+            text = str(exc) or type(exc).__name__
+            raise ConnectError(f'cannot connect to {hosts}: {text}') from exc
+        yield client
+    finally:
+        client.close()
+        wait_closed = getattr(client, 'wait_closed', None)
+        if wait_closed is not None:
+            await wait_closed()
+
+
+async def db_precision(client: SiriDBClient, timeout: float) -> str:
+    """The database's time precision name (s, ms, us or ns)."""
+    result = await client.query('show time_precision', timeout=timeout)
+    for item in result.get('data', []):
+        if item.get('name') == 'time_precision' and item.get('value') in PRECISIONS:
+            return str(item['value'])
+    raise ConnectError('the server did not report the database\'s time precision')
+
+
+def parse_url(url: str) -> Dict[str, Any]:
+    """``username``, ``password`` (None when the URL has none), ``dbname`` and
+    ``hostlist`` from a ``siridb://`` URL; the password may be left out."""
+    from ..connector.lib.url import parse_url as parse
+
+    scheme, sep, rest = url.partition('://')
+    netloc, slash, path = rest.partition('/')
+    userinfo, at, hosts = netloc.rpartition('@')
+    has_password = not at or ':' in userinfo
+    if not has_password:  # siridb://user@host/db: password from env or prompt
+        url = f'{scheme}{sep}{userinfo}:@{hosts}{slash}{path}'
+    try:
+        parsed = parse(url)
+    except ValueError as exc:
+        raise UsageError(f'invalid --url: {exc}') from None
+    return {'username': parsed.username,
+            'password': parsed.password if has_password else None,
+            'dbname': parsed.dbname, 'hostlist': list(parsed.hostlist)}
