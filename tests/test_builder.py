@@ -1,0 +1,221 @@
+"""The query builder: generated text, quoting, and refusal of unsafe input."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from siridb.connector.lib.builder import (
+    ALL,
+    CountSeries,
+    ListSeries,
+    Select,
+    group,
+    quote,
+    regex,
+    regex_literal,
+    series,
+    tag,
+)
+
+HOSTILE = [
+    'a"b', '"', '""', "it's", 'x" from * where "', 'a/b', '/', '\\', 'a\\"',
+    'line1\nline2', '\r\n', 'tab\tname', 'temp float', '温度 ✓', '💥',
+    'select * from *', '`grp`', '# comment', "'", ' ', '\u2028',
+]
+
+
+def test_issue_example() -> None:
+    q = (Select('mean(1h)').from_series('cpu.load').from_regex(r'cpu\..*')
+         .between(1000, 'now').merge_as('all', using='max(1h)'))
+    assert q.build() == ('select mean(1h) from "cpu.load" | /cpu\\..*/ '
+                         'between 1000 and now merge as "all" using max(1h)')
+    assert str(q) == q.build()
+
+
+def test_immutable() -> None:
+    base = Select('count()')
+    a = base.from_series('a')
+    b = base.from_series('b')
+    assert a.build() == 'select count() from "a"'
+    assert b.build() == 'select count() from "b"'
+    with pytest.raises(ValueError, match='no series selected'):
+        base.build()
+    with pytest.raises(AttributeError):
+        a._selector = None  # type: ignore[misc]
+    assert a == Select('count()').from_series('a')
+
+
+@pytest.mark.parametrize('name', HOSTILE)
+def test_quote_round_trips(name: str) -> None:
+    text = quote(name)
+    assert text[0] == text[-1] == '"'
+    inner = text[1:-1]
+    # every quote inside is doubled, so no single quote can end the string
+    assert '"' not in inner.replace('""', '')
+    assert inner.replace('""', '"') == name
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters='\x00'), min_size=1))
+def test_quote_property(name: str) -> None:
+    text = quote(name)
+    m = re.fullmatch(r'"((?:[^"]|"")*)"', text, re.S)
+    assert m is not None
+    assert m.group(1).replace('""', '"') == name
+
+
+def test_quote_refuses_nul() -> None:
+    with pytest.raises(ValueError):
+        quote('a\x00b')
+    with pytest.raises(TypeError):
+        quote(5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize('name', HOSTILE)
+def test_hostile_series_name_in_select(name: str) -> None:
+    q = Select().from_series(name).build()
+    assert q == f'select * from {quote(name)}'
+    # the statement is exactly: select * from <one string literal>
+    assert re.fullmatch(r'select \* from "((?:[^"]|"")*)"', q, re.S)
+
+
+@pytest.mark.parametrize('pattern,expected', [
+    ('abc', '/abc/'), ('a/b', '/a\\/b/'), ('a\\/b', '/a\\/b/'), ('a\\.b', '/a\\.b/'),
+    ('x\ny', '/x\\ny/'), ('[/]', '/[\\/]/'), ('\x01', '/\\x01/'), ('é.*', '/é.*/'),
+])
+def test_regex_literal(pattern: str, expected: str) -> None:
+    assert regex_literal(pattern) == expected
+    # and the escaped text means the same for a regex engine
+    body = expected[1:-1]
+    for probe in ['abc', 'a/b', 'a.b', 'x\ny', '/', '\x01', 'éé']:
+        assert bool(re.fullmatch(pattern, probe)) == bool(re.fullmatch(body, probe))
+
+
+@given(st.text(min_size=1, max_size=20))
+def test_regex_literal_never_leaves_unescaped_slash(pattern: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error:
+        return
+    try:
+        lit = regex_literal(pattern)
+    except ValueError:
+        return
+    assert re.fullmatch(r'/(?:[^/\\\n]|\\.)+/', lit, re.S)
+
+
+def test_regex_literal_errors_and_flags() -> None:
+    assert regex_literal('abc', ignore_case=True) == '/abc/i'
+    with pytest.raises(ValueError):
+        regex_literal('abc\\')
+    with pytest.raises(ValueError):
+        regex_literal('')
+
+
+def test_selectors_and_operators() -> None:
+    sel = (series('a', 'b') - regex('x.*')) & group('g') ^ tag('t')
+    q = Select('last()').from_(sel).build()
+    assert q == 'select last() from ((("a", "b") - /x.*/) & `g`) ^ `t`'
+    assert Select().from_(ALL).build() == 'select * from *'
+    assert Select().from_all().from_series('x').build() == 'select * from * | "x"'
+    with pytest.raises(ValueError):
+        group('a`b')
+    with pytest.raises(ValueError):
+        series()
+    with pytest.raises(ValueError):
+        series('')
+    with pytest.raises(TypeError):
+        Select().from_('"a"')  # type: ignore[arg-type]
+
+
+def test_columns_prefix_suffix_quoted() -> None:
+    q = (Select('min(3m)', prefix='min-"x').also('max(3m)', suffix='\n')
+         .from_series('aggr').build())
+    assert q == 'select min(3m) prefix "min-""x", max(3m) suffix "\n" from "aggr"'
+
+
+@pytest.mark.parametrize('agg', [
+    '*', 'mean(1h)', 'mean(5m) => sum(10m)', 'filter(~"two")', 'filter(!= 5)',
+    'filter(/.*one.*/)', 'limit(3, mean)', 'derivative(60, 5m)', 'count()',
+    'filter(> -0.5) => count()', 'filter(~"a "" from * b")',
+])
+def test_valid_aggregates(agg: str) -> None:
+    assert Select(agg).from_series('s').build() == f'select {agg} from "s"'
+
+
+@pytest.mark.parametrize('agg', [
+    'mean(1h) from "x"', 'mean(1h', 'mean(1h))', 'nope(1)', 'mean(1h) "a"',
+    'mean(1h) =>', 'mean(") from *', 'filter(/abc)', 'mean(1h), max(1h)',
+    'mean(1h) merge as "x"', 'filter(~"a") where x', 'mean(from)', '',
+    'mean(1h); drop', 'count() from * --', 'mean(1h)\x00',
+])
+def test_unsafe_aggregates_refused(agg: str) -> None:
+    with pytest.raises(ValueError):
+        Select(agg)
+    with pytest.raises(ValueError):
+        Select().from_series('s').merge_as('m', using=agg)
+
+
+def test_time_ranges() -> None:
+    base = Select().from_series('s')
+    assert base.after(5).build() == 'select * from "s" after 5'
+    assert base.before('now - 1d').build() == 'select * from "s" before now - 1d'
+    assert (base.between("'2015-11-11'", 'now').build() ==
+            "select * from \"s\" between '2015-11-11' and now")
+    assert base.head(3).build() == 'select * from "s" head 3'
+    assert base.tail(2).after(1).build() == 'select * from "s" after 1'
+    for bad in [0, -1, True, 1.5]:
+        with pytest.raises(ValueError):
+            base.head(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize('p,expected', [('s', 1447250938), ('ms', 1447250938500),
+                                        ('us', 1447250938500000),
+                                        ('ns', 1447250938500000000)])
+def test_datetimes_become_integers_in_db_precision(p: str, expected: int) -> None:
+    when = dt.datetime(2015, 11, 11, 14, 8, 58, 500000, tzinfo=dt.timezone.utc)
+    q = Select().from_series('s').between(when, 1447250938.5 + 60)
+    end = expected + 60 * {'s': 1, 'ms': 10**3, 'us': 10**6, 'ns': 10**9}[p]
+    if p == 's':
+        end = 1447250998
+    assert q.build(p) == f'select * from "s" between {expected} and {end}'
+    with pytest.raises(ValueError, match='precision'):
+        q.build()
+
+
+@pytest.mark.parametrize('expr', [
+    'now; drop series', 'now - 1d"', '1x', "'2020' and 5", '', 'now from *',
+    '(now', 'now)', 'select', "'unterminated", 'now\x00',
+])
+def test_unsafe_time_expressions_refused(expr: str) -> None:
+    with pytest.raises(ValueError):
+        Select().from_series('s').after(expr)
+
+
+def test_bad_time_types() -> None:
+    with pytest.raises(TypeError):
+        Select().from_series('s').after(True)
+    with pytest.raises(TypeError):
+        Select().from_series('s').after([1])  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        Select().from_series('s').after(-5)
+
+
+def test_merge_as_hostile_name() -> None:
+    q = Select().from_regex('.*').merge_as('m" using sum(1h)').build()
+    assert q == 'select * from /.*/ merge as "m"" using sum(1h)"'
+    with pytest.raises(ValueError):
+        Select().from_all().merge_as('')
+
+
+def test_list_and_count() -> None:
+    assert ListSeries().build() == 'list series'
+    assert (ListSeries('name', 'length').from_regex('a.*').limit(10).build() ==
+            'list series name, length /a.*/ limit 10')
+    assert CountSeries().build() == 'count series'
+    assert CountSeries(length=True).from_series('x"').build() == 'count series length "x"""'
+    with pytest.raises(ValueError):
+        ListSeries('name; drop')
