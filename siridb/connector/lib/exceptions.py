@@ -19,7 +19,8 @@ __all__ = [
     'ServiceInvalidRequestError', 'ErrorMessage', 'GenericError',
     'LoadingDatabaseError', 'FileError', 'UnknownResponseError',
     'ProtocolError', 'ConnectionLostError', 'RequestTimeoutError',
-    'ClientClosedError', 'error_for_response', 'ERROR_CLASSES',
+    'ClientClosedError', 'InsertDataError', 'TooManyRequestsError',
+    'error_for_response', 'ERROR_CLASSES',
 ]
 
 
@@ -127,6 +128,15 @@ class ProtocolError(ConnectionLostError):
 
 class ClientClosedError(SiriDBError, ConnectionError):
     """The client or connection was closed by the caller."""
+
+
+class InsertDataError(InsertError, ValueError):
+    """Insert data refused before sending: it cannot be packed (an int outside
+    int64, an unsupported type) or is larger than the server accepts."""
+
+
+class TooManyRequestsError(SiriDBError, RuntimeError):
+    """All 65,536 request ids of a connection are waiting for a reply."""
 
 
 _timeout_bases: Tuple[type, ...] = (SiriDBError, asyncio.TimeoutError)

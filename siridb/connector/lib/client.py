@@ -1,0 +1,354 @@
+"""``SiriDBClient``: a pool of connections with weighted choice, failover,
+reconnect (exponential backoff with jitter) and keepalive.
+
+Host state lives in ``hosts.HostState``; the choice is ``hosts.choose_host``.
+``send_request`` is the lower-level entry that sends any package type with the
+same failover rules as ``insert``/``query`` (used by the service API).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl as _ssl
+import warnings
+from types import TracebackType
+from typing import Any, List, Optional, Type
+
+from . import protomap as pm
+from .backoff import Backoff
+from .codec import packb
+from .exceptions import (
+    AuthenticationError,
+    ClientClosedError,
+    PoolError,
+    RequestTimeoutError,
+    ServerError,
+)
+from .hosts import HostState, choose_host, parse_hostlist
+from .protocol import SiriDBProtocol, open_protocol
+from .validate import pack_insert, pack_query
+
+__all__ = ['SiriDBClient']
+
+logger = logging.getLogger('siridb.connector')
+
+NO_CONNECTIONS = 'No available connections found'
+
+
+class SiriDBClient:
+    """A pool of connections to the servers of one SiriDB database.
+
+    ``hostlist``: ``[(host, port), (host, port, {'weight': 1..9, 'backup':
+    bool}), ...]``. ``timeout`` is the connect (and AUTH) timeout per server.
+    May be constructed outside a running loop; ``loop`` is accepted and
+    ignored. Keyword-only extras: ``ssl`` (an ``ssl.SSLContext``),
+    ``backoff_base`` and ``backoff_jitter`` (reconnect delays),
+    ``pool_retry_interval`` (wait between retries after a server PoolError),
+    ``keepalive_idle``/``keepalive_timeout`` and ``rng`` (a ``random.Random``
+    for the host choice).
+    """
+
+    def __init__(self, username: str, password: str, dbname: str, hostlist: Any,
+                 loop: Any = None, keepalive: bool = True, timeout: float = 10,
+                 inactive_time: float = 30, max_wait_retry: float = 90, *,
+                 ssl: Optional[_ssl.SSLContext] = None,
+                 backoff_base: float = 1.0, backoff_jitter: float = 0.2,
+                 pool_retry_interval: float = 2.0,
+                 keepalive_idle: float = 45.0, keepalive_timeout: float = 15.0,
+                 rng: Optional[random.Random] = None) -> None:
+        self._username = username
+        self._password = password
+        self._dbname = dbname
+        self._hosts: List[HostState] = parse_hostlist(hostlist)
+        self._keepalive = keepalive
+        self._timeout = timeout
+        self._inactive_time = inactive_time
+        self._max_wait_retry = max_wait_retry
+        self._ssl = ssl
+        self._backoff = Backoff(min(backoff_base, max_wait_retry), max_wait_retry,
+                                backoff_jitter)
+        self._pool_retry_interval = pool_retry_interval
+        self._keepalive_idle = keepalive_idle
+        self._keepalive_timeout = keepalive_timeout
+        self._rng = rng or random.Random()
+        self._closed = True
+        self._reconnect_task: Optional[asyncio.Task[None]] = None
+        self._stopping: List[asyncio.Task[None]] = []
+        self._waiters: List[asyncio.Future[None]] = []
+
+    def __repr__(self) -> str:
+        servers = ', '.join(f'{h.host}:{h.port}' for h in self._hosts)
+        return (f'<SiriDBClient user={self._username!r} db={self._dbname!r} '
+                f'servers=[{servers}] closed={self._closed}>')
+
+    # ------------------------------------------------------------ state
+    @property
+    def is_closed(self) -> bool:
+        """True before the first ``connect()`` and after ``close()``."""
+        return self._closed
+
+    @property
+    def connected(self) -> bool:
+        """True when any connection of the pool is open."""
+        return any(h.protocol is not None and h.protocol.is_connected()
+                   for h in self._hosts)
+
+    @property
+    def hosts(self) -> List[HostState]:
+        """The per-server states (read-only use, e.g. for monitoring)."""
+        return list(self._hosts)
+
+    # ---------------------------------------------------------- connect
+    async def connect(self, timeout: Optional[float] = None) -> List[Optional[BaseException]]:
+        """Open the client and connect every server in parallel.
+
+        Never raises for a server that fails: returns, in hostlist order,
+        None per success and the exception per failure. Any failure starts the
+        reconnect loop. ``timeout`` overrides the per-server connect timeout.
+        """
+        self._closed = False
+        results = await asyncio.gather(
+            *(self._connect_host(h, timeout) for h in self._hosts),
+            return_exceptions=True)
+        out: List[Optional[BaseException]] = []
+        for r in results:
+            if isinstance(r, BaseException):
+                if isinstance(r, asyncio.CancelledError):
+                    raise r
+                out.append(r)
+            else:
+                out.append(None)
+        if any(r is not None for r in out):
+            self._start_reconnect()
+        return out
+
+    async def _connect_host(self, h: HostState, timeout: Optional[float] = None) -> None:
+        if h.up:
+            return
+        if h.connecting is not None:
+            await asyncio.shield(h.connecting)
+            if not h.up:
+                raise h.last_error or ConnectionError(f'{h.host}:{h.port}: not connected')
+            return
+        loop = asyncio.get_running_loop()
+        h.connecting = loop.create_future()
+        try:
+            await self._open(h, self._timeout if timeout is None else timeout)
+        except BaseException as exc:
+            h.last_error = exc
+            raise
+        finally:
+            fut, h.connecting = h.connecting, None
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _open(self, h: HostState, timeout: float) -> None:
+        def factory() -> SiriDBProtocol:
+            protocol = SiriDBProtocol(self._username, self._password, self._dbname)
+            protocol.add_lost_callback(lambda p, exc: self._on_lost(h, p, exc))
+            return protocol
+
+        try:
+            protocol = await open_protocol(factory, h.host, h.port, timeout=timeout,
+                                           ssl=self._ssl)
+        except AuthenticationError as exc:
+            h.auth_failed = True
+            logger.error('authentication failed on %s:%s (database %r, user %r): %s',
+                         h.host, h.port, self._dbname, self._username, exc)
+            raise
+        except (OSError, RequestTimeoutError) as exc:
+            logger.info('cannot connect to %s:%s: %s', h.host, h.port, exc)
+            raise
+        if self._closed:
+            protocol.close()
+            raise ClientClosedError('client closed while connecting')
+        if not protocol.is_connected():
+            raise ConnectionError(f'{h.host}:{h.port}: connection lost after AUTH')
+        h.protocol = protocol
+        h.up = True
+        h.auth_failed = False
+        h.last_error = None
+        h.inactive_until = 0.0
+        if self._keepalive:
+            protocol.start_keepalive(self._keepalive_idle, self._keepalive_timeout)
+        logger.info('connected to %s:%s', h.host, h.port)
+        self._wake_waiters()
+
+    def _on_lost(self, h: HostState, protocol: SiriDBProtocol,
+                 exc: Optional[BaseException]) -> None:
+        if h.protocol is not protocol:
+            return
+        h.up = False
+        h.protocol = None
+        if self._closed:
+            return
+        logger.warning('connection to %s:%s lost%s', h.host, h.port,
+                       f': {exc}' if exc else '')
+        self._start_reconnect()
+
+    def _start_reconnect(self) -> None:
+        if self._closed:
+            return
+        task = self._reconnect_task
+        if task is not None and not task.done():
+            return
+        self._reconnect_task = asyncio.get_running_loop().create_task(
+            self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        backoff = self._backoff
+        backoff.reset()
+        while not self._closed:
+            down = [h for h in self._hosts if not h.up]
+            if not down:
+                return
+            if all(h.auth_failed for h in down):
+                delay = backoff.max_delay()
+            else:
+                delay = backoff.next_delay()
+            logger.info('reconnecting %d server(s) in %.2f s', len(down), delay)
+            await asyncio.sleep(delay)
+            if self._closed:
+                return
+            await asyncio.gather(*(self._connect_host(h) for h in down),
+                                 return_exceptions=True)
+
+    async def wait_connected(self, timeout: Optional[float] = None) -> None:
+        """Wait until at least one server is connected (``RequestTimeoutError``
+        after ``timeout``; ``ClientClosedError`` if the client is closed)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not any(h.up for h in self._hosts):
+            if self._closed:
+                raise ClientClosedError('client is closed')
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(fut)
+            remaining = None if deadline is None else deadline - loop.time()
+            try:
+                if remaining is not None and remaining <= 0:
+                    raise asyncio.TimeoutError
+                await asyncio.wait_for(fut, remaining)
+            except asyncio.TimeoutError:
+                raise RequestTimeoutError(
+                    f'no server connected within {timeout:g} s') from None
+            finally:
+                if fut in self._waiters:
+                    self._waiters.remove(fut)
+
+    def _wake_waiters(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    # --------------------------------------------------------- requests
+    async def insert(self, data: Any, timeout: float = 300) -> Any:
+        """Insert points; returns the server's reply
+        (``{'success_msg': 'Successfully inserted N point(s).'}``)."""
+        return await self._request(pm.CPROTO_REQ_INSERT, pack_insert(data),
+                                   timeout, allow_any_open=False)
+
+    async def query(self, query: Any, time_precision: Any = None,
+                    timeout: float = 60) -> Any:
+        """Run a query; returns the server's reply (a dict)."""
+        return await self._request(pm.CPROTO_REQ_QUERY,
+                                   pack_query(query, time_precision),
+                                   timeout, allow_any_open=True)
+
+    async def send_request(self, tp: int, data: Any = None, timeout: float = 60, *,
+                           is_binary: bool = False, allow_any_open: bool = False) -> Any:
+        """Send any package type with the pool's failover rules.
+
+        ``data`` is qpack-packed unless ``is_binary``; the reply is decoded as
+        for queries (success types return the payload, errors raise).
+        ``timeout`` is the overall deadline, retries included.
+        ``allow_any_open``: on the first attempt, fall back to a connection
+        marked inactive (as queries do).
+        """
+        if is_binary or data is None:
+            body = data
+        else:
+            body = packb(data)
+        return await self._request(tp, body, timeout, allow_any_open)
+
+    async def _request(self, tp: int, body: Optional[bytes], timeout: float,
+                       allow_any_open: bool) -> Any:
+        if self._closed:
+            raise ClientClosedError('client is closed')
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        attempt = 0
+        while True:
+            now = loop.time()
+            h = choose_host(self._hosts, self._rng, now, allow_any_open and attempt == 0)
+            if h is None or h.protocol is None:
+                raise PoolError(NO_CONNECTIONS)
+            remaining = deadline - now
+            if remaining <= 0:
+                raise RequestTimeoutError(
+                    f'no reply within {timeout:g} s (retries included)')
+            attempt += 1
+            try:
+                return await h.protocol.send_package(tp, body, is_binary=True,
+                                                     timeout=remaining)
+            except PoolError as exc:
+                if loop.time() + self._pool_retry_interval >= deadline:
+                    raise
+                logger.info('%s:%s: %s; retrying in %g s', h.host, h.port, exc,
+                            self._pool_retry_interval)
+                await asyncio.sleep(self._pool_retry_interval)
+            except (ConnectionError, ServerError) as exc:
+                if self._closed:
+                    raise
+                h.inactive_until = loop.time() + self._inactive_time
+                logger.warning('%s:%s: %s; inactive for %g s, trying another server',
+                               h.host, h.port, exc, self._inactive_time)
+
+    # ------------------------------------------------------------ close
+    def close(self) -> None:
+        """Close every connection and stop reconnecting (returns at once)."""
+        self._closed = True
+        task = self._reconnect_task
+        self._reconnect_task = None
+        if task is not None and not task.done():
+            task.cancel()
+            self._stopping.append(task)
+        for h in self._hosts:
+            h.up = False
+            if h.protocol is not None:
+                h.protocol.close(ClientClosedError('client closed'))
+        self._wake_waiters()
+
+    async def wait_closed(self) -> None:
+        """Wait until ``close()`` has finished closing everything."""
+        while self._stopping:
+            task = self._stopping.pop()
+            try:
+                await task
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise
+        for h in self._hosts:
+            protocol = h.protocol
+            if protocol is not None:
+                await protocol.wait_closed()
+                if h.protocol is protocol:
+                    h.protocol = None
+
+    async def __aenter__(self) -> SiriDBClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, et: Optional[Type[BaseException]],
+                        ev: Optional[BaseException],
+                        tb: Optional[TracebackType]) -> None:
+        self.close()
+        await self.wait_closed()
+
+    def __del__(self) -> None:
+        if getattr(self, '_closed', True):
+            return
+        hosts = getattr(self, '_hosts', ())
+        if any(h.protocol is not None and h.protocol.is_connected() for h in hosts):
+            warnings.warn(f'unclosed {self!r}', ResourceWarning, stacklevel=1)

@@ -1,0 +1,399 @@
+"""The client ``asyncio.Protocol``: AUTH on connect, the pid table and timers.
+
+Many requests may be in flight; replies come in any order and are matched by
+pid. Timeouts are ``loop.call_at`` handles (no task per request). A pid whose
+request timed out or was cancelled stays reserved until its reply arrives or
+the connection closes, so a late reply can never complete another request.
+Every failure of a request (timeout, connection loss, corrupt data, close)
+goes through ``_fail``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as _ssl
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from . import protomap as pm
+from .codec import Decoder, Package, pack, unpack_body
+from .exceptions import (
+    ClientClosedError,
+    ConnectionLostError,
+    ProtocolError,
+    RequestTimeoutError,
+    SiriDBError,
+    TooManyRequestsError,
+    error_for_response,
+)
+
+__all__ = ['SiriDBProtocol', 'open_protocol', 'PID_SPACE', 'DEFAULT_AUTH_TIMEOUT']
+
+logger = logging.getLogger('siridb.connector')
+
+PID_SPACE = 65536
+DEFAULT_AUTH_TIMEOUT = 10.0
+
+#: replies that resolve the request with the decoded payload
+_SUCCESS = frozenset({
+    pm.CPROTO_RES_QUERY, pm.CPROTO_RES_INSERT, pm.CPROTO_RES_AUTH_SUCCESS,
+    pm.CPROTO_RES_ACK, pm.CPROTO_RES_INFO, pm.CPROTO_ACK_SERVICE,
+    pm.CPROTO_ACK_SERVICE_DATA,
+})
+
+_Entry = Tuple['asyncio.Future[Any]', Optional[asyncio.TimerHandle]]
+LostCallback = Callable[['SiriDBProtocol', Optional[BaseException]], None]
+
+
+def _mark_retrieved(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+class SiriDBProtocol(asyncio.Protocol):
+    """One connection to a SiriDB server.
+
+    With a ``username`` it sends AUTH as soon as the connection is made;
+    ``auth_future`` resolves to True, or fails with the server's error.
+    Subclasses may override the hooks ``on_connection_made()``,
+    ``on_authenticated()`` and ``on_connection_lost(exc)``.
+    """
+
+    auth_timeout = DEFAULT_AUTH_TIMEOUT
+
+    def __init__(self, username: Optional[str] = None,
+                 password: Optional[str] = None,
+                 dbname: Optional[str] = None) -> None:
+        self._username = username
+        self._password = password
+        self._dbname = dbname
+        self._pending: Dict[int, _Entry] = {}
+        self._pid = 0
+        self._decoder = Decoder()
+        self._transport: Optional[asyncio.Transport] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._authenticated = False
+        self._lost_callbacks: List[LostCallback] = []
+        self._closed_future: Optional[asyncio.Future[None]] = None
+        self._ka_handle: Optional[asyncio.TimerHandle] = None
+        self._ka_idle = 45.0
+        self._ka_timeout = 15.0
+        self.last_reply = 0.0
+        try:
+            loop: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            self._init_futures(loop)
+
+    def _init_futures(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.auth_future: asyncio.Future[Any] = loop.create_future()
+        self._closed_future = loop.create_future()
+
+    def __repr__(self) -> str:
+        state = 'connected' if self.is_connected() else 'closed'
+        return (f'<{type(self).__name__} user={self._username!r} '
+                f'db={self._dbname!r} {state} pending={len(self._pending)}>')
+
+    # ----------------------------------------------------------- hooks
+    def on_connection_made(self) -> None:
+        """Called when the transport is up (before AUTH is answered)."""
+
+    def on_authenticated(self) -> None:
+        """Called when the server accepted the AUTH request."""
+
+    def on_connection_lost(self, exc: Optional[BaseException]) -> None:
+        """Called when the connection closed; pending requests already failed."""
+
+    # -------------------------------------------------------- asyncio
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is None or self._closed_future is None:
+            self._init_futures(loop)
+        self._loop = loop
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.last_reply = loop.time()
+        logger.debug('connection made: %r', self)
+        self.on_connection_made()
+        if self._username is None:
+            if not self.auth_future.done():
+                self.auth_future.set_result(True)
+            return
+        fut = self.send_package(
+            pm.CPROTO_REQ_AUTH, [self._username, self._password, self._dbname],
+            timeout=self.auth_timeout)
+        fut.add_done_callback(self._on_auth_reply)
+
+    def _on_auth_reply(self, fut: asyncio.Future[Any]) -> None:
+        auth = self.auth_future
+        if fut.cancelled():
+            if not auth.done():
+                auth.cancel()
+            return
+        exc = fut.exception()
+        if auth.done():
+            return
+        if exc is not None:
+            auth.set_exception(exc)
+            logger.debug('authentication failed: %s', exc)
+            return
+        self._authenticated = True
+        auth.set_result(True)
+        self.on_authenticated()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            packages = self._decoder.feed(data)
+        except ProtocolError as exc:
+            self.abort(exc)
+            return
+        if self._loop is not None:
+            self.last_reply = self._loop.time()
+        for package in packages:
+            self._on_package(package)
+            if self._transport is None:
+                return
+
+    def eof_received(self) -> Optional[bool]:
+        return False  # close the transport
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        reason = f': {exc}' if exc is not None else ''
+        self._fail_all(lambda: ConnectionLostError(f'connection lost{reason}'))
+        self._transport = None
+        self._authenticated = False
+        if self._ka_handle is not None:
+            self._ka_handle.cancel()
+            self._ka_handle = None
+        logger.debug('connection lost: %r%s', self, reason)
+        try:
+            self.on_connection_lost(exc)
+        finally:
+            for cb in self._lost_callbacks:
+                try:
+                    cb(self, exc)
+                except Exception:  # a listener must not break the others
+                    logger.exception('connection-lost callback failed')
+            if self._closed_future is not None and not self._closed_future.done():
+                self._closed_future.set_result(None)
+
+    # --------------------------------------------------------- replies
+    def _on_package(self, package: Package) -> None:
+        entry = self._pending.pop(package.pid, None)
+        if entry is None:
+            logger.warning('reply of type %s for unknown pid %s dropped',
+                           package.tp, package.pid)
+            return
+        fut, timer = entry
+        if timer is not None:
+            timer.cancel()
+        if fut.done():
+            logger.debug('late reply of type %s for pid %s dropped',
+                         package.tp, package.pid)
+            return
+        tp = package.tp
+        try:
+            if tp in _SUCCESS:
+                fut.set_result(unpack_body(package.body))
+            elif tp == pm.CPROTO_RES_FILE:
+                fut.set_result(package.body)
+            elif pm.is_error(tp):
+                fut.set_exception(error_for_response(tp, unpack_body(package.body)))
+            else:
+                fut.set_exception(error_for_response(tp, None))
+        except ProtocolError as exc:
+            fut.set_exception(ProtocolError(str(exc)))
+            self.abort(exc)
+
+    # --------------------------------------------------------- requests
+    def _next_pid(self) -> int:
+        pending = self._pending
+        if len(pending) >= PID_SPACE:
+            raise TooManyRequestsError(
+                'all 65536 request ids of this connection are waiting for a '
+                'reply (or reserved after a timeout); close and reconnect')
+        pid = self._pid
+        while pid in pending:
+            pid = (pid + 1) & 0xFFFF
+        self._pid = (pid + 1) & 0xFFFF
+        return pid
+
+    def send_package(self, tipe: int, data: Any = None, is_binary: bool = False,
+                     timeout: Optional[float] = 3600) -> asyncio.Future[Any]:
+        """Send one request; the future resolves with the decoded reply.
+
+        Raises ``ConnectionLostError`` at once when the connection is closed.
+        ``timeout`` None waits forever; else the future fails with
+        ``RequestTimeoutError`` (also a ``TimeoutError``).
+        """
+        transport = self._transport
+        loop = self._loop
+        if transport is None or loop is None or transport.is_closing():
+            raise ConnectionLostError('connection is closed')
+        pid = self._next_pid()
+        payload = pack(pid, tipe, data, is_binary)
+        fut: asyncio.Future[Any] = loop.create_future()
+        timer = None
+        if timeout is not None:
+            timer = loop.call_at(loop.time() + timeout, self._on_timeout,
+                                 pid, fut, timeout)
+        self._pending[pid] = (fut, timer)
+        transport.write(payload)
+        return fut
+
+    def _on_timeout(self, pid: int, fut: asyncio.Future[Any], timeout: float) -> None:
+        entry = self._pending.get(pid)
+        if entry is not None and entry[0] is fut:
+            # keep the pid reserved: a late reply may still come
+            self._pending[pid] = (fut, None)
+        self._fail(fut, RequestTimeoutError(
+            f'no reply from the server within {timeout:g} s'))
+
+    @staticmethod
+    def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:
+        """The one place a request fails (timeout, loss, corrupt data, close)."""
+        if not fut.done():
+            fut.set_exception(exc)
+
+    def _fail_all(self, make_exc: Callable[[], BaseException]) -> None:
+        pending = self._pending
+        self._pending = {}
+        for fut, timer in pending.values():
+            if timer is not None:
+                timer.cancel()
+            self._fail(fut, make_exc())
+
+    # ----------------------------------------------------------- state
+    def is_connected(self) -> bool:
+        """The transport is open (authenticated or not)."""
+        t = self._transport
+        return t is not None and not t.is_closing()
+
+    @property
+    def connected(self) -> bool:
+        return self.is_connected()
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self._authenticated and self.is_connected()
+
+    @property
+    def pending(self) -> int:
+        """Requests waiting for a reply, reserved pids included."""
+        return len(self._pending)
+
+    @property
+    def transport(self) -> Optional[asyncio.Transport]:
+        return self._transport
+
+    def add_lost_callback(self, cb: LostCallback) -> None:
+        """``cb(protocol, exc)`` is called once when the connection closes."""
+        self._lost_callbacks.append(cb)
+
+    def close(self, exc: Optional[SiriDBError] = None) -> None:
+        """Close the connection; pending requests fail at once."""
+        transport = self._transport
+        if exc is None:
+            exc = ClientClosedError('connection closed by the client')
+        err = exc
+        self._fail_all(lambda: type(err)(str(err), err.tp))
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+    def abort(self, exc: SiriDBError) -> None:
+        """Drop the connection after a protocol error; pending requests fail."""
+        logger.error('closing connection: %s', exc)
+        err = exc
+        self._fail_all(lambda: type(err)(str(err), err.tp))
+        transport = self._transport
+        if transport is not None:
+            transport.abort()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed (``connection_lost`` ran)."""
+        if self._closed_future is not None and self._transport is not None:
+            await asyncio.shield(self._closed_future)
+
+    # -------------------------------------------------------- keepalive
+    def start_keepalive(self, idle: float = 45.0, timeout: float = 15.0) -> None:
+        """PING after ``idle`` seconds without any reply; a ping failing (no
+        ACK within ``timeout``) closes the connection."""
+        self._ka_idle = idle
+        self._ka_timeout = timeout
+        self._schedule_keepalive()
+
+    def _schedule_keepalive(self) -> None:
+        loop = self._loop
+        if loop is None or not self.is_connected():
+            return
+        if self._ka_handle is not None:
+            self._ka_handle.cancel()
+        self._ka_handle = loop.call_at(self.last_reply + self._ka_idle,
+                                       self._keepalive_check)
+
+    def _keepalive_check(self) -> None:
+        self._ka_handle = None
+        loop = self._loop
+        if loop is None or not self.is_connected():
+            return
+        if loop.time() < self.last_reply + self._ka_idle:
+            self._schedule_keepalive()
+            return
+        try:
+            fut = self.send_package(pm.CPROTO_REQ_PING, timeout=self._ka_timeout)
+        except SiriDBError:
+            return
+        fut.add_done_callback(self._keepalive_done)
+
+    def _keepalive_done(self, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is None:
+            self._schedule_keepalive()
+            return
+        if isinstance(exc, RequestTimeoutError) and self.is_connected():
+            logger.warning('keepalive: no reply to a ping within %g s; closing %r',
+                           self._ka_timeout, self)
+            assert self._transport is not None
+            self._transport.abort()
+        elif self.is_connected():
+            self._schedule_keepalive()
+
+
+async def open_protocol(factory: Callable[[], SiriDBProtocol], host: str = '127.0.0.1',
+                        port: int = 9000, *, timeout: Optional[float] = 10,
+                        ssl: Optional[_ssl.SSLContext] = None,
+                        unix_path: Optional[str] = None,
+                        server_hostname: Optional[str] = None) -> SiriDBProtocol:
+    """Connect (TCP, or a unix socket when ``unix_path`` is given) and wait for
+    AUTH, all within ``timeout``; on any failure the transport is closed."""
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    try:
+        if unix_path is not None:
+            coro = loop.create_unix_connection(factory, unix_path, ssl=ssl,
+                                               server_hostname=server_hostname)
+        else:
+            coro = loop.create_connection(
+                factory, host, port, ssl=ssl,
+                server_hostname=(server_hostname or host) if ssl is not None else None)
+        _transport, protocol = await asyncio.wait_for(coro, timeout)
+    except asyncio.TimeoutError:
+        where = unix_path or f'{host}:{port}'
+        raise RequestTimeoutError(
+            f'could not connect to {where} within {timeout:g} s') from None
+    remaining = None if deadline is None else max(0.0, deadline - loop.time())
+    try:
+        await asyncio.wait_for(asyncio.shield(protocol.auth_future), remaining)
+    except asyncio.TimeoutError:
+        protocol.auth_future.add_done_callback(_mark_retrieved)
+        protocol.close()
+        raise RequestTimeoutError(
+            f'no authentication reply within {timeout:g} s') from None
+    except BaseException:
+        protocol.auth_future.add_done_callback(_mark_retrieved)
+        protocol.close()
+        raise
+    return protocol

@@ -1,0 +1,78 @@
+"""Client-side checks that save a round trip without changing what the server decides.
+
+Every API level (pool, single connection, blocking connection) packs its query
+and insert payloads here, so the rules are the same everywhere.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+from .codec import MAX_PAYLOAD, packb
+from .exceptions import InsertDataError
+
+__all__ = ['check_query', 'check_time_precision', 'pack_query', 'pack_insert']
+
+_PRECISION_NAMES = {'s': 0, 'ms': 1, 'us': 2, 'ns': 3}
+
+
+def check_query(query: Any) -> Union[str, bytes]:
+    """The query text; anything but str/bytes raises ``TypeError``."""
+    if isinstance(query, (str, bytes)):
+        return query
+    if isinstance(query, (bytearray, memoryview)):
+        return bytes(query)
+    raise TypeError(
+        f'query must be str or bytes, not {type(query).__name__}')
+
+
+def check_time_precision(time_precision: Any) -> Optional[int]:
+    """None, 0-3 or one of 's', 'ms', 'us', 'ns' (returned as 0-3).
+
+    A wrong type raises ``TypeError``, a wrong value ``ValueError``.
+    """
+    if time_precision is None:
+        return None
+    if isinstance(time_precision, str):
+        try:
+            return _PRECISION_NAMES[time_precision]
+        except KeyError:
+            raise ValueError(
+                f'time_precision must be None, 0-3 or one of s, ms, us, ns; '
+                f'got {time_precision!r}') from None
+    if isinstance(time_precision, bool) or not isinstance(time_precision, int):
+        raise TypeError(
+            f'time_precision must be None, an int 0-3 or a str, '
+            f'not {type(time_precision).__name__}')
+    if not 0 <= time_precision <= 3:
+        raise ValueError(
+            f'time_precision must be 0 (s), 1 (ms), 2 (us) or 3 (ns); '
+            f'got {time_precision}')
+    return time_precision
+
+
+def pack_query(query: Any, time_precision: Any = None) -> bytes:
+    """The QUERY payload ``[query, time_precision]`` after both checks."""
+    return packb([check_query(query), check_time_precision(time_precision)])
+
+
+def pack_insert(data: Any, max_payload: int = MAX_PAYLOAD) -> bytes:
+    """The INSERT payload, or ``InsertDataError`` before anything is sent.
+
+    Data that packs but that the server will reject is returned as is, so the
+    caller gets the server's exact ``InsertError`` text.
+    """
+    try:
+        body = packb(data)
+    except OverflowError:
+        raise InsertDataError(
+            'insert data holds an integer outside the signed 64-bit range '
+            '(-2**63 .. 2**63-1); nothing was sent') from None
+    except (TypeError, ValueError, SystemError) as exc:
+        raise InsertDataError(
+            f'insert data cannot be packed ({exc}); nothing was sent') from None
+    if len(body) > max_payload:
+        raise InsertDataError(
+            f'insert data is {len(body)} bytes packed, more than the server '
+            f'accepts ({max_payload}); split it into smaller inserts; '
+            f'nothing was sent')
+    return body
