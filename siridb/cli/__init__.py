@@ -28,6 +28,18 @@ _COMMANDS = {
 }
 
 
+def _setup_logging(verbose: bool) -> None:
+    """Driver logs on stderr with ``-v``; otherwise silent (errors are reported
+    once, as the command's message)."""
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                            format='%(levelname)s %(name)s: %(message)s')
+        return
+    logger = logging.getLogger('siridb')
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the ``siridb`` command with ``argv`` (default ``sys.argv[1:]``)."""
     from .options import build_parser
@@ -38,9 +50,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return exc.code if isinstance(exc.code, int) else USAGE
     verbose = bool(getattr(args, 'verbose', False))
     if args.command != 'serve':
-        logging.basicConfig(
-            level=logging.DEBUG if verbose else logging.CRITICAL,
-            format='%(levelname)s %(name)s: %(message)s', stream=sys.stderr)
+        _setup_logging(verbose)
     module = importlib.import_module(f'.{_COMMANDS[args.command]}', __name__)
     try:
         code: int = module.run(args)

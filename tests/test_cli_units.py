@@ -1,0 +1,193 @@
+"""Unit tests of the CLI's pure parts: host parsing, row reading, output
+formatting, statement completion and the error -> exit code mapping."""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+
+import pytest
+
+from siridb.cli import main
+from siridb.cli.exitcodes import exit_code_for
+from siridb.cli.options import HostSpec, build_parser, connection_settings, parse_host
+from siridb.cli.output import iso_timestamp, render, tabulate
+from siridb.cli.rows import Point, Rejected, parse_timestamp, read_rows
+from siridb.cli.shell import statement_complete
+from siridb.connector.lib.exceptions import (
+    ConnectionLostError,
+    InsertError,
+    InvalidCredentialsError,
+    QueryError,
+    RequestTimeoutError,
+    ServiceError,
+    UnknownDatabaseError,
+)
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('db1', HostSpec('db1', 9000)),
+    ('db1:9001', HostSpec('db1', 9001)),
+    ('db1:9001:3', HostSpec('db1', 9001, 3)),
+    ('[::1]:9002', HostSpec('::1', 9002)),
+    ('[::1]', HostSpec('::1', 9000)),
+])
+def test_parse_host(text: str, expected: HostSpec) -> None:
+    assert parse_host(text) == expected
+
+
+@pytest.mark.parametrize('text', ['', ':9000', 'h:x', 'h:0', 'h:70000', 'h:1:0', 'h:1:10',
+                                  'h:1:2:3', '[::1'])
+def test_parse_host_rejects(text: str) -> None:
+    from siridb.cli.exitcodes import UsageError
+    with pytest.raises(UsageError):
+        parse_host(text)
+
+
+def test_hostlist_items_and_backup() -> None:
+    assert parse_host('a:1').hostlist_item() == ('a', 1)
+    assert parse_host('a:1:2', backup=True).hostlist_item() == (
+        'a', 1, {'weight': 2, 'backup': True})
+
+
+def _args(argv: list) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def test_settings_from_flags_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('SIRIDB_PASSWORD', 'pw')
+    s = connection_settings(_args(['query', '--db', 'x', '--host', 'a:1', '--host', 'b:2:5',
+                                   '--backup', 'c', 'q']))
+    assert (s.username, s.password, s.dbname) == ('iris', 'pw', 'x')
+    assert s.hostlist() == [('a', 1), ('b', 2, {'weight': 5, 'backup': False}),
+                            ('c', 9000, {'weight': 1, 'backup': True})]
+    assert 'pw' not in repr(s)
+
+
+def test_settings_from_url_without_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('SIRIDB_PASSWORD', 'from-env')
+    s = connection_settings(_args(['query', '--url', 'siridb://bob@h1:9001,h2/metrics', 'q']))
+    assert (s.username, s.password, s.dbname) == ('bob', 'from-env', 'metrics')
+    assert [str(h) for h in s.hosts] == ['h1:9001', 'h2:9000']
+    # a password in the URL wins over the environment; --db overrides the URL
+    s = connection_settings(_args(['query', '--url', 'siridb://bob:p%40ss@h1/metrics',
+                                   '--db', 'other', 'q']))
+    assert (s.password, s.dbname) == ('p@ss', 'other')
+
+
+def test_missing_password_without_terminal_is_usage_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv('SIRIDB_PASSWORD', raising=False)
+    monkeypatch.setattr('sys.stdin', io.StringIO(''))
+    assert main(['query', '--db', 'x', 'list series']) == 2
+
+
+def test_usage_errors_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('SIRIDB_PASSWORD', 'x')
+    assert main(['query']) == 2                                # missing argument
+    assert main(['nosuchcommand']) == 2
+    assert main(['query', 'list series']) == 2                 # no --db
+    assert main(['query', '--db', 'x', '--host', 'h:x', 'q']) == 2
+    assert main(['--help']) == 0
+
+
+@pytest.mark.parametrize('exc, code', [
+    (QueryError('bad'), 1), (InsertError('bad'), 1), (ServiceError('invalid x'), 1),
+    (ServiceError("incorrect password for service account 'sa'"), 3),
+    (InvalidCredentialsError('x'), 3), (UnknownDatabaseError('x'), 3),
+    (ConnectionLostError('x'), 3), (ConnectionRefusedError(), 3),
+    (RequestTimeoutError('x'), 3), (ValueError('x'), 1),
+])
+def test_exit_code_for(exc: BaseException, code: int) -> None:
+    assert exit_code_for(exc) == code
+
+
+def test_timestamps_exact() -> None:
+    assert iso_timestamp(1447250938, 's') == '2015-11-11T14:08:58Z'
+    assert iso_timestamp(1447250938123456789, 'ns') == '2015-11-11T14:08:58.123456789Z'
+    assert iso_timestamp(5, 'ms') == '1970-01-01T00:00:00.005Z'
+    for precision in ('s', 'ms', 'us', 'ns'):
+        for ts in (0, 1, 1447250938, 2 ** 32 - 1):
+            assert parse_timestamp(iso_timestamp(ts, precision), precision) == ts
+    assert parse_timestamp('2015-11-11T15:08:58+01:00', 's') == 1447250938
+    with pytest.raises(ValueError, match='finer'):
+        parse_timestamp('2015-11-11T14:08:58.5', 's')
+    with pytest.raises(ValueError, match='out of range'):
+        parse_timestamp(2 ** 32, 's')
+
+
+def test_read_csv_rows() -> None:
+    text = ('series,timestamp,value\n'
+            'cpu,1,5\n'
+            'cpu,2,1.5\n'
+            'log,3,hello world\n'
+            'bad,x,1\n'
+            'short,1\n'
+            '"multi\nline",4,7\n'
+            ',5,1\n')
+    rows = list(read_rows(io.StringIO(text, newline=''), 'csv', 'ms'))
+    assert rows == [
+        Point(2, 'cpu', 1, 5), Point(3, 'cpu', 2, 1.5), Point(4, 'log', 3, 'hello world'),
+        Rejected(5, "invalid timestamp 'x' (expecting an integer or ISO 8601)"),
+        Rejected(6, 'expecting 3 columns (series,timestamp,value), got 2'),
+        Point(7, 'multi\nline', 4, 7),
+        Rejected(9, 'series name must be a non-empty string'),
+    ]
+
+
+def test_read_jsonl_rows() -> None:
+    text = '\n'.join([
+        json.dumps({'series': 'a', 'timestamp': 1, 'value': '7'}),
+        json.dumps(['b', '1970-01-01T00:00:02Z', 2.5]),
+        '{broken',
+        json.dumps({'series': 'c', 'timestamp': 1, 'value': None}),
+        json.dumps({'series': 'c'}),
+    ]) + '\n'
+    rows = list(read_rows(io.StringIO(text), 'jsonl', 's'))
+    assert rows[:2] == [Point(1, 'a', 1, '7'), Point(2, 'b', 2, 2.5)]
+    assert [r.line for r in rows[2:]] == [3, 4, 5]
+    assert all(isinstance(r, Rejected) for r in rows[2:])
+
+
+def test_render_select_table_and_csv() -> None:
+    result = {'cpu': [[1, 5], [2, 10]], 'log': [[3, 'x']]}
+    assert render(result, 'table').splitlines() == [
+        'series | timestamp | value',
+        '-------+-----------+------',
+        'cpu    |         1 | 5',
+        'cpu    |         2 | 10',
+        'log    |         3 | x',
+        '(3 rows)',
+    ]
+    assert render(result, 'csv') == 'series,timestamp,value\ncpu,1,5\ncpu,2,10\nlog,3,x\n'
+    assert json.loads(render(result, 'json', 's')) == {
+        'cpu': [['1970-01-01T00:00:01Z', 5], ['1970-01-01T00:00:02Z', 10]],
+        'log': [['1970-01-01T00:00:03Z', 'x']]}
+
+
+def test_tabulate_other_shapes() -> None:
+    t = tabulate({'columns': ['name', 'length'], 'series': [['a', 3]]})
+    assert t is not None and (t.columns, t.rows) == (['name', 'length'], [['a', 3]])
+    t = tabulate({'data': [{'name': 'version', 'value': '2.0.55'}]})
+    assert t is not None and t.rows == [['version', '2.0.55']]
+    t = tabulate({'success_msg': 'Successfully dropped 1 series.'})
+    assert t is not None and t.message == 'Successfully dropped 1 series.'
+    t = tabulate({'series': 5})
+    assert t is not None and (t.columns, t.rows) == (['series'], [[5]])
+    t = tabulate({'calc': 1000}, 'ms')
+    assert t is not None and t.rows == [['1970-01-01T00:00:01.000Z']]
+    assert tabulate({'weird': {'nested': 1}}) is None
+    assert render({'weird': {'nested': 1}}, 'table') == '{"weird": {"nested": 1}}\n'
+
+
+@pytest.mark.parametrize('text, complete', [
+    ('list series', True),
+    ('select * from "a', False),
+    ('select * from "a""b"', True),
+    ("select * from 'it''s'", True),
+    ('select mean(1h) from (`g` | "x"', False),
+    ('select * \\', False),
+    ('select * from `grp', False),
+])
+def test_statement_complete(text: str, complete: bool) -> None:
+    assert statement_complete(text) is complete
