@@ -1,0 +1,85 @@
+"""``siridb admin``: the service API (databases, service accounts, version).
+
+Requests go to one server as the service account (``--service-user``,
+password from ``SIRIDB_SERVICE_PASSWORD`` or a prompt); they need no database.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any, List, Optional
+
+from .exitcodes import OK
+from .options import HostSpec, parse_host, read_password
+from .output import Table, render_table, write
+
+__all__ = ['run']
+
+
+def _new_password(account: str) -> str:
+    return read_password('SIRIDB_NEW_PASSWORD', f'New password for {account}: ')
+
+
+async def _admin(args: argparse.Namespace, host: HostSpec, password: str,
+                 new_password: Optional[str]) -> Any:
+    """Run the admin action; returns what to print (a text or a listing)."""
+    from ..connector.lib.service import SiriDBService
+
+    svc = SiriDBService(args.service_user, password, host.host, host.port,
+                        timeout=args.timeout, connect_timeout=args.timeout)
+    try:
+        action = args.admin_command
+        if action == 'new-database':
+            await svc.new_database(args.dbname, time_precision=args.time_precision,
+                                   buffer_size=args.buffer_size,
+                                   duration_num=args.duration_num,
+                                   duration_log=args.duration_log)
+            return f"Database '{args.dbname}' created."
+        if action == 'drop-database':
+            await svc.drop_database(args.dbname, ignore_offline=args.ignore_offline)
+            return f"Database '{args.dbname}' dropped."
+        if action == 'databases':
+            return ('database', await svc.get_databases())
+        if action == 'accounts':
+            return ('account', await svc.get_accounts())
+        if action == 'version':
+            return await svc.get_version()
+        assert new_password is not None
+        if action == 'new-account':
+            await svc.new_account(args.account, new_password)
+            return f"Service account '{args.account}' created."
+        if action == 'change-password':
+            await svc.change_password(args.account, new_password)
+            return f"Password of service account '{args.account}' changed."
+        if action == 'drop-account':
+            await svc.drop_account(args.account)
+            return f"Service account '{args.account}' dropped."
+        raise AssertionError(action)  # pragma: no cover - argparse restricts choices
+    finally:
+        svc.close()
+        await svc.wait_closed()
+
+
+def run(args: argparse.Namespace) -> int:
+    host = parse_host(args.host)
+    password = read_password('SIRIDB_SERVICE_PASSWORD',
+                             f'Password for service account {args.service_user}: ')
+    new_password = None
+    if args.admin_command in ('new-account', 'change-password'):
+        new_password = _new_password(args.account)
+    result = asyncio.run(_admin(args, host, password, new_password))
+    fmt = args.format or ('table' if sys.stdout.isatty() else 'json')
+    if isinstance(result, tuple):
+        column, names = result
+        items: List[str] = sorted(names)
+        if fmt == 'json':
+            write(sys.stdout, json.dumps(items, ensure_ascii=False) + '\n')
+        else:
+            write(sys.stdout, render_table(Table([column], [[n] for n in items])))
+    elif args.admin_command == 'version' and fmt == 'json':
+        write(sys.stdout, json.dumps(result) + '\n')
+    else:
+        write(sys.stdout, f'{result}\n')
+    return OK
