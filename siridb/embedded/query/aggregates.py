@@ -1,0 +1,414 @@
+"""Aggregate and filter functions of the embedded server's ``select`` statement.
+
+Pure functions over the points of one series (timestamps sorted ascending, values of
+one type); the query evaluator chains them with ``=>``. Every rule below was worked out
+from the transcripts of a real SiriDB 2.0.55 (tests/conformance/query.jsonl) or taken
+from SiriDB's public documentation; where both are silent the choice is marked "chosen".
+
+Rules (g = group size, o = offset, both in database time units):
+
+- Buckets: with ``fn(g)`` a point at ts falls in the bucket (label - g, label] where
+  label = ceil((ts - o) / g) * g + o (o = 0 unless ``=> offset(o)`` follows); the
+  bucket's value is reported at its label. Empty buckets are left out.
+- Without ``(g)`` one value over all points, reported at the last point's timestamp
+  (``first()`` at the first point's): ``mean()`` of aggr -> [[last ts, 7.45]].
+- ``offset(o)`` re-runs the aggregate before it with its buckets shifted by o:
+  ``mean(5m) => offset(60)`` buckets (ts - 60) and labels land on ...060.
+- ``limit(n, fn)``: at most n points are returned unchanged; more points are reduced with
+  ``fn`` in buckets of g = (last - first) // n + 1 starting at the first point, i.e.
+  o = first - 1; each bucket is labelled with the last timestamp it can hold
+  (aggr: g = 191 -> labels 1447251128, 1447251319, 1447251510).
+- ``difference()``/``derivative()``/``interval()`` without g work on consecutive points
+  and report at the later point; ``difference(g)`` is last - first in the bucket and
+  ``derivative(u, g)`` is (last - first) * u / g (the bucket size, not the points' span).
+  ``derivative(u)`` is (v2 - v1) * u / (t2 - t1); u defaults to 1 database time unit.
+- ``variance`` divides by n - 1, ``pvariance`` by n, both two-pass around the mean.
+- Types: mean, median, variance, pvariance, stddev and derivative give floats; count,
+  timeval and interval integers; the others keep the series type (sum of ints stays int).
+"""
+from __future__ import annotations
+
+import math
+import operator
+import re
+from bisect import bisect_right
+from dataclasses import dataclass, replace
+from itertools import compress, islice, repeat
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from ..context import QueryFailure
+from ..store import TYPE_FLOAT, TYPE_INTEGER, TYPE_STRING
+
+__all__ = [
+    'AggrSpec', 'check_chain', 'apply', 'apply_chain', 'AGGREGATES', 'NAMES',
+    'result_type',
+]
+
+INT64_MIN = -(2 ** 63)
+INT64_MAX = 2 ** 63 - 1
+
+#: aggregation methods: reduce points (optionally per time bucket) to one value each
+AGGREGATES = frozenset((
+    'mean', 'median', 'median_low', 'median_high', 'sum', 'min', 'max', 'count',
+    'variance', 'pvariance', 'stddev', 'first', 'last', 'difference', 'derivative'))
+#: every name a select may use
+NAMES = AGGREGATES | frozenset(('filter', 'limit', 'timeval', 'interval', 'offset'))
+#: names that refuse string series ("Cannot use mean() on string type.")
+_NUMBER_ONLY = frozenset((
+    'mean', 'median', 'median_low', 'median_high', 'sum', 'min', 'max', 'variance',
+    'pvariance', 'stddev', 'difference', 'derivative'))
+_FLOAT_RESULT = frozenset((
+    'mean', 'median', 'variance', 'pvariance', 'stddev', 'derivative'))
+_INT_RESULT = frozenset(('count', 'timeval', 'interval'))
+_FILTER_OPS: Dict[str, Callable[[Any, Any], Any]] = {
+    '==': operator.eq, '!=': operator.ne, '<': operator.lt, '>': operator.gt,
+    '<=': operator.le, '>=': operator.ge}
+_STRING_OPS = frozenset(('~', '!~', 'regex'))
+
+ERR_GROUP = 'Group by time must be an integer value larger than zero.'
+ERR_LIMIT = 'Limit must be an integer value larger than zero.'
+ERR_OFFSET = 'Offset must be used after an aggregation method.'
+ERR_NUMBER_FILTER = 'Cannot use a number filter on string type.'
+ERR_STRING_FILTER = 'Cannot use a string filter on number type.'
+# chosen (no transcript): the texts below follow the style of the recorded ones
+ERR_TIME_UNIT = 'Time unit must be an integer value larger than zero.'
+
+
+def _err_string(name: str) -> QueryFailure:
+    return QueryFailure(65, f'Cannot use {name}() on string type.')
+
+
+def _err_overflow(name: str) -> QueryFailure:
+    # chosen: SiriDB keeps integers in int64; a result outside it (or a bucket label
+    # after the last valid time-stamp) is refused instead of returning a bigint.
+    return QueryFailure(65, f'Overflow detected while using {name}().')
+
+
+@dataclass(frozen=True)
+class AggrSpec:
+    """One step of a select's aggregate chain, as the parser hands it over."""
+
+    name: str                       # one of NAMES
+    group: Optional[int] = None     # bucket size in database time units; None = one bucket
+    limit: Optional[int] = None     # limit(n, fn): n
+    fn: Optional[str] = None        # limit(n, fn): the aggregate name
+    op: Optional[str] = None        # filter: == != < > <= >= ~ !~ regex (None means ==)
+    operand: Any = None             # filter operand: int/float, str or re.Pattern
+    ts_unit: Optional[int] = None   # derivative(u) / derivative(u, g): the time unit
+    offset: Optional[int] = None    # offset(o), or the offset folded into an aggregate
+
+
+def result_type(spec: AggrSpec, tp: int) -> int:
+    """The series type a step produces from input type ``tp`` (limit: when reducing)."""
+    name = spec.fn if spec.name == 'limit' and spec.fn else spec.name
+    if name in _FLOAT_RESULT:
+        return TYPE_FLOAT
+    if name in _INT_RESULT:
+        return TYPE_INTEGER
+    return tp
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_spec(spec: AggrSpec) -> None:
+    name = spec.name
+    if name not in NAMES:
+        raise QueryFailure(65, f'Unknown aggregate function: {name}()')  # chosen
+    if spec.group is not None and (not _is_int(spec.group) or spec.group <= 0):
+        raise QueryFailure(65, ERR_GROUP)
+    if name == 'limit':
+        if not _is_int(spec.limit) or spec.limit is None or spec.limit <= 0:
+            raise QueryFailure(65, ERR_LIMIT)
+        if spec.fn not in AGGREGATES:
+            raise QueryFailure(  # chosen; the grammar only offers aggregates here
+                65, f'Cannot use {spec.fn}() as the aggregation method of limit().')
+    if name == 'derivative' and spec.ts_unit is not None and (
+            not _is_int(spec.ts_unit) or not 0 < spec.ts_unit <= INT64_MAX):
+        raise QueryFailure(65, ERR_TIME_UNIT)
+    if spec.offset is not None and not _is_int(spec.offset):
+        raise QueryFailure(65, ERR_OFFSET)
+    if name == 'filter':
+        if spec.op is not None and spec.op not in _FILTER_OPS and \
+                spec.op not in _STRING_OPS:
+            raise QueryFailure(65, f'Unknown filter operator: {spec.op}')  # chosen
+        operand = spec.operand
+        if not isinstance(operand, (int, float, str, re.Pattern)) or \
+                isinstance(operand, bool):
+            raise QueryFailure(65, 'Filter needs a number, string or regular '
+                               'expression.')  # chosen; the grammar never sends this
+
+
+def _fold_offsets(specs: Sequence[AggrSpec]) -> List[AggrSpec]:
+    """Check every step and move each ``offset(o)`` into the aggregate before it."""
+    out: List[AggrSpec] = []
+    for spec in specs:
+        _check_spec(spec)
+        if spec.name == 'offset':
+            if not out or out[-1].name not in AGGREGATES or out[-1].offset is not None:
+                raise QueryFailure(65, ERR_OFFSET)
+            # chosen: after an aggregate without (g) there is no window to shift, so
+            # the offset has no effect there
+            out[-1] = replace(out[-1], offset=spec.offset or 0)
+        else:
+            out.append(spec)
+    return out
+
+
+def check_chain(specs: Sequence[AggrSpec]) -> None:
+    """Raise QueryFailure(65, text) for a chain the real server refuses up front."""
+    _fold_offsets(specs)
+
+
+# --- helpers --------------------------------------------------------------------------
+
+def _ensure_sorted(ts: Sequence[int], values: Sequence[Any]
+                   ) -> Tuple[Sequence[int], Sequence[Any]]:
+    """The store hands over sorted points; re-sort (stably) anything that is not."""
+    n = len(ts)
+    if len(values) != n:
+        raise QueryFailure(65, 'Time-stamps and values differ in length.')  # chosen
+    if n < 2 or all(map(operator.le, islice(ts, 0, n - 1), islice(ts, 1, None))):
+        return ts, values
+    order = sorted(range(n), key=ts.__getitem__)
+    return [ts[i] for i in order], [values[i] for i in order]
+
+
+def _has_nan(tp: int, vals: Sequence[Any]) -> bool:
+    return tp == TYPE_FLOAT and any(map(math.isnan, vals))
+
+
+def _div0(x: Any) -> float:
+    """x / 0 the way IEEE floats (and so the C server) do it, without an exception."""
+    if x != x or x == 0:
+        return math.nan
+    return math.inf if x > 0 else -math.inf
+
+
+def _check_int64(name: str, tp: int, vals: List[Any]) -> None:
+    if tp == TYPE_INTEGER and vals and (max(vals) > INT64_MAX or min(vals) < INT64_MIN):
+        raise _err_overflow(name)
+
+
+Reducer = Callable[[Sequence[Any], int, int], Any]
+
+
+def _reducer(name: str, tp: int, unit: int, group: int) -> Reducer:
+    """A function (values, i, j) -> the aggregate of values[i:j] (never empty)."""
+    if name == 'count':
+        return lambda v, i, j: j - i
+    if name == 'first':
+        return lambda v, i, j: v[i]
+    if name == 'last':
+        return lambda v, i, j: v[j - 1]
+    if name == 'difference':
+        return lambda v, i, j: v[j - 1] - v[i]
+    if name == 'derivative':
+        return lambda v, i, j: (v[j - 1] - v[i]) * unit / group
+    if name == 'sum':
+        return lambda v, i, j: sum(v[i:j])
+    if name == 'mean':
+        return lambda v, i, j: sum(v[i:j]) / (j - i)
+
+    def nan_aware(fn: Callable[[Sequence[Any]], Any]) -> Reducer:
+        # chosen: a NaN in a bucket makes its min, max and medians NaN, as it does for
+        # mean, sum and variance (instead of depending on where the NaN sits)
+        def run(v: Sequence[Any], i: int, j: int) -> Any:
+            vals = v[i:j]
+            return math.nan if _has_nan(tp, vals) else fn(vals)
+        return run
+
+    if name == 'min':
+        return nan_aware(min)
+    if name == 'max':
+        return nan_aware(max)
+    if name in ('median', 'median_low', 'median_high'):
+        return nan_aware(_MEDIANS[name])
+    if name in ('variance', 'pvariance', 'stddev'):
+        return lambda v, i, j: _VARIANCES[name](v[i:j])
+    raise AssertionError(name)  # pragma: no cover - guarded by _check_spec
+
+
+def _median(vals: Sequence[Any]) -> float:
+    s = sorted(vals)
+    n = len(s)
+    mid = n // 2
+    if n % 2:
+        return float(s[mid])
+    return float((s[mid - 1] + s[mid]) / 2)
+
+
+def _median_low(vals: Sequence[Any]) -> Any:
+    return sorted(vals)[(len(vals) - 1) // 2]
+
+
+def _median_high(vals: Sequence[Any]) -> Any:
+    return sorted(vals)[len(vals) // 2]
+
+
+_MEDIANS: Dict[str, Callable[[Sequence[Any]], Any]] = {
+    'median': _median, 'median_low': _median_low, 'median_high': _median_high}
+
+
+def _sum_sq(vals: Sequence[Any]) -> float:
+    """Sum of squared deviations from the mean, two-pass (stable, matches the server)."""
+    m: float = sum(vals) / len(vals)
+    return float(sum([(x - m) * (x - m) for x in vals]))
+
+
+def _variance(vals: Sequence[Any]) -> float:
+    # chosen: the sample variance of a single point is 0.0 (not a division by zero)
+    n = len(vals)
+    return _sum_sq(vals) / (n - 1) if n > 1 else 0.0
+
+
+def _pvariance(vals: Sequence[Any]) -> float:
+    return _sum_sq(vals) / len(vals)
+
+
+def _stddev(vals: Sequence[Any]) -> float:
+    return math.sqrt(_variance(vals))
+
+
+_VARIANCES: Dict[str, Callable[[Sequence[Any]], float]] = {
+    'variance': _variance, 'pvariance': _pvariance, 'stddev': _stddev}
+
+
+def _buckets(ts: Sequence[int], values: Sequence[Any], group: int, offset: int,
+             reduce: Reducer) -> Tuple[List[int], List[Any]]:
+    """Reduce every (label - group, label] bucket that holds points."""
+    out_ts: List[int] = []
+    out_v: List[Any] = []
+    n = len(ts)
+    i = 0
+    while i < n:
+        # label = ceil((ts - offset) / group) * group + offset, in exact integers
+        label = offset - ((offset - ts[i]) // group) * group
+        j = bisect_right(ts, label, i, n)
+        out_ts.append(label)
+        out_v.append(reduce(values, i, j))
+        i = j
+    return out_ts, out_v
+
+
+def _pairwise(name: str, ts: Sequence[int], values: Sequence[Any], unit: int
+              ) -> List[Any]:
+    """difference(), derivative() and interval() over consecutive points."""
+    if name == 'interval':
+        return list(map(operator.sub, islice(ts, 1, None), ts))
+    diffs = list(map(operator.sub, islice(values, 1, None), values))
+    if name == 'difference':
+        return diffs
+    dts = map(operator.sub, islice(ts, 1, None), ts)
+    # chosen: two points at the same time-stamp give +-inf or nan, as C doubles would
+    return [d * unit / dt if dt else _div0(d) for d, dt in zip(diffs, dts)]
+
+
+def _filter(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int
+            ) -> Tuple[List[int], List[Any]]:
+    op = spec.op or '=='
+    operand = spec.operand
+    is_regex = op == 'regex' or isinstance(operand, re.Pattern)
+    string_filter = is_regex or op in _STRING_OPS or isinstance(operand, str)
+    if tp == TYPE_STRING:
+        if not string_filter:
+            raise QueryFailure(65, ERR_NUMBER_FILTER)
+    elif string_filter:
+        raise QueryFailure(65, ERR_STRING_FILTER)
+
+    mask: Any
+    if is_regex:
+        pattern = operand
+        if not isinstance(pattern, re.Pattern):
+            try:
+                pattern = re.compile(str(pattern))
+            except re.error as e:
+                raise QueryFailure(65, f"Cannot compile regular expression "
+                                       f"'{pattern}': {e}") from None
+        # a filter regex is searched, not anchored (unlike a series selector)
+        mask = map(pattern.search, values)
+    elif op == '~':
+        mask = map(operator.contains, values, repeat(operand))
+    elif op == '!~':
+        mask = map(operator.not_, map(operator.contains, values, repeat(operand)))
+    elif isinstance(operand, float) and math.isnan(operand):
+        # filter(!= nan) drops NaN values (SiriDB's documented idiom), filter(== nan)
+        # keeps only them; any ordering against NaN is false
+        if op == '==':
+            mask = map(math.isnan, values)
+        elif op == '!=':
+            mask = map(operator.not_, map(math.isnan, values))
+        else:
+            return [], []
+    else:
+        mask = map(_FILTER_OPS[op], values, repeat(operand))
+    keep = list(mask)
+    return list(compress(ts, keep)), list(compress(values, keep))
+
+
+# --- the steps ------------------------------------------------------------------------
+
+def _apply(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int
+           ) -> Tuple[List[int], List[Any], int]:
+    name = spec.name
+    if name == 'offset':
+        raise QueryFailure(65, ERR_OFFSET)
+    if name == 'limit':
+        fn = spec.fn or ''
+        if tp == TYPE_STRING and fn in _NUMBER_ONLY:
+            raise _err_string(fn)
+        if len(ts) <= (spec.limit or 0):
+            return list(ts), list(values), tp
+        group = (ts[-1] - ts[0]) // (spec.limit or 1) + 1
+        inner = AggrSpec(fn, group=group, offset=ts[0] - 1)
+        return _apply(inner, ts, values, tp)
+    if tp == TYPE_STRING and name in _NUMBER_ONLY:
+        raise _err_string(name)
+    out_tp = result_type(spec, tp)
+    if name == 'filter':
+        f_ts, f_v = _filter(spec, ts, values, tp)
+        return f_ts, f_v, out_tp
+    if name == 'timeval':
+        return list(ts), list(ts), out_tp
+    n = len(ts)
+    if not n:
+        return [], [], out_tp
+    unit = spec.ts_unit or 1
+    try:
+        if name == 'interval' or (spec.group is None and name in (
+                'difference', 'derivative')):
+            out_v = _pairwise(name, ts, values, unit)
+            out_ts = list(islice(ts, 1, None))
+        elif spec.group is None:
+            out_v = [_reducer(name, tp, unit, 1)(values, 0, n)]
+            out_ts = [ts[0] if name == 'first' else ts[-1]]
+        else:
+            reduce = _reducer(name, tp, unit, spec.group)
+            out_ts, out_v = _buckets(ts, values, spec.group, spec.offset or 0, reduce)
+            if out_ts[-1] > INT64_MAX:
+                raise _err_overflow(name)
+    except OverflowError:  # a float conversion of an enormous integer
+        raise _err_overflow(name) from None
+    if name in ('sum', 'difference'):
+        _check_int64(name, out_tp, out_v)
+    return out_ts, out_v, out_tp
+
+
+def apply(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int
+          ) -> Tuple[List[int], List[Any], int]:
+    """Run one step; returns the new timestamps, values and series type."""
+    _check_spec(spec)
+    ts, values = _ensure_sorted(ts, values)
+    return _apply(spec, ts, values, tp)
+
+
+def apply_chain(specs: Sequence[AggrSpec], ts: Sequence[int], values: Sequence[Any],
+                tp: int) -> Tuple[List[int], List[Any], int]:
+    """Run a whole ``a => b => c`` chain (offsets folded into the step before them)."""
+    steps = _fold_offsets(specs)
+    ts, values = _ensure_sorted(ts, values)
+    out_ts, out_v = list(ts), list(values)
+    for spec in steps:
+        out_ts, out_v, tp = _apply(spec, out_ts, out_v, tp)
+    return out_ts, out_v, tp
