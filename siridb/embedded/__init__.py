@@ -1,0 +1,12 @@
+"""An embedded, SiriDB-compatible server (wire protocol of SiriDB 2.0.55).
+
+``EmbeddedServer`` runs one in-process; ``EmbeddedCluster`` runs several
+listeners over one store to test failover; ``python -m siridb.embedded``
+runs one standalone.
+"""
+from __future__ import annotations
+
+from .cluster import EmbeddedCluster
+from .server import EmbeddedServer, ServerThread
+
+__all__ = ['EmbeddedServer', 'EmbeddedCluster', 'ServerThread']

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 __all__ = [
     'TYPE_INTEGER', 'TYPE_FLOAT', 'TYPE_STRING', 'TYPE_NAMES', 'Series',
     'User', 'Group', 'Database', 'PRECISIONS', 'ACCESS', 'ACCESS_PROFILES',
-    'VERSION',
+    'VERSION', 'Store', 'DB_NAME_RE', 'DEFAULT_SERVICE_ACCOUNT',
 ]
 
 #: the SiriDB version the embedded server reports
@@ -77,21 +77,28 @@ class Series:
         """Append points whose values already have this series' type."""
         if not ts:
             return
-        if self._sorted and ((self.ts and ts[0] < self.ts[-1]) or
-                             any(a > b for a, b in zip(ts, ts[1:]))):
-            self._sorted = False
+        if self._sorted:
+            if self.ts and ts[0] < self.ts[-1]:
+                self._sorted = False
+            else:
+                # sorted() is linear on ordered input and runs in C
+                lst = ts if isinstance(ts, list) else list(ts)
+                if lst != sorted(lst):
+                    self._sorted = False
         self.ts.extend(ts)
         self.values.extend(values)
 
     def _sort(self) -> None:
         ts = self.ts
+        # a stable sort keeps duplicate timestamps in insertion order
         order = sorted(range(len(ts)), key=ts.__getitem__)
         vals = self.values
-        self.ts = array('q', [ts[i] for i in order])
+        getter = ts.__getitem__
+        self.ts = array('q', map(getter, order))
         if isinstance(vals, array):
-            self.values = array(vals.typecode, [vals[i] for i in order])
+            self.values = array(vals.typecode, map(vals.__getitem__, order))
         else:
-            self.values = [vals[i] for i in order]
+            self.values = list(map(vals.__getitem__, order))
         self._sorted = True
 
     def points(self) -> Tuple[Sequence[int], Sequence[Any]]:
@@ -194,3 +201,24 @@ class Database:
                 for members in self.tags.values():
                     members.discard(name)
         return n
+
+
+#: database names the server accepts
+DB_NAME_RE = re.compile(r'^[a-zA-Z][a-zA-Z0-9\-_]{0,18}[a-zA-Z0-9]$')
+
+#: the service account every fresh server has
+DEFAULT_SERVICE_ACCOUNT = ('sa', 'siri')
+
+
+class Store:
+    """Everything one server (or one simulated cluster) holds: databases by
+    name and service accounts (name -> password)."""
+
+    def __init__(self) -> None:
+        self.databases: Dict[str, Database] = {}
+        name, password = DEFAULT_SERVICE_ACCOUNT
+        self.accounts: Dict[str, str] = {name: password}
+
+    def __repr__(self) -> str:  # never show passwords
+        return (f'Store(databases={sorted(self.databases)!r}, '
+                f'accounts={sorted(self.accounts)!r})')

@@ -1,0 +1,116 @@
+"""Run the embedded SiriDB-compatible server standalone.
+
+    python -m siridb.embedded --host 127.0.0.1 --port 9000 --db dbtest \\
+        [--db other:ms ...] [--data-dir DIR] [--tls-cert F --tls-key F]
+
+Each ``--db NAME[:PRECISION]`` (s, ms, us or ns; default ms) is created unless
+it already exists in the data directory. Stops cleanly on SIGINT/SIGTERM.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import ssl
+import sys
+from typing import Dict, List, Optional
+
+from .server import EmbeddedServer
+from .store import PRECISIONS
+
+__all__ = ['main', 'parse_args']
+
+log = logging.getLogger('siridb.embedded')
+
+
+def _db_arg(value: str) -> Dict[str, str]:
+    name, _, precision = value.partition(':')
+    precision = precision or 'ms'
+    if not name or precision not in PRECISIONS:
+        raise argparse.ArgumentTypeError(
+            f'expected NAME or NAME:PRECISION with precision s, ms, us or ns, '
+            f'got {value!r}')
+    return {name: precision}
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog='python -m siridb.embedded',
+        description='Embedded SiriDB-compatible server (protocol of SiriDB '
+                    '2.0.55). Default users: service account sa/siri, '
+                    'database user iris/siri.')
+    p.add_argument('--host', default='127.0.0.1',
+                   help='address to listen on (default 127.0.0.1)')
+    p.add_argument('--port', type=int, default=9000,
+                   help='port to listen on (default 9000, 0 = any free port)')
+    p.add_argument('--db', action='append', type=_db_arg, default=[],
+                   metavar='NAME[:PRECISION]',
+                   help='create this database unless it exists (repeatable; '
+                        'precision s, ms, us or ns, default ms; default: '
+                        'dbtest when no database exists)')
+    p.add_argument('--data-dir', default=None, metavar='DIR',
+                   help='keep data in DIR (append-only logs replayed on '
+                        'start); default: in memory only')
+    p.add_argument('--fsync', choices=('always', 'never'), default='always',
+                   help='with --data-dir: fsync before acknowledging changes '
+                        '(always, default) or only write them (never)')
+    p.add_argument('--unix', default=None, metavar='PATH',
+                   help='listen on a unix socket instead of TCP')
+    p.add_argument('--tls-cert', default=None, metavar='FILE',
+                   help='serve TLS with this certificate (PEM)')
+    p.add_argument('--tls-key', default=None, metavar='FILE',
+                   help='private key for --tls-cert (PEM)')
+    p.add_argument('--log-level', default='info',
+                   choices=('debug', 'info', 'warning', 'error'))
+    args = p.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error('--tls-cert and --tls-key go together')
+    return args
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    databases: Dict[str, str] = {}
+    for item in args.db:
+        databases.update(item)
+    context: Optional[ssl.SSLContext] = None
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    server = EmbeddedServer(args.host, args.port, databases=databases,
+                            data_dir=args.data_dir, ssl=context,
+                            unix_path=args.unix, fsync=args.fsync)
+    if not server.store.databases:
+        server.engine.ensure_database('dbtest', 'ms')
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover
+            pass
+    await server.start()
+    # one line on stdout that scripts can wait for
+    print(f'siridb.embedded listening on {server.name} databases '
+          f'{",".join(server.store.databases)}', flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    try:
+        asyncio.run(_serve(args))
+    except OSError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,343 @@
+"""The embedded server's engine: the store, its data directory and commits.
+
+One engine serves one server or every listener of an ``EmbeddedCluster``.
+It knows nothing of sockets: the wire side (``protocol.py``) calls
+``insert``/``query``/service changes and hands each acknowledgement of a
+change to ``commit()``, which sends it once the change is durable (see
+``persist.py`` for the log format and the fsync policy).
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import re
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ..connector.lib.codec import unpack_body
+from .context import QueryContext, QueryFailure
+from .insert import apply_insert, parse_insert
+from .persist import LogFile, read_records
+from .store import Database, Group, Store, User
+
+__all__ = ['Engine', 'Session', 'FSYNC_POLICIES', 'compile_expression',
+           'MUTATING', 'statement_keyword']
+
+log = logging.getLogger('siridb.embedded')
+
+FSYNC_POLICIES = ('always', 'never')
+
+#: statements that change a database (their effect is logged)
+MUTATING = frozenset(('create', 'alter', 'drop', 'grant', 'revoke'))
+
+#: database settings kept in metadata snapshots
+_SETTINGS = ('buffer_size', 'duration_num', 'duration_log', 'list_limit',
+             'select_points_limit', 'drop_threshold', 'timezone',
+             'expiration_num', 'expiration_log')
+
+_KIND_INSERT = b'I'
+_KIND_DROP_SERIES = b'D'
+_KIND_META = b'M'
+_KIND_NEW_DB = b'N'
+_KIND_DROP_DB = b'X'
+_KIND_ACCOUNT = b'A'
+_KIND_DROP_ACCOUNT = b'R'
+
+_WORD = re.compile(r'\s*([A-Za-z_]+)')
+
+Execute = Callable[[QueryContext, str, Optional[int]], Dict[str, Any]]
+_execute: Optional[Execute] = None
+
+
+def _query_engine() -> Optional[Execute]:
+    """The query language's ``execute``, imported on first use."""
+    global _execute
+    if _execute is None:
+        try:
+            module = importlib.import_module(__package__ + '.query')
+            execute: Execute = module.execute
+        except Exception as exc:  # missing or broken: answer a QueryError
+            log.debug('query language not available: %r', exc)
+            return None
+        _execute = execute
+    return _execute
+
+
+def statement_keyword(query: str) -> str:
+    """The first keyword of a query (after an optional ``timeit``), lower."""
+    m = _WORD.match(query)
+    if m is None:
+        return ''
+    word = m.group(1).lower()
+    if word == 'timeit':
+        m = _WORD.match(query, m.end())
+        return m.group(1).lower() if m else ''
+    return word
+
+
+def compile_expression(expression: str) -> re.Pattern[str]:
+    """``/pattern/flags`` as written in a group, compiled."""
+    end = expression.rfind('/')
+    pattern = expression[1:end] if expression.startswith('/') and end > 0 \
+        else expression
+    flags = re.IGNORECASE if 'i' in expression[end + 1:] else 0
+    return re.compile(pattern, flags)
+
+
+class Session:
+    """Authentication state of one connection."""
+
+    __slots__ = ('dbname', 'db', 'username')
+
+    def __init__(self) -> None:
+        self.dbname: Optional[str] = None
+        self.db: Optional[Database] = None
+        self.username: Optional[str] = None
+
+    def __repr__(self) -> str:
+        return f'Session(db={self.dbname!r}, user={self.username!r})'
+
+
+class Engine:
+    """Store + optional data directory + the group commit of replies."""
+
+    def __init__(self, data_dir: Optional[str] = None,
+                 fsync: str = 'always') -> None:
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f'fsync must be one of {FSYNC_POLICIES}')
+        self.store = Store()
+        self.data_dir = data_dir
+        self.fsync = fsync
+        self._server_log: Optional[LogFile] = None
+        self._db_logs: Dict[str, LogFile] = {}
+        self._pending: List[Callable[[], None]] = []
+        self._flush_handle: Optional[asyncio.Handle] = None
+        if data_dir is not None:
+            os.makedirs(os.path.join(data_dir, 'db'), exist_ok=True)
+            self._server_log = LogFile(os.path.join(data_dir, 'server.log'))
+            self._load()
+
+    @property
+    def durable(self) -> bool:
+        return self._server_log is not None
+
+    # -- authentication ------------------------------------------------
+
+    def authenticate(self, session: Session, data: Any) -> Optional[int]:
+        """Reply type to an AUTH payload (None: malformed, no reply)."""
+        from ..connector.lib import protomap as pm
+        if type(data) is not list or len(data) != 3 or \
+                not all(type(x) is str for x in data):
+            return None
+        username, password, dbname = data
+        db = self.store.databases.get(dbname)
+        if db is None:
+            return pm.CPROTO_ERR_AUTH_UNKNOWN_DB
+        user = db.users.get(username)
+        if user is None or user.password != password:
+            return pm.CPROTO_ERR_AUTH_CREDENTIALS
+        session.dbname, session.db, session.username = dbname, db, username
+        return pm.CPROTO_RES_AUTH_SUCCESS
+
+    def resolve(self, session: Session) -> Optional[Tuple[Database, User]]:
+        """The session's database and user, if both still exist."""
+        db = session.db
+        if db is None or self.store.databases.get(session.dbname or '') is not db:
+            return None
+        user = db.users.get(session.username or '')
+        if user is None:
+            return None
+        return db, user
+
+    # -- changes -------------------------------------------------------
+
+    def insert(self, db: Database, data: Any, body: bytes) -> int:
+        """Validate, log (the body as received) and store an insert."""
+        chunks = parse_insert(data, db.max_ts)
+        if chunks and self._server_log is not None:
+            self._db_log(db.name).append(_KIND_INSERT, body)
+        return apply_insert(db, chunks)
+
+    def query(self, ctx: QueryContext, query: str,
+              time_precision: Optional[int]) -> Tuple[Dict[str, Any], bool]:
+        """Run a query: (reply payload, whether it changed logged state);
+        raise QueryFailure for error replies."""
+        execute = _query_engine()
+        if execute is None:
+            raise QueryFailure(65, 'Query language not available.')
+        keyword = statement_keyword(query) if self.durable else ''
+        if keyword not in MUTATING:
+            return execute(ctx, query, time_precision), False
+        db = ctx.db
+        before = set(db.series) if keyword == 'drop' else None
+        result = execute(ctx, query, time_precision)
+        if db.name in self.store.databases:
+            if before is not None:
+                dropped = [n for n in before if n not in db.series]
+                if dropped:
+                    self._db_log(db.name).append(
+                        _KIND_DROP_SERIES, _packb(dropped))
+            self._db_log(db.name).append(_KIND_META, _packb(_meta(db)))
+        return result, True
+
+    def new_database(self, name: str, precision: str = 'ms',
+                     **options: Any) -> Database:
+        db = Database(name, precision, **options)
+        if self._server_log is not None:
+            self._db_log(name).remove()  # a stale log of an old database
+            self._server_log.append(_KIND_NEW_DB, _packb({
+                'name': name, 'precision': precision, 'uuid': db.uuid,
+                'created': db.created, **options}))
+        self.store.databases[name] = db
+        log.info('created database %s (time precision %s)', name, precision)
+        return db
+
+    def ensure_database(self, name: str, precision: str = 'ms') -> Database:
+        db = self.store.databases.get(name)
+        if db is None:
+            db = self.new_database(name, precision)
+        return db
+
+    def drop_database(self, name: str) -> None:
+        self.store.databases.pop(name, None)
+        if self._server_log is not None:
+            self._server_log.append(_KIND_DROP_DB, _packb({'name': name}))
+            self._server_log.sync()
+            self._db_logs.pop(name, LogFile(self._db_path(name))).remove()
+        log.info('dropped database %s', name)
+
+    def set_account(self, name: str, password: str) -> None:
+        self.store.accounts[name] = password
+        if self._server_log is not None:
+            self._server_log.append(_KIND_ACCOUNT, _packb(
+                {'name': name, 'password': password}))
+
+    def drop_account(self, name: str) -> None:
+        self.store.accounts.pop(name, None)
+        if self._server_log is not None:
+            self._server_log.append(_KIND_DROP_ACCOUNT,
+                                    _packb({'name': name}))
+
+    # -- commits -------------------------------------------------------
+
+    def commit(self, reply: Callable[[], None]) -> None:
+        """Send ``reply`` once every change made so far is durable."""
+        if self._server_log is None or self.fsync == 'never':
+            reply()
+            return
+        self._pending.append(reply)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(
+                self.flush)
+
+    def flush(self) -> None:
+        """fsync every written log, then send the replies waiting for it."""
+        self._flush_handle = None
+        pending, self._pending = self._pending, []
+        try:
+            self._sync()
+        except OSError:
+            log.exception('fsync of the data directory failed; '
+                          'closing connections without acknowledging')
+            raise
+        for reply in pending:
+            reply()
+
+    def _sync(self) -> None:
+        if self._server_log is not None:
+            self._server_log.sync()
+        for f in self._db_logs.values():
+            f.sync()
+
+    def close(self) -> None:
+        """Flush pending replies and close the logs (reopened on demand)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self.flush()
+        if self._server_log is not None:
+            self._server_log.close()
+        for f in self._db_logs.values():
+            f.close()
+
+    # -- data directory ------------------------------------------------
+
+    def _db_path(self, name: str) -> str:
+        assert self.data_dir is not None
+        return os.path.join(self.data_dir, 'db', name + '.log')
+
+    def _db_log(self, name: str) -> LogFile:
+        f = self._db_logs.get(name)
+        if f is None:
+            f = self._db_logs[name] = LogFile(self._db_path(name))
+        return f
+
+    def _load(self) -> None:
+        assert self._server_log is not None and self.data_dir is not None
+        t0 = time.perf_counter()
+        store = self.store
+        dbs: Dict[str, Dict[str, Any]] = {}
+        for kind, body in read_records(self._server_log.path):
+            rec = unpack_body(body)
+            if kind == _KIND_NEW_DB:
+                dbs[rec['name']] = rec
+            elif kind == _KIND_DROP_DB:
+                dbs.pop(rec['name'], None)
+            elif kind == _KIND_ACCOUNT:
+                store.accounts[rec['name']] = rec['password']
+            elif kind == _KIND_DROP_ACCOUNT:
+                store.accounts.pop(rec['name'], None)
+        points = 0
+        for name, rec in dbs.items():
+            opts = {k: rec[k] for k in ('buffer_size', 'duration_num',
+                                        'duration_log') if k in rec}
+            db = Database(name, rec['precision'], **opts)
+            db.uuid = rec.get('uuid', db.uuid)
+            db.created = rec.get('created', db.created)
+            store.databases[name] = db
+            for kind, body in read_records(self._db_path(name)):
+                if kind == _KIND_INSERT:
+                    points += apply_insert(
+                        db, parse_insert(unpack_body(body), db.max_ts))
+                elif kind == _KIND_DROP_SERIES:
+                    db.drop_series(unpack_body(body))
+                elif kind == _KIND_META:
+                    _apply_meta(db, unpack_body(body))
+        # logs of databases dropped just before a crash
+        folder = os.path.join(self.data_dir, 'db')
+        for fn in os.listdir(folder):
+            if fn.endswith('.log') and fn[:-4] not in dbs:
+                LogFile(os.path.join(folder, fn)).remove()
+        log.info('loaded %d database(s), %d point(s) from %s in %.3f s',
+                 len(dbs), points, self.data_dir, time.perf_counter() - t0)
+
+
+def _packb(data: Any) -> bytes:
+    from ..connector.lib.codec import packb
+    return packb(data)
+
+
+def _meta(db: Database) -> Dict[str, Any]:
+    return {
+        'users': [[u.name, u.password, u.access] for u in db.users.values()],
+        'groups': [[g.name, g.expression] for g in db.groups.values()],
+        'tags': {name: sorted(members) for name, members in db.tags.items()},
+        'settings': {k: getattr(db, k) for k in _SETTINGS if hasattr(db, k)},
+    }
+
+
+def _apply_meta(db: Database, meta: Dict[str, Any]) -> None:
+    db.users = {name: User(name, pw, access)
+                for name, pw, access in meta['users']}
+    groups: Dict[str, Group] = {}
+    for name, expression in meta['groups']:
+        try:
+            groups[name] = Group(name, expression,
+                                 compile_expression(expression))
+        except re.error:
+            log.warning('database %s: cannot restore group %s', db.name, name)
+    db.groups = groups
+    db.tags = {name: set(members) for name, members in meta['tags'].items()}
+    for key, value in meta['settings'].items():
+        setattr(db, key, value)

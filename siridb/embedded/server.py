@@ -1,0 +1,304 @@
+"""``EmbeddedServer``: a SiriDB-compatible server on asyncio, in-process.
+
+``async with EmbeddedServer(port=0) as srv:`` listens on 127.0.0.1 and a free
+port (``srv.host``, ``srv.port``) with database ``dbtest`` (user ``iris`` /
+``siri``, service account ``sa`` / ``siri``). ``EmbeddedServer.
+start_in_thread()`` runs one in a background thread for synchronous code.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import ssl as _ssl
+import threading
+import time
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Iterable,
+    Mapping,
+    Optional,
+    Set,
+    Union,
+)
+
+from .context import QueryContext, ServerInfo
+from .engine import Engine
+from .protocol import ServerProtocol
+from .store import DEFAULT_SERVICE_ACCOUNT, Database, Store, User
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .cluster import EmbeddedCluster
+
+__all__ = ['EmbeddedServer', 'ServerThread', 'Databases', 'normalize_databases']
+
+log = logging.getLogger('siridb.embedded')
+
+#: ``{'name': 'precision'}``, or database names (precision ms)
+Databases = Union[Mapping[str, str], Iterable[str], None]
+
+DEFAULT_DATABASES: Dict[str, str] = {'dbtest': 'ms'}
+
+
+def normalize_databases(databases: Databases) -> Dict[str, str]:
+    if databases is None:
+        return dict(DEFAULT_DATABASES)
+    if isinstance(databases, str):
+        databases = [databases]
+    if isinstance(databases, Mapping):
+        return {str(k): str(v) for k, v in databases.items()}
+    return {str(name): 'ms' for name in databases}
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ('localhost', ''):
+        return host == 'localhost'
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class EmbeddedServer:
+    """One listener of the embedded server (see the module docstring).
+
+    ``databases`` are created unless they already exist (e.g. loaded from
+    ``data_dir``). ``ssl`` is a server ``ssl.SSLContext``; ``unix_path``
+    listens on a unix socket instead of TCP. ``fsync`` is the durability
+    policy with a ``data_dir`` (``'always'`` or ``'never'``, see
+    ``siridb.embedded.persist``). ``engine``/``pool``/``cluster`` are used by
+    ``EmbeddedCluster`` to share one store between listeners.
+    """
+
+    def __init__(self, host: str = '127.0.0.1', port: int = 0,
+                 databases: Databases = None, data_dir: Optional[str] = None,
+                 ssl: Optional[_ssl.SSLContext] = None,
+                 unix_path: Optional[str] = None, *, fsync: str = 'always',
+                 engine: Optional[Engine] = None, pool: int = 0,
+                 cluster: Optional[EmbeddedCluster] = None) -> None:
+        self.host = host
+        self.port = port
+        self.ssl = ssl
+        self.unix_path = unix_path
+        self._owns_engine = engine is None
+        self.engine = engine if engine is not None else Engine(data_dir, fsync)
+        for name, precision in normalize_databases(databases).items():
+            self.engine.ensure_database(name, precision)
+        self.cluster = cluster
+        self.info = ServerInfo(name=f'{host}:{port}', pool=pool,
+                               online=False, status='offline')
+        self.connections: Set[ServerProtocol] = set()
+        self.paused = False
+        self._pool_error = False
+        self._server: Optional[asyncio.AbstractServer] = None
+
+    # -- public API ----------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        """The shared ``store.Store`` (``.databases``, ``.accounts``)."""
+        return self.engine.store
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def database(self, name: str = 'dbtest') -> Database:
+        return self.engine.store.databases[name]
+
+    async def start(self) -> None:
+        """Start listening (again, on the same port, after ``stop()``)."""
+        if self._server is not None:
+            return
+        loop = asyncio.get_running_loop()
+        if self.unix_path is not None:
+            self._server = await loop.create_unix_server(
+                lambda: ServerProtocol(self), self.unix_path, ssl=self.ssl)
+            self.info.name = self.unix_path
+        else:
+            self._server = await loop.create_server(
+                lambda: ServerProtocol(self), self.host, self.port,
+                ssl=self.ssl)
+            self.port = self._server.sockets[0].getsockname()[1]
+            self.info.name = f'{self.host}:{self.port}'
+        self.info.online = not self.paused
+        self.info.status = 'paused' if self.paused else 'running'
+        self.info.started = time.time()
+        log.info('embedded SiriDB server listening on %s%s', self.info.name,
+                 ' (TLS)' if self.ssl else '')
+        self._warn_exposed()
+
+    async def stop(self) -> None:
+        """Stop listening and drop every connection (in-flight requests of
+        clients fail with a lost connection, like a server going down)."""
+        server, self._server = self._server, None
+        self.info.online = False
+        self.info.status = 'offline'
+        if server is not None:
+            server.close()
+            for conn in list(self.connections):
+                conn.abort()
+            await server.wait_closed()
+            # let the aborted transports run connection_lost
+            await asyncio.sleep(0)
+            log.info('embedded SiriDB server %s stopped', self.info.name)
+        if self._owns_engine:
+            self.engine.close()
+
+    def pause(self) -> None:
+        """Answer every request with ServerError (67), like a server that is
+        not running (starting up, shutting down)."""
+        self.paused = True
+        self.info.online = False
+        if self._server is not None:
+            self.info.status = 'paused'
+
+    def resume(self) -> None:
+        self.paused = False
+        if self._server is not None:
+            self.info.online = True
+            self.info.status = 'running'
+
+    def pool_error(self, flag: bool = True) -> None:
+        """Answer as a cluster member whose other pool is down (68)."""
+        self._pool_error = flag
+
+    @property
+    def paused_msg(self) -> str:
+        return f"Server '{self.info.name}' is not running (paused)."
+
+    @property
+    def pool_down(self) -> bool:
+        if self._pool_error:
+            return True
+        return self.cluster is not None and self.cluster.pool_missing()
+
+    def query_context(self, db: Database, user: User) -> QueryContext:
+        servers = [self.info] if self.cluster is None else self.cluster.infos
+        return QueryContext(db=db, user=user, server=self.info,
+                            servers=servers, pool_down=self.pool_down)
+
+    async def __aenter__(self) -> EmbeddedServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+    def __repr__(self) -> str:
+        return (f'<EmbeddedServer {self.info.name} '
+                f'{"running" if self.running else "stopped"}>')
+
+    @classmethod
+    def start_in_thread(cls, **kwargs: Any) -> ServerThread:
+        """Run a server in a background thread; returns once it listens.
+        Use the handle's ``host``/``port`` and ``close()`` it when done."""
+        return ServerThread(**kwargs)
+
+    # -- internals -----------------------------------------------------
+
+    def _warn_exposed(self) -> None:
+        if self.unix_path is not None or _is_loopback(self.host):
+            return
+        store = self.engine.store
+        name, password = DEFAULT_SERVICE_ACCOUNT
+        weak = store.accounts.get(name) == password or any(
+            (u := db.users.get('iris')) is not None and u.password == 'siri'
+            for db in store.databases.values())
+        if weak:
+            log.warning(
+                'embedded SiriDB server on %s is reachable beyond loopback '
+                'with a default password (service account sa or user iris); '
+                'change the passwords', self.info.name)
+
+
+class ServerThread:
+    """An ``EmbeddedServer`` running in its own thread and event loop."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._kwargs = kwargs
+        self._ready = threading.Event()
+        self._error: Optional[BaseException] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._stop: Optional[asyncio.Event] = None
+        self.server: Optional[EmbeddedServer] = None
+        self._thread = threading.Thread(
+            target=self._run, name='siridb-embedded', daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported to the starting thread
+            if not self._ready.is_set():
+                self._error = exc
+                self._ready.set()
+            else:
+                log.exception('embedded server thread failed')
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self.server = EmbeddedServer(**self._kwargs)
+        await self.server.start()
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.server.stop()
+
+    @property
+    def host(self) -> str:
+        assert self.server is not None
+        return self.server.host
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.port
+
+    @property
+    def store(self) -> Store:
+        assert self.server is not None
+        return self.server.store
+
+    def _call(self, fn: Any, *args: Any) -> None:
+        if self._loop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def pause(self) -> None:
+        assert self.server is not None
+        self._call(self.server.pause)
+
+    def resume(self) -> None:
+        assert self.server is not None
+        self._call(self.server.resume)
+
+    def pool_error(self, flag: bool = True) -> None:
+        assert self.server is not None
+        self._call(self.server.pool_error, flag)
+
+    def close(self) -> None:
+        """Stop the server and wait for its thread."""
+        if self._stop is not None:
+            self._call(self._stop.set)
+        self._thread.join()
+
+    def __enter__(self) -> ServerThread:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f'<ServerThread {self.server!r}>'
