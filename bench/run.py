@@ -1,0 +1,263 @@
+"""Client-side benchmarks: this driver against the raw qpack limit and 2.1.6.
+
+    python bench/run.py                    # full run (1,000,000 points)
+    python bench/run.py --smoke            # seconds-long, for CI
+    python bench/run.py --legacy-venv DIR  # also siridb-connector 2.1.6
+
+Starts the embedded server in a separate process (``python -m
+siridb.embedded``), then runs each client in its own process
+(``bench/worker.py``): ``raw`` (hand-written minimal client + in-memory
+packb/unpackb), ``ours`` (this checkout) and, with ``--legacy-venv``,
+``2.1.6`` (installed into that venv with pip when missing). Prints a table
+and writes ``bench/results/latest.json``. Numbers are the CLIENT process's
+CPU time; the server's cost is not counted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / 'bench'
+RESULTS = BENCH / 'results'
+LEGACY_REQ = 'siridb-connector==2.1.6'
+
+#: targets from the issue: (metric, limit, higher is better)
+TARGETS = {
+    'bulk': ('ours CPU / raw packb+send CPU', 1.15, False),
+    'small': ('ours ops/s / 2.1.6 ops/s', 1.3, True),
+    'decode': ('ours CPU / raw unpackb CPU', 1.1, False),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f'embedded server exited with status {proc.returncode}')
+        try:
+            with socket.create_connection(('127.0.0.1', port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f'embedded server did not listen on port {port} in {timeout} s')
+
+
+def env_with_checkout() -> Dict[str, str]:
+    env = dict(os.environ)
+    env['PYTHONPATH'] = str(ROOT) + (os.pathsep + env['PYTHONPATH']
+                                     if env.get('PYTHONPATH') else '')
+    return env
+
+
+def legacy_python(venv: Path) -> Path:
+    """The venv's interpreter, creating the venv with 2.1.6 when missing."""
+    py = venv / 'bin' / 'python'
+    if not py.exists():
+        print(f'creating {venv} with {LEGACY_REQ} ...', file=sys.stderr)
+        subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True)
+    check = subprocess.run([str(py), '-c', 'import siridb.connector'],
+                           cwd=str(venv), capture_output=True)
+    if check.returncode != 0:
+        subprocess.run([str(py), '-m', 'pip', 'install', '-q', LEGACY_REQ], check=True)
+    return py
+
+
+def run_worker(python: str, impl: str, tag: str, port: int, ns: argparse.Namespace,
+               env: Dict[str, str]) -> Dict[str, Any]:
+    cmd = [python, str(BENCH / 'worker.py'), '--impl', impl, '--tag', tag,
+           '--port', str(port), '--points', str(ns.points), '--batch', str(ns.batch),
+           '--small', str(ns.small), '--inflight', str(ns.inflight)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(BENCH),
+                          timeout=1800)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-3:]
+        return {'impl': tag, 'error': ' | '.join(tail) or f'status {proc.returncode}'}
+    result: Dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result['impl'] = tag
+    return result
+
+
+def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def get(d: Optional[Dict[str, Any]], *keys: str) -> Optional[float]:
+    cur: Any = d
+    for k in keys:
+        if not isinstance(cur, dict) or k not in cur:
+            return None
+        cur = cur[k]
+    return float(cur) if isinstance(cur, (int, float)) else None
+
+
+def summarize(raw: Dict[str, Any], ours: Dict[str, Any],
+              legacy: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """Derived figures and target verdicts."""
+    out: Dict[str, Any] = {}
+    pts = get(ours, 'bulk', 'points')
+    ops = get(ours, 'small', 'ops')
+
+    def per_point(d: Optional[Dict[str, Any]], *k: str) -> Optional[float]:
+        v = get(d, *k)
+        return None if v is None or not pts else v / pts * 1e6
+
+    def rate(d: Optional[Dict[str, Any]]) -> Optional[float]:
+        w = get(d, 'small', 'wall')
+        return None if w is None or not ops else ops / w
+
+    def cpu_op(d: Optional[Dict[str, Any]]) -> Optional[float]:
+        c = get(d, 'small', 'cpu')
+        return None if c is None or not ops else c / ops * 1e6
+
+    rows: List[Dict[str, Any]] = []
+
+    def row(name: str, unit: str, r: Optional[float], o: Optional[float],
+            lg: Optional[float], lim: Optional[float] = None) -> None:
+        rows.append({'workload': name, 'unit': unit, 'limit': lim, 'raw': r, 'ours': o,
+                     'legacy': lg, 'ours/raw': ratio(o, r), 'ours/legacy': ratio(o, lg)})
+
+    row('bulk insert: CPU per point', 'us', per_point(raw, 'bulk', 'cpu'),
+        per_point(ours, 'bulk', 'cpu'), per_point(legacy, 'bulk', 'cpu'),
+        per_point(raw, 'limit_packb', 'cpu'))
+    row('bulk insert: wall throughput', 'kpts/s',
+        ratio(pts, get(raw, 'bulk', 'wall')), ratio(pts, get(ours, 'bulk', 'wall')),
+        ratio(pts, get(legacy, 'bulk', 'wall')))
+    row('small requests: CPU per op', 'us', cpu_op(raw), cpu_op(ours), cpu_op(legacy))
+    row('small requests: wall throughput', 'ops/s', rate(raw), rate(ours), rate(legacy))
+    row('decode select: CPU per point', 'us', per_point(raw, 'decode', 'cpu'),
+        per_point(ours, 'decode', 'cpu'), per_point(legacy, 'decode', 'cpu'),
+        per_point(raw, 'limit_unpackb', 'cpu'))
+    for r in rows:
+        if r['unit'] == 'kpts/s':
+            for k in ('raw', 'ours', 'legacy'):
+                if r[k] is not None:
+                    r[k] /= 1000.0
+    out['rows'] = rows
+
+    verdicts: Dict[str, Any] = {}
+    bulk = ratio(get(ours, 'bulk', 'cpu'), get(raw, 'bulk', 'cpu'))
+    small = ratio(rate(ours), rate(legacy))
+    decode = ratio(get(ours, 'decode', 'cpu'), get(raw, 'limit_unpackb', 'cpu'))
+    for key, value in (('bulk', bulk), ('small', small), ('decode', decode)):
+        what, limit, higher = TARGETS[key]
+        met = None if value is None else (value >= limit if higher else value <= limit)
+        verdicts[key] = {'metric': what, 'value': value,
+                         'target': f'{">=" if higher else "<="} {limit}', 'met': met}
+    out['targets'] = verdicts
+    return out
+
+
+def fmt(v: Optional[float], digits: int = 2) -> str:
+    if v is None:
+        return '-'
+    if abs(v) >= 1000:
+        return f'{v:,.0f}'
+    return f'{v:.{digits}f}'
+
+
+def table(summary: Dict[str, Any], meta: Dict[str, Any]) -> str:
+    head = ['workload', 'unit', 'qpack only', 'raw client', 'ours', '2.1.6',
+            'ours/raw', 'ours/2.1.6']
+    lines = [head]
+    for r in summary['rows']:
+        lines.append([r['workload'], r['unit'], fmt(r['limit']), fmt(r['raw']),
+                      fmt(r['ours']), fmt(r['legacy']), fmt(r['ours/raw']),
+                      fmt(r['ours/legacy'])])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    text = []
+    for n, line in enumerate(lines):
+        cells = [c.ljust(widths[i]) if i < 2 else c.rjust(widths[i])
+                 for i, c in enumerate(line)]
+        text.append('| ' + ' | '.join(cells) + ' |')
+        if n == 0:
+            text.append('|' + '|'.join('-' * (w + 2) if i < 2 else '-' * (w + 1) + ':'
+                                       for i, w in enumerate(widths)) + '|')
+    text.append('')
+    for key, v in summary['targets'].items():
+        verdict = {True: 'met', False: 'NOT met', None: 'not measured'}[v['met']]
+        text.append(f'- target {key}: {v["metric"]} = {fmt(v["value"])} '
+                    f'(target {v["target"]}): {verdict}')
+    text.append('')
+    text.append(f'{meta["points"]:,} points in requests of {meta["batch"]:,}; '
+                f'{meta["small_ops"]:,} small requests, {meta["inflight"]} in flight; '
+                f'Python {meta["python"]}, {meta["machine"]}.')
+    return '\n'.join(text)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description='siridb-connector client benchmarks')
+    ap.add_argument('--smoke', action='store_true', help='seconds-long run (CI)')
+    ap.add_argument('--legacy-venv', type=Path,
+                    help=f'venv with {LEGACY_REQ} (created when missing)')
+    ap.add_argument('--points', type=int)
+    ap.add_argument('--batch', type=int, default=10_000)
+    ap.add_argument('--small', type=int)
+    ap.add_argument('--inflight', type=int, default=256)
+    ap.add_argument('--json', type=Path, default=RESULTS / 'latest.json')
+    ns = ap.parse_args(argv)
+    if ns.points is None:
+        ns.points = 20_000 if ns.smoke else 1_000_000
+    if ns.small is None:
+        ns.small = 2_048 if ns.smoke else 25_600
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, '-m', 'siridb.embedded', '--host', '127.0.0.1',
+         '--port', str(port), '--db', 'bench'],
+        cwd=str(ROOT), env=env_with_checkout(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, server)
+        raw = run_worker(sys.executable, 'raw', 'raw', port, ns, env_with_checkout())
+        ours = run_worker(sys.executable, 'client', 'ours', port, ns, env_with_checkout())
+        legacy: Optional[Dict[str, Any]] = None
+        if ns.legacy_venv is not None:
+            env = dict(os.environ)
+            env.pop('PYTHONPATH', None)
+            py = legacy_python(ns.legacy_venv.resolve())
+            legacy = run_worker(str(py), 'client', 'legacy', port, ns, env)
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+    meta = {'points': ns.points, 'batch': ns.batch, 'small_ops': ns.small,
+            'inflight': ns.inflight, 'python': platform.python_version(),
+            'machine': f'{os.cpu_count()} cores, {platform.machine()}',
+            'smoke': ns.smoke, 'when': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}
+    errors = [w for w in (raw, ours, legacy) if w is not None and 'error' in w]
+    summary = summarize(raw, ours, legacy) if not errors else {'rows': [], 'targets': {}}
+    doc = {'meta': meta, 'raw': raw, 'ours': ours, 'legacy': legacy, 'summary': summary}
+    ns.json.parent.mkdir(parents=True, exist_ok=True)
+    ns.json.write_text(json.dumps(doc, indent=2) + '\n')
+    if errors:
+        for w in errors:
+            print(f'{w["impl"]}: FAILED: {w["error"]}', file=sys.stderr)
+        return 1
+    print(table(summary, meta))
+    print(f'\n(json: {ns.json})')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""One benchmark client in its own process; prints its measurements as JSON.
+
+``--impl raw`` is the limit: a minimal hand-written client (qpack.packb,
+header, transport.write, qpack.unpackb) plus in-memory packb/unpackb timings.
+``--impl client`` uses whatever ``siridb.connector`` this interpreter imports
+(this checkout via PYTHONPATH, or siridb-connector 2.1.6 in a venv), through
+the API both share: ``SiriDBClient(...)``, ``connect``, ``insert``, ``query``.
+Only the client's own CPU time (``time.process_time``) and wall time are
+measured; the server runs in another process.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import struct
+import sys
+import time
+from typing import Any, Awaitable, Callable, Dict, List, Tuple
+
+import qpack
+
+HDR = struct.Struct('<IHBB')
+T0 = 1_600_000_000_000  # ms
+SERIES_PER_REQUEST = 10
+
+
+def bulk_batches(tag: str, points: int, batch: int) -> List[Dict[str, List[List[Any]]]]:
+    """``points`` points in requests of ``batch`` points, 10 series each;
+    even series hold ints, odd ones floats."""
+    per_series = max(1, batch // SERIES_PER_REQUEST)
+    out: List[Dict[str, List[List[Any]]]] = []
+    made = 0
+    s = 0
+    while made < points:
+        req: Dict[str, List[List[Any]]] = {}
+        for _ in range(SERIES_PER_REQUEST):
+            if made >= points:
+                break
+            n = min(per_series, points - made)
+            if s % 2:
+                req[f'bulk-{tag}-{s:05d}'] = [[T0 + i * 1000, i * 0.25] for i in range(n)]
+            else:
+                req[f'bulk-{tag}-{s:05d}'] = [[T0 + i * 1000, i] for i in range(n)]
+            made += n
+            s += 1
+        out.append(req)
+    return out
+
+
+class Measure:
+    """CPU (process) and wall seconds of a block."""
+
+    def __enter__(self) -> Measure:
+        gc.collect()
+        self.cpu0 = time.process_time()
+        self.wall0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cpu = time.process_time() - self.cpu0
+        self.wall = time.perf_counter() - self.wall0
+
+
+class RawProtocol(asyncio.Protocol):
+    """The least a client can do: frame, write, match replies by pid."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.waiters: Dict[int, asyncio.Future[Tuple[int, bytes]]] = {}
+        self.pid = 0
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        pos = 0
+        n = len(buf)
+        while n - pos >= 8:
+            length, pid, tp, _check = HDR.unpack_from(buf, pos)
+            end = pos + 8 + length
+            if end > n:
+                break
+            fut = self.waiters.pop(pid)
+            fut.set_result((tp, bytes(buf[pos + 8:end])))
+            pos = end
+        if pos:
+            del buf[:pos]
+
+    def request(self, tp: int, body: bytes) -> asyncio.Future[Tuple[int, bytes]]:
+        pid = self.pid
+        self.pid = (pid + 1) & 0xFFFF
+        fut: asyncio.Future[Tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        self.waiters[pid] = fut
+        self.transport.write(HDR.pack(len(body), pid, tp, tp ^ 0xFF) + body)
+        return fut
+
+
+class RawClient:
+    def __init__(self, proto: RawProtocol) -> None:
+        self.proto = proto
+
+    async def _call(self, tp: int, data: Any) -> Any:
+        rtp, body = await self.proto.request(tp, qpack.packb(data))
+        result = qpack.unpackb(body, decode='utf-8') if body else None
+        if rtp >= 64:
+            raise RuntimeError(f'error {rtp}: {result}')
+        return result
+
+    async def insert(self, data: Any) -> Any:
+        return await self._call(1, data)
+
+    async def query(self, q: str) -> Any:
+        return await self._call(0, [q, None])
+
+    def close(self) -> None:
+        self.proto.transport.close()
+
+
+async def open_raw(port: int, db: str) -> RawClient:
+    loop = asyncio.get_running_loop()
+    _t, proto = await loop.create_connection(RawProtocol, '127.0.0.1', port)
+    client = RawClient(proto)
+    await client._call(2, ['iris', 'siri', db])
+    return client
+
+
+async def open_client(port: int, db: str) -> Any:
+    from siridb.connector import SiriDBClient  # this checkout or 2.1.6
+
+    client = SiriDBClient('iris', 'siri', db, [('127.0.0.1', port)], keepalive=True)
+    result = await client.connect()
+    errors = [r for r in result or [] if r is not None]
+    if errors:
+        raise RuntimeError(f'connect failed: {errors[0]!r}')
+    return client
+
+
+async def run(ns: argparse.Namespace) -> Dict[str, Any]:
+    tag = ns.tag
+    out: Dict[str, Any] = {'impl': ns.impl, 'python': sys.version.split()[0]}
+    if ns.impl == 'raw':
+        client: Any = await open_raw(ns.port, ns.db)
+        out['version'] = f'qpack {getattr(qpack, "__version__", "?")}'
+    else:
+        client = await open_client(ns.port, ns.db)
+        import siridb
+
+        out['version'] = getattr(siridb, '__version__', '2.1.6?')
+    try:
+        # bulk insert, pre-grouped
+        batches = bulk_batches(tag, ns.points, ns.batch)
+        points = sum(len(p) for b in batches for p in b.values())
+        with Measure() as m:
+            for b in batches:
+                await client.insert(b)
+        out['bulk'] = {'cpu': m.cpu, 'wall': m.wall, 'points': points,
+                       'requests': len(batches)}
+        if ns.impl == 'raw':
+            with Measure() as m:
+                for b in batches:
+                    qpack.packb(b)
+            out['limit_packb'] = {'cpu': m.cpu, 'points': points}
+        del batches
+
+        # small requests, many in flight
+        await client.insert({f'tiny-{tag}': [[T0, 1], [T0 + 1, 2], [T0 + 2, 3]]})
+        ops = ns.small
+        per = max(1, ops // ns.inflight)
+        tiny_q = f'select * from "tiny-{tag}"'
+
+        async def small_worker(w: int) -> None:
+            for k in range(per):
+                if k % 2:
+                    await client.query(tiny_q)
+                else:
+                    await client.insert({f'small-{tag}-{w % 64}': [[T0 + w * per + k, k]]})
+
+        with Measure() as m:
+            await asyncio.gather(*(small_worker(w) for w in range(ns.inflight)))
+        done = per * ns.inflight
+        out['small'] = {'cpu': m.cpu, 'wall': m.wall, 'ops': done,
+                        'inflight': ns.inflight}
+
+        # decoding a big select result
+        q = f'select * from /bulk-{tag}-.*/'
+        with Measure() as m:
+            if ns.impl == 'raw':
+                rtp, body = await client.proto.request(0, qpack.packb([q, None]))
+                result = qpack.unpackb(body, decode='utf-8')
+            else:
+                result = await client.query(q, timeout=600)
+        got = sum(len(v) for v in result.values())
+        out['decode'] = {'cpu': m.cpu, 'wall': m.wall, 'points': got}
+        if ns.impl == 'raw':
+            out['decode']['bytes'] = len(body)
+            del result
+            with Measure() as m:
+                qpack.unpackb(body, decode='utf-8')
+            out['limit_unpackb'] = {'cpu': m.cpu, 'points': got, 'bytes': len(body)}
+    finally:
+        client.close()
+        waiter: Callable[[], Awaitable[None]] = getattr(client, 'wait_closed', None) \
+            or (lambda: asyncio.sleep(0.05))
+        await waiter()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--impl', choices=('raw', 'client'), required=True)
+    ap.add_argument('--tag', required=True)
+    ap.add_argument('--port', type=int, required=True)
+    ap.add_argument('--db', default='bench')
+    ap.add_argument('--points', type=int, default=1_000_000)
+    ap.add_argument('--batch', type=int, default=10_000)
+    ap.add_argument('--small', type=int, default=20_000)
+    ap.add_argument('--inflight', type=int, default=256)
+    ns = ap.parse_args()
+    result = asyncio.run(run(ns))
+    print(json.dumps(result))
+
+
+if __name__ == '__main__':
+    main()
