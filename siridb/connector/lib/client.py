@@ -25,6 +25,7 @@ from .exceptions import (
     RequestTimeoutError,
     ServerError,
 )
+from .features import ClientFeatures
 from .hosts import HostState, choose_host, parse_hostlist
 from .protocol import SiriDBProtocol, open_protocol
 from .validate import pack_insert, pack_query
@@ -36,7 +37,7 @@ logger = logging.getLogger('siridb.connector')
 NO_CONNECTIONS = 'No available connections found'
 
 
-class SiriDBClient:
+class SiriDBClient(ClientFeatures):
     """A pool of connections to the servers of one SiriDB database.
 
     ``hostlist``: ``[(host, port), (host, port, {'weight': 1..9, 'backup':
@@ -167,6 +168,7 @@ class SiriDBClient:
             raise ConnectionError(f'{h.host}:{h.port}: connection lost after AUTH')
         h.protocol = protocol
         h.up = True
+        self._count_connect(h)
         h.auth_failed = False
         h.last_error = None
         h.inactive_until = 0.0
@@ -252,6 +254,8 @@ class SiriDBClient:
     async def query(self, query: Any, time_precision: Any = None,
                     timeout: float = 60) -> Any:
         """Run a query; returns the server's reply (a dict)."""
+        if not isinstance(query, (str, bytes)):  # a query builder (features.py)
+            query = await self._build_query(query)
         return await self._request(pm.CPROTO_REQ_QUERY,
                                    pack_query(query, time_precision),
                                    timeout, allow_any_open=True)
@@ -290,8 +294,8 @@ class SiriDBClient:
                     f'no reply within {timeout:g} s (retries included)')
             attempt += 1
             try:
-                return await h.protocol.send_package(tp, body, is_binary=True,
-                                                     timeout=remaining)
+                return await self._track(h, h.protocol.send_package(
+                    tp, body, is_binary=True, timeout=remaining))
             except PoolError as exc:
                 if loop.time() + self._pool_retry_interval >= deadline:
                     raise
