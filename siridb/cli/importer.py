@@ -1,0 +1,170 @@
+"""``siridb import``: stream points from a CSV or JSON lines file into a database.
+
+Rows are read one at a time and handed to a write session in batches, so
+memory stays bounded whatever the file size. Rows that cannot be imported
+are reported on stderr with their line numbers and make the exit code 1.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import sys
+import time
+from collections import OrderedDict
+from typing import IO, TYPE_CHECKING, Any, List, Optional, Tuple
+
+from .connect import db_precision, open_client
+from .exitcodes import OK, REQUEST_ERROR, UsageError
+from .options import ConnectionSettings, connection_settings
+from .rows import Point, Rejected, guess_format, read_rows
+
+if TYPE_CHECKING:
+    from ..connector.lib.session import Rejected as SessionRejected
+    from ..connector.lib.session import WriteSession
+
+__all__ = ['run', 'Progress', 'Importer']
+
+#: the most rejected rows listed one by one; later ones are only counted
+MAX_LISTED = 100
+
+
+class Progress:
+    """Points imported, rejected and the rate, redrawn on one stderr line."""
+
+    def __init__(self, out: IO[str], enabled: bool, interval: float = 0.5) -> None:
+        self.out = out
+        self.enabled = enabled
+        self.interval = interval
+        self.start = time.monotonic()
+        self._last = 0.0
+
+    def update(self, written: int, rejected: int, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < self.interval:
+            return
+        self._last = now
+        rate = written / max(now - self.start, 1e-9)
+        self.out.write(f'\rimported {written} points ({rate:,.0f} points/s), '
+                       f'{rejected} rejected')
+        self.out.flush()
+
+    def done(self, written: int, rejected: int) -> None:
+        if self.enabled:
+            self.update(written, rejected, force=True)
+            self.out.write('\n')
+            self.out.flush()
+
+
+class Importer:
+    """Feeds rows to a write session in chunks and keeps the counters.
+
+    The session bounds what is buffered (``max_buffer_points``) and makes the
+    reader wait when the server is slower; points the server rejects come back
+    through ``on_error`` and are traced to their line numbers through a window
+    of recent rows at least as large as that bound.
+    """
+
+    def __init__(self, session: WriteSession, chunk: int, window: int,
+                 err: IO[str]) -> None:
+        self.session = session
+        self.chunk = chunk
+        self.err = err
+        self.rejected = 0
+        self.listed = 0
+        self._rows: List[Tuple[str, int, Any]] = []
+        self._window = window
+        self._recent: OrderedDict[Tuple[str, int], int] = OrderedDict()
+
+    @property
+    def written(self) -> int:
+        return self.session.written
+
+    def reject(self, line: Optional[int], reason: str) -> None:
+        self.rejected += 1
+        if self.listed < MAX_LISTED:
+            where = f'line {line}' if line is not None else 'line ?'
+            self.err.write(f'{where}: rejected: {reason}\n')
+            self.listed += 1
+            if self.listed == MAX_LISTED:
+                self.err.write(f'(only the first {MAX_LISTED} rejected rows are listed)\n')
+
+    def on_error(self, rejected: SessionRejected) -> None:
+        """The server refused these points: report each with its line."""
+        for p in rejected.points:
+            key = (p.series, int(p.timestamp))  # type: ignore[arg-type]
+            self.reject(self._recent.get(key), f'rejected by the server: {rejected.error}')
+
+    async def add(self, point: Point) -> None:
+        self._rows.append((point.series, point.ts, point.value))
+        key = (point.series, point.ts)
+        self._recent[key] = point.line
+        self._recent.move_to_end(key)
+        if len(self._recent) > self._window:
+            self._recent.popitem(last=False)
+        if len(self._rows) >= self.chunk:
+            await self.flush_rows()
+
+    async def flush_rows(self) -> None:
+        rows, self._rows = self._rows, []
+        if rows:
+            await self.session.write_many(rows)
+
+
+def _open_input(path: str) -> IO[str]:
+    if path == '-':
+        return io.TextIOWrapper(sys.stdin.buffer, encoding='utf-8', newline='')
+    try:
+        return open(path, encoding='utf-8', newline='')
+    except OSError as exc:
+        raise UsageError(f'cannot read {path}: {exc.strerror}') from None
+
+
+async def _import(args: argparse.Namespace, settings: ConnectionSettings,
+                  stream: IO[str], progress: Progress) -> Importer:
+    from ..connector.lib.session import WriteSession
+
+    fmt = guess_format(args.file, args.format)
+    async with open_client(settings) as client:
+        precision = await db_precision(client, settings.timeout)
+        bound = 4 * args.batch
+        importer: Optional[Importer] = None
+        session = WriteSession(
+            client, autocommit_every=args.batch, max_buffer_points=bound,
+            max_package_points=args.batch, on_full='wait',
+            on_error=lambda rejected: importer.on_error(rejected) if importer else None,
+            insert_timeout=settings.timeout)
+        importer = Importer(session, min(args.batch, 1000), bound + args.batch, sys.stderr)
+        try:
+            async with session:
+                for row in read_rows(stream, fmt, precision):
+                    if isinstance(row, Rejected):
+                        importer.reject(row.line, row.reason)
+                    else:
+                        await importer.add(row)
+                    progress.update(importer.written, importer.rejected)
+                await importer.flush_rows()
+        except UnicodeDecodeError as exc:
+            raise UsageError(f'{args.file} is not UTF-8 text: {exc.reason}') from None
+        finally:
+            progress.done(importer.written, importer.rejected)
+    return importer
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch < 1:
+        raise UsageError('--batch must be at least 1')
+    settings = connection_settings(args)
+    show = {'always': True, 'never': False}.get(args.progress, sys.stderr.isatty())
+    with _open_input(args.file) as stream:
+        importer = asyncio.run(_import(args, settings, stream, Progress(sys.stderr, show)))
+    n = importer.written
+    summary = f'imported {n} point{"" if n == 1 else "s"}'
+    if importer.rejected:
+        summary += f', rejected {importer.rejected} row{"" if importer.rejected == 1 else "s"}'
+    print(summary, file=sys.stderr)
+    return REQUEST_ERROR if importer.rejected else OK
+
+
