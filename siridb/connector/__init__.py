@@ -7,6 +7,7 @@ reconnect), ``async_connect``/``SiriDBAsyncConnection`` (one connection),
 """
 from __future__ import annotations
 
+from .lib.builder import CountSeries, ListSeries, Select
 from .lib.client import SiriDBClient
 from .lib.conn import SiriDBConn
 from .lib.connection import (
@@ -25,10 +26,27 @@ from .lib.constants import (
 from .lib.exceptions import SiriDBError
 from .lib.info import async_server_info
 from .lib.protocol import SiriDBProtocol
+from .lib.results import SeriesResult
+from .lib.service import ServiceAPI, SiriDBService
+from .lib.session import (
+    BufferFullError,
+    FlushTimeoutError,
+    Point,
+    RejectedPointsError,
+    SessionClosedError,
+    SessionError,
+    WriteSession,
+)
+from .lib.stats import ServerStats
+from .lib.url import URLError, parse_url
 
 __all__ = [
     'SiriDBClient', 'SiriDBConn', 'SiriDBProtocol', 'SiriDBAsyncConnection',
     'SiriDBConnection', 'SiriDBError', 'connect', 'async_connect',
     'async_server_info', 'SECOND', 'MILLISECOND', 'MICROSECOND', 'NANOSECOND',
     'DEFAULT_CLIENT_PORT',
+    'Select', 'ListSeries', 'CountSeries', 'SeriesResult', 'ServiceAPI',
+    'SiriDBService', 'WriteSession', 'Point', 'SessionError', 'BufferFullError',
+    'FlushTimeoutError', 'RejectedPointsError', 'SessionClosedError', 'ServerStats',
+    'URLError', 'parse_url',
 ]
