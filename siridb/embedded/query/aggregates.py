@@ -275,21 +275,33 @@ _VARIANCES: Dict[str, Callable[[Sequence[Any]], float]] = {
     'variance': _variance, 'pvariance': _pvariance, 'stddev': _stddev}
 
 
-def _buckets(ts: Sequence[int], values: Sequence[Any], group: int, offset: int,
-             reduce: Reducer) -> Tuple[List[int], List[Any]]:
-    """Reduce every (label - group, label] bucket that holds points."""
-    out_ts: List[int] = []
-    out_v: List[Any] = []
+def _bucket_bounds(ts: Sequence[int], group: int, offset: int
+                   ) -> Tuple[List[int], List[int], List[int]]:
+    """Labels, start and end indexes of every (label - group, label] holding points.
+
+    label = ceil((ts - offset) / group) * group + offset, in exact integers. Few large
+    buckets are found by bisecting; many small ones by labelling every point in one
+    pass (no Python call per point), which is several times faster there.
+    """
     n = len(ts)
-    i = 0
-    while i < n:
-        # label = ceil((ts - offset) / group) * group + offset, in exact integers
-        label = offset - ((offset - ts[i]) // group) * group
-        j = bisect_right(ts, label, i, n)
-        out_ts.append(label)
-        out_v.append(reduce(values, i, j))
-        i = j
-    return out_ts, out_v
+    labels: List[int] = []
+    starts: List[int] = []
+    if n and ((ts[-1] - ts[0]) // group + 1) * 16 < n:
+        i = 0
+        while i < n:
+            label = offset - ((offset - ts[i]) // group) * group
+            labels.append(label)
+            starts.append(i)
+            i = bisect_right(ts, label, i, n)
+    elif n:
+        every = [offset - ((offset - t) // group) * group for t in ts]
+        starts.append(0)
+        starts.extend(compress(range(1, n), map(
+            operator.ne, islice(every, 1, None), every)))
+        labels = [every[i] for i in starts]
+    ends = starts[1:]
+    ends.append(n)
+    return labels, starts, ends
 
 
 def _pairwise(name: str, ts: Sequence[int], values: Sequence[Any], unit: int
@@ -385,9 +397,10 @@ def _apply(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int
             out_ts = [ts[0] if name == 'first' else ts[-1]]
         else:
             reduce = _reducer(name, tp, unit, spec.group)
-            out_ts, out_v = _buckets(ts, values, spec.group, spec.offset or 0, reduce)
+            out_ts, starts, ends = _bucket_bounds(ts, spec.group, spec.offset or 0)
             if out_ts[-1] > INT64_MAX:
                 raise _err_overflow(name)
+            out_v = [reduce(values, i, j) for i, j in zip(starts, ends)]
     except OverflowError:  # a float conversion of an enormous integer
         raise _err_overflow(name) from None
     if name in ('sum', 'difference'):
