@@ -1,0 +1,238 @@
+"""Mutating statements: groups, tags, users and rights, drop series, alter database.
+
+Each is deterministic given its text (the server replays them on restart).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+from ..context import QueryContext, QueryFailure
+from ..store import ACCESS, ACCESS_PROFILES, Database, Group, User
+from .parser import Node
+from .selectors import compile_regex, matches, resolve_where, select_names, series_row
+from .timeexpr import get_zone, to_int
+
+__all__ = ['run_admin']
+
+_MAX_LIMIT = 2 ** 32 - 1
+
+
+def _fail(msg: str) -> QueryFailure:
+    return QueryFailure(65, msg)
+
+
+def _ok(msg: str) -> Dict[str, Any]:
+    return {'success_msg': msg}
+
+
+def _check_free(db: Database, name: str) -> None:
+    """Groups and tags share one namespace."""
+    if name in db.groups:
+        raise _fail(f"Group '{name}' already exists.")
+    if name in db.tags:
+        raise _fail(f"Tag '{name}' already exists.")
+
+
+def _check_group_or_tag_name(name: str, what: str) -> None:
+    if not name:
+        raise _fail(f'{what} name should be at least 1 character.')
+    if len(name) > 255:
+        raise _fail(f'{what} name should be at most 255 characters.')
+
+
+def _regex(rx: Tuple[str, bool]) -> Tuple[str, Any]:
+    pattern, icase = rx
+    compiled = compile_regex(pattern, icase)
+    return '/' + pattern + '/' + ('i' if icase else ''), compiled
+
+
+def _selected(db: Database, node: Node, now: int) -> List[str]:
+    names = select_names(db, node['selector'])
+    where = resolve_where(db, node.get('where'), now)
+    if where is not None:
+        names = [n for n in names if matches(where, series_row(db.series[n]))]
+    return names
+
+
+def _user(db: Database, name: str) -> User:
+    user = db.users.get(name)
+    if user is None:
+        raise _fail(f"Cannot find user: '{name}'")
+    return user
+
+
+def _check_user_name(name: str) -> None:
+    if len(name) < 2:
+        raise _fail('User name should be at least 2 characters.')
+    if len(name) > 60:
+        raise _fail('User name should be at most 60 characters.')
+    if not name.isprintable() or any(c.isspace() for c in name):
+        raise _fail('User name contains illegal characters. (only graphical characters '
+                    'are allowed, no spaces, tabs etc.)')
+
+
+def _check_password(password: str) -> None:
+    if len(password) < 4:
+        raise _fail('Password should be at least 4 characters.')
+    if len(password) > 128:
+        raise _fail('Password should be at most 128 characters.')
+
+
+def _access_bits(words: List[str]) -> int:
+    bits = 0
+    for w in words:
+        if w in ('read', 'write', 'modify', 'full'):
+            bits |= ACCESS_PROFILES[w]
+        else:
+            bits |= ACCESS[w]
+    return bits
+
+
+def _alter_database(db: Database, prop: str, value: str) -> Dict[str, Any]:
+    if prop in ('list_limit', 'select_points_limit'):
+        n = to_int(value)
+        label = prop.replace('_', ' ')
+        if not 1 <= n <= _MAX_LIMIT:
+            raise _fail(f'{label.capitalize()} must be a value between 1 and {_MAX_LIMIT} '
+                        f'but received: {n}')
+        old = getattr(db, prop)
+        setattr(db, prop, n)
+        return _ok(f'Successfully changed {label} from {old} to {n}.')
+    if prop == 'drop_threshold':
+        try:
+            f = float(value)
+        except ValueError:
+            f = -1.0
+        if not 0.0 <= f <= 1.0:
+            raise _fail(f'Drop threshold should be a value between 0 and 1, got: {value}')
+        old_f = db.drop_threshold
+        db.drop_threshold = f
+        return _ok(f'Successfully changed drop_threshold from {old_f:g} to {f:g}.')
+    zone = 'NAIVE' if value.upper() == 'NAIVE' else value
+    get_zone(zone)  # raises for an unknown zone (or missing tzdata)
+    old_tz = db.timezone
+    db.timezone = zone
+    return _ok(f"Successfully changed timezone from '{old_tz}' to '{zone}'.")
+
+
+def _drop_series(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
+    db = ctx.db
+    names = _selected(db, node, now)
+    if not node['ignore_threshold'] and names:
+        per_pool: Dict[int, int] = {}
+        for s in db.series.values():
+            per_pool[s.pool] = per_pool.get(s.pool, 0) + 1
+        drop: Dict[int, int] = {}
+        for series_name in names:
+            p = db.series[series_name].pool
+            drop[p] = drop.get(p, 0) + 1
+        for pool in sorted(drop):
+            fraction = drop[pool] / per_pool[pool]
+            if fraction >= db.drop_threshold:
+                raise _fail(
+                    f'This query would drop {fraction * 100:.2f}% of the series in pool '
+                    f"{pool}. Add 'set ignore_threshold true' to the query statement if "
+                    'you really want to do this.')
+    n = db.drop_series(names)
+    return _ok(f'Successfully dropped {n} series.')
+
+
+def _rename(d: Dict[str, Any], old: str, new: str) -> None:
+    d[new] = d.pop(old)
+
+
+def run_admin(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
+    """Run one create/alter/drop/grant/revoke statement."""
+    db = ctx.db
+    kind = node['kind']
+    name = node.get('name', '')
+    if kind == 'create_group':
+        _check_group_or_tag_name(name, 'Group')
+        _check_free(db, name)
+        expression, compiled = _regex(node['regex'])
+        db.groups[name] = Group(name, expression, compiled)
+        return _ok(f"Successfully created group '{name}'.")
+    if kind == 'alter_group':
+        group = db.groups.get(name)
+        if group is None:
+            raise _fail(f"Cannot find group: '{name}'")
+        if node['prop'] == 'expression':
+            group.expression, group.regex = _regex(node['value'])
+        elif node['value'] != name:
+            new = node['value']
+            _check_group_or_tag_name(new, 'Group')
+            _check_free(db, new)
+            _rename(db.groups, name, new)
+            group.name = new
+        return _ok(f"Successfully updated group '{group.name}'.")
+    if kind == 'drop_group':
+        if db.groups.pop(name, None) is None:
+            raise _fail(f"Group '{name}' does not exist.")
+        return _ok(f"Successfully dropped group '{name}'.")
+    if kind == 'alter_series':
+        tag = node['tag']
+        names = _selected(db, node, now)
+        if node['action'] == 'tag':
+            if tag not in db.tags:
+                _check_group_or_tag_name(tag, 'Tag')
+                _check_free(db, tag)
+                db.tags[tag] = set()
+            db.tags[tag].update(names)
+            return _ok(f'Successfully tagged {len(names)} series.')
+        members = db.tags.get(tag)
+        if members is None:
+            raise _fail(f"Cannot find tag: '{tag}'")
+        members.difference_update(names)
+        return _ok(f'Successfully untagged {len(names)} series.')
+    if kind == 'alter_tag':
+        if name not in db.tags:
+            raise _fail(f"Cannot find tag: '{name}'")
+        new = node['value']
+        if new != name:
+            _check_group_or_tag_name(new, 'Tag')
+            _check_free(db, new)
+            _rename(db.tags, name, new)
+        return _ok(f"Successfully updated tag '{new}'.")
+    if kind == 'drop_tag':
+        if db.tags.pop(name, None) is None:
+            raise _fail(f"Tag '{name}' does not exist.")
+        return _ok(f"Successfully dropped tag '{name}'.")
+    if kind == 'drop_series':
+        return _drop_series(ctx, node, now)
+    if kind == 'create_user':
+        _check_user_name(name)
+        if name in db.users:
+            raise _fail(f"User '{name}' already exists.")
+        _check_password(node['password'])
+        db.users[name] = User(name, node['password'], 0)
+        return _ok(f"Successfully created user '{name}'.")
+    if kind == 'alter_user':
+        user = _user(db, name)
+        value = node['value']
+        if node['prop'] == 'password':
+            _check_password(value)
+            user.password = value
+        elif value != name:
+            _check_user_name(value)
+            if value in db.users:
+                raise _fail(f"User '{value}' already exists.")
+            _rename(db.users, name, value)
+            user.name = value
+        return _ok(f"Successfully updated user '{user.name}'.")
+    if kind == 'drop_user':
+        if name not in db.users:
+            raise _fail(f"User '{name}' does not exist.")
+        if name == ctx.user.name:
+            raise _fail('Cannot drop your own user.')
+        del db.users[name]
+        return _ok(f"Successfully dropped user '{name}'.")
+    if kind == 'grant':
+        _user(db, name).access |= _access_bits(node['access'])
+        return _ok(f"Successfully granted permissions to user '{name}'.")
+    if kind == 'revoke':
+        user = _user(db, name)
+        user.access &= ~_access_bits(node['access'])
+        return _ok(f"Successfully revoked permissions from user '{name}'.")
+    if kind == 'alter_database':
+        return _alter_database(db, node['prop'], node['value'])
+    raise _fail(f'Statement not supported: {kind}')  # pragma: no cover

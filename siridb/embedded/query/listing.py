@@ -1,0 +1,167 @@
+"""Read-only statements besides select: list, count, show and help."""
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from typing import Any, Dict, List
+
+from ..context import QueryContext, QueryFailure
+from ..store import ACCESS, ACCESS_PROFILES
+from .parser import SHOW_PROPS, Node
+from .selectors import group_members, matches, resolve_where, select_names, series_row
+from .timeexpr import to_int
+
+__all__ = ['access_text', 'rows_for', 'run_list', 'run_count', 'run_show', 'run_help']
+
+
+def access_text(mask: int) -> str:
+    """Render an access mask the way the server does: 'full', 'read and insert'."""
+    parts: List[str] = []
+    rest = mask
+    for profile, bits in ACCESS_PROFILES.items():  # largest profile first
+        if mask & bits == bits:
+            parts.append(profile)
+            rest = mask & ~bits
+            break
+    parts.extend(name for name, bit in ACCESS.items() if rest & bit)
+    if not parts:
+        return 'no access'
+    if len(parts) == 1:
+        return parts[0]
+    return ', '.join(parts[:-1]) + ' and ' + parts[-1]
+
+
+def _server_uuid(name: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, 'siridb-embedded:' + name))
+
+
+def rows_for(ctx: QueryContext, node: Node) -> List[Dict[str, Any]]:
+    """All rows (column -> value) of a list/count target, before where and limit."""
+    db = ctx.db
+    target = node['target']
+    if target == 'series':
+        return [series_row(db.series[n]) for n in select_names(db, node.get('selector'))]
+    if target == 'users':
+        return [{'name': u.name, 'access': access_text(u.access)} for u in db.users.values()]
+    if target == 'groups':
+        return [{'name': g.name, 'series': len(group_members(db, g)),
+                 'expression': g.expression} for g in db.groups.values()]
+    if target == 'tags':
+        return [{'name': name, 'series': sum(1 for n in members if n in db.series)}
+                for name, members in db.tags.items()]
+    if target == 'pools':
+        pools = sorted({s.pool for s in ctx.servers} | {0})
+        counts: Dict[int, int] = {}
+        for series in db.series.values():
+            counts[series.pool] = counts.get(series.pool, 0) + 1
+        return [{'pool': p, 'servers': sum(1 for s in ctx.servers if s.pool == p),
+                 'series': counts.get(p, 0)} for p in pools]
+    now = time.time()
+    rows = []
+    for s in ctx.servers:
+        host, _, port = s.name.rpartition(':')
+        rows.append({'address': host, 'name': s.name, 'port': int(port) if port.isdigit()
+                     else 0, 'pool': s.pool, 'version': s.version, 'online': s.online,
+                     'status': s.status, 'uptime': int(now - s.started),
+                     'uuid': _server_uuid(s.name)})
+    return rows
+
+
+def _filtered(ctx: QueryContext, node: Node, now: int) -> List[Dict[str, Any]]:
+    rows = rows_for(ctx, node)
+    where = resolve_where(ctx.db, node.get('where'), now)
+    if where is not None:
+        rows = [r for r in rows if matches(where, r)]
+    return rows
+
+
+def run_list(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
+    db = ctx.db
+    limit = db.list_limit
+    if node['limit'] is not None:
+        n = to_int(node['limit'])
+        if not 1 <= n <= db.list_limit:
+            raise QueryFailure(
+                65, f'Limit must be a value between 1 and {db.list_limit} but received: '
+                    f"{n} (optionally the limit can be changed, see 'help alter database')")
+        limit = n
+    rows = _filtered(ctx, node, now)[:limit]
+    cols: List[str] = node['columns']
+    return {'columns': cols, node['target']: [[r[c] for c in cols] for r in rows]}
+
+
+def run_count(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
+    rows = _filtered(ctx, node, now)
+    if node['length']:
+        return {'series_length': sum(r['length'] for r in rows)}
+    return {node['target']: len(rows)}
+
+
+def _mem_usage_mb() -> int:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss // (1024 * 1024) if sys.platform == 'darwin' else rss // 1024)
+
+
+def run_show(ctx: QueryContext, node: Node) -> Dict[str, Any]:
+    db = ctx.db
+    server = ctx.server
+    props: List[str] = node['props'] or list(SHOW_PROPS)
+    now = time.time()
+    values: Dict[str, Any] = {
+        'active_handles': len(ctx.servers), 'active_tasks': 0,
+        'buffer_path': f'/var/lib/siridb/{db.name}/buffer/', 'buffer_size': db.buffer_size,
+        'dbname': db.name, 'dbpath': f'/var/lib/siridb/{db.name}/',
+        'drop_threshold': float(db.drop_threshold),
+        'duration_log': db.duration_seconds(db.duration_log) * db.factor,
+        'duration_num': db.duration_seconds(db.duration_num) * db.factor,
+        'fifo_files': 0, 'idle_percentage': 100, 'idle_time': 0, 'ip_support': 'ALL',
+        'libuv': '1.44.2', 'list_limit': db.list_limit, 'log_level': 'info',
+        'max_open_files': 32768, 'open_files': 0, 'pool': server.pool,
+        'received_points': 0, 'reindex_progress': 'not reindexing',
+        'select_points_limit': db.select_points_limit, 'selected_points': 0,
+        'server': server.name, 'startup_time': 0, 'status': server.status,
+        'sync_progress': 'not syncing', 'time_precision': db.precision,
+        'timezone': db.timezone, 'uptime': int(now - server.started),
+        'uuid': _server_uuid(server.name), 'version': server.version,
+        'who_am_i': ctx.user.name,
+    }
+    if 'mem_usage' in props:
+        values['mem_usage'] = _mem_usage_mb()
+    return {'data': [{'name': p, 'value': values[p]} for p in props]}
+
+
+_HELP = {
+    '': 'SiriDB query language. Statements: select, list, count, show, create, alter, '
+        'drop, grant, revoke, calc (a bare time expression) and help. '
+        "Try 'help select' or 'help list'.",
+    'select': 'select <aggregate>[ => <aggregate>...] [prefix "p"] [suffix "s"], ... from '
+              '<series> [where ...] [after t | before t | between t1 and t2 | head n | '
+              'tail n] [merge as "name" [using <aggregate>]]',
+    'list': 'list series|users|groups|tags|pools|servers [columns] [<series>] '
+            '[where ...] [limit n]',
+    'count': 'count series [length]|users|groups|tags|pools|servers [<series>] [where ...]',
+    'show': 'show [property, ...]: ' + ', '.join(SHOW_PROPS),
+    'create': 'create group `name` for /regex/ | create user "name" set password "pw"',
+    'alter': 'alter database set list_limit n|select_points_limit n|drop_threshold f|'
+             "timezone 'zone' | alter group `g` set expression /re/|name \"n\" | "
+             'alter series <series> tag|untag `t` | alter tag `t` set name "n" | '
+             'alter user "u" set password "pw"|name "n"',
+    'drop': 'drop series <series> [set ignore_threshold true] | drop group `g` | '
+            'drop tag `t` | drop user "u"',
+    'grant': 'grant read|write|modify|full|<right>, ... to user "name"',
+    'revoke': 'revoke read|write|modify|full|<right>, ... from user "name"',
+    'timeit': 'timeit <statement>: adds __timeit__ with the time the server needed',
+}
+
+
+def run_help(node: Node) -> Dict[str, Any]:
+    topic: List[str] = node['topic']
+    text = _HELP.get(topic[0] if topic else '', None)
+    if text is None:
+        text = _HELP['']
+    return {'help': text}

@@ -1,0 +1,194 @@
+"""The `select` statement: series, time range, aggregate chains, prefix/suffix, merge.
+
+Aggregate functions themselves live in `aggregates.py`; this module turns the
+parse tree into `AggrSpec` chains, picks the points and shapes the reply.
+"""
+from __future__ import annotations
+
+import importlib
+from bisect import bisect_left
+from operator import itemgetter
+from types import ModuleType
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ..context import QueryFailure
+from ..store import TYPE_FLOAT, TYPE_INTEGER, TYPE_STRING, Database
+from .parser import Node
+from .selectors import compile_regex, matches, resolve_where, select_names, series_row
+from .timeexpr import evaluate, to_int
+
+__all__ = ['run_select', 'build_specs', 'convert_ts']
+
+_UNIQUE = ('When using multiple select methods, add a prefix and/or suffix to the '
+           'selection to make them unique.')
+_POINTS = ('Query has reached the maximum number of selected points ({}). Please use '
+           'another time window, an aggregate function or select less series to reduce '
+           'the number of points.')
+
+Result = Tuple[str, List[int], List[Any], int]
+
+
+def _aggregates() -> ModuleType:
+    try:
+        return importlib.import_module(__package__ + '.aggregates')
+    except ImportError:
+        raise QueryFailure(65, 'Aggregate functions are not available.') from None
+
+
+def _operand(node: Tuple[Any, ...]) -> Any:
+    kind = node[0]
+    if kind == 'str':
+        return node[1]
+    if kind == 'regex':
+        return compile_regex(node[1], node[2], False)
+    text = node[1]
+    if text.lstrip('-').isdigit():
+        return to_int(text)
+    try:
+        return float(text)
+    except ValueError:  # pragma: no cover (the grammar only lets numbers through)
+        raise QueryFailure(65, f'Invalid number: {text}') from None
+
+
+def build_specs(chain: Sequence[Node], db: Database, now: int) -> List[Any]:
+    """Parse-tree chain -> checked list of aggregates.AggrSpec (`*` is the identity)."""
+    ag = _aggregates()
+    specs: List[Any] = []
+
+    def ev(expr: Tuple[Any, ...]) -> int:
+        return evaluate(expr, db.factor, now, db.timezone)
+
+    for fn in chain:
+        name = fn['fn']
+        if name == '*':
+            continue
+        kw: Dict[str, Any] = {}
+        if fn.get('group') is not None:
+            kw['group'] = ev(fn['group'])
+        if fn.get('ts_unit') is not None:
+            kw['ts_unit'] = ev(fn['ts_unit'])
+        if name == 'offset':
+            kw['offset'] = ev(fn['offset'])
+        elif name == 'limit':
+            kw['limit'] = to_int(fn['limit'])
+            kw['fn'] = fn['limit_fn']
+        elif name == 'filter':
+            kw['op'] = fn['op']
+            kw['operand'] = _operand(fn['operand'])
+        specs.append(ag.AggrSpec(name=name, **kw))
+    ag.check_chain(specs)
+    return specs
+
+
+def convert_ts(ts: int, db_factor: int, time_precision: Optional[int]) -> int:
+    """A timestamp in database units -> the requested precision (exact, floor)."""
+    if time_precision is None:
+        return ts
+    target: int = 1000 ** time_precision
+    if target >= db_factor:
+        return ts * (target // db_factor)
+    return ts // (db_factor // target)
+
+
+def _range(node: Optional[Tuple[Any, ...]], db: Database, now: int) -> Tuple[
+        Optional[int], Optional[int], Optional[int], Optional[int]]:
+    """(start, end, head, tail) from an after/before/between/head/tail clause."""
+    if node is None:
+        return None, None, None, None
+    word = node[0]
+    if word in ('head', 'tail'):
+        n = to_int(node[1])
+        limit = db.select_points_limit
+        if not 1 <= n <= limit:
+            raise QueryFailure(
+                65, f'{word.capitalize()} must be a value between 1 and {limit}, got {n}')
+        return (None, None, n, None) if word == 'head' else (None, None, None, n)
+    t0 = evaluate(node[1], db.factor, now, db.timezone)
+    if word == 'after':
+        return t0, None, None, None
+    if word == 'before':
+        return None, t0, None, None
+    t1 = evaluate(node[2], db.factor, now, db.timezone)
+    if t0 > t1:
+        raise QueryFailure(
+            65, f'Start time ({t0}) should not be greater than end time ({t1})')
+    return t0, t1, None, None
+
+
+def _merge(results: List[Result], using: List[Any]) -> Tuple[List[int], List[Any]]:
+    types = {r[3] for r in results}
+    if TYPE_STRING in types and len(types) > 1:
+        raise QueryFailure(65, 'Cannot merge string and number series.')
+    points: List[Tuple[int, Any]] = []
+    for _, ts, vals, _tp in reversed(results):  # at equal times, later series first
+        points.extend(zip(ts, vals))
+    points.sort(key=itemgetter(0))
+    tp = TYPE_INTEGER
+    if TYPE_STRING in types:
+        tp = TYPE_STRING
+    elif TYPE_FLOAT in types:
+        tp = TYPE_FLOAT
+    ts_out = [p[0] for p in points]
+    vals_out = [float(p[1]) for p in points] if tp == TYPE_FLOAT else [p[1] for p in points]
+    if using and ts_out:
+        ts_out, vals_out, tp = _aggregates().apply_chain(using, ts_out, vals_out, tp)
+    return ts_out, vals_out
+
+
+def run_select(db: Database, node: Node, now: int,
+               time_precision: Optional[int]) -> Dict[str, Any]:
+    names = select_names(db, node['selector'])
+    where = resolve_where(db, node['where'], now)
+    if where is not None:
+        names = [n for n in names if matches(where, series_row(db.series[n]))]
+    aggrs: List[Node] = node['aggrs']
+    if len(aggrs) > 1 and len({(a['prefix'], a['suffix']) for a in aggrs}) < len(aggrs):
+        raise QueryFailure(65, _UNIQUE)
+    chains = [build_specs(a['chain'], db, now) for a in aggrs]
+    merge = node['merge']
+    using: List[Any] = []
+    if merge is not None:
+        if merge[1]:
+            using = build_specs(merge[1], db, now)
+        if not merge[0]:
+            raise QueryFailure(65, 'Error while merging points. Make sure the '
+                                   'destination series name is valid.')
+    start, end, head, tail = _range(node['range'], db, now)
+
+    limit = db.select_points_limit
+    total = 0
+    data: List[Tuple[str, int, Sequence[int], Sequence[Any]]] = []
+    for name in names:
+        s = db.series[name]
+        ts, vals = s.points()
+        lo = 0 if start is None else bisect_left(ts, start)
+        hi = len(ts) if end is None else bisect_left(ts, end)
+        if head is not None:
+            hi = min(hi, lo + head)
+        if tail is not None:
+            lo = max(lo, hi - tail)
+        if total > limit:
+            raise QueryFailure(65, _POINTS.format(limit))
+        total += max(0, hi - lo)
+        data.append((name, s.tp, ts[lo:hi], vals[lo:hi]))
+
+    ag = _aggregates() if any(chains) else None
+    factor = db.factor
+    out: Dict[str, Any] = {}
+    for aggr, specs in zip(aggrs, chains):
+        results: List[Result] = []
+        for name, tp, ts, vals in data:
+            if specs and ag is not None:
+                rts, rvals, rtp = ag.apply_chain(specs, ts, vals, tp)
+                results.append((name, list(rts), list(rvals), rtp))
+            else:
+                results.append((name, list(ts), list(vals), tp))
+        if merge is not None:
+            mts, mvals = _merge(results, using)
+            rows = [[convert_ts(t, factor, time_precision), v] for t, v in zip(mts, mvals)]
+            out[aggr['prefix'] + merge[0] + aggr['suffix']] = rows
+            continue
+        for name, rts, rvals, _tp in results:
+            out[aggr['prefix'] + name + aggr['suffix']] = [
+                [convert_ts(t, factor, time_precision), v] for t, v in zip(rts, rvals)]
+    return out

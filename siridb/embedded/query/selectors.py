@@ -1,0 +1,140 @@
+"""Series selectors (names, groups, tags, regexes, set operators) and `where` filters.
+
+A selector evaluates to the set of matching series names; results keep the
+database's series order (creation order), which is also the merge order.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+
+from ..context import QueryFailure
+from ..store import Database, Group, Series
+from .timeexpr import evaluate
+
+__all__ = ['compile_regex', 'group_pattern', 'group_members', 'select_names',
+           'resolve_where', 'matches', 'series_row']
+
+# PCRE wording for the compile errors users are most likely to hit
+_RE_ERRORS = (
+    ('missing ), unterminated subpattern', 'missing closing parenthesis'),
+    ('unbalanced parenthesis', 'unmatched closing parenthesis'),
+    ('unterminated character set', 'missing terminating ] for character class'),
+    ('nothing to repeat', 'quantifier does not follow a repeatable item'),
+)
+
+
+@lru_cache(maxsize=256)
+def compile_regex(pattern: str, ignore_case: bool, anchored: bool = True) -> re.Pattern[str]:
+    """Compile a /pattern/ the way the server does: for series names anchored as
+    '^' + pattern + '$' (filter() searches, unanchored)."""
+    full = '^' + pattern + '$' if anchored else pattern
+    try:
+        return re.compile(full, re.IGNORECASE if ignore_case else 0)
+    except (re.error, OverflowError, RecursionError, ValueError) as exc:
+        text = getattr(exc, 'msg', None) or str(exc)
+        for py, pcre in _RE_ERRORS:
+            if text.startswith(py):
+                text = pcre
+                break
+        raise QueryFailure(
+            65, f"Cannot compile regular expression '{full}': {text}") from None
+
+
+def group_pattern(expression: str) -> re.Pattern[str]:
+    """The compiled pattern of a group expression as stored, e.g. '/aggr.*/i'."""
+    end = expression.rfind('/')
+    if expression.startswith('/') and end > 0:
+        return compile_regex(expression[1:end], 'i' in expression[end + 1:])
+    return compile_regex(expression, False)
+
+
+def group_members(db: Database, group: Group) -> List[str]:
+    rx = group_pattern(group.expression)
+    return [name for name in db.series if rx.search(name) is not None]
+
+
+def _eval(db: Database, node: Tuple[Any, ...]) -> Set[str]:
+    kind = node[0]
+    if kind == 'all':
+        return set(db.series)
+    if kind == 'name':
+        return {node[1]} if node[1] in db.series else set()
+    if kind == 'regex':
+        rx = compile_regex(node[1], node[2])
+        return {name for name in db.series if rx.search(name) is not None}
+    if kind == 'group':
+        name = node[1]
+        group = db.groups.get(name)
+        if group is not None:
+            return set(group_members(db, group))
+        tag = db.tags.get(name)
+        if tag is not None:
+            return {n for n in tag if n in db.series}
+        raise QueryFailure(65, f"Cannot find group or tag '{name}'")
+    op, left, right = node[1], _eval(db, node[2]), _eval(db, node[3])
+    if op in (',', '|'):
+        return left | right
+    if op == '-':
+        return left - right
+    if op == '&':
+        return left & right
+    return left ^ right
+
+
+def select_names(db: Database, node: Optional[Tuple[Any, ...]]) -> List[str]:
+    """Names of the series a selector picks (None = all), in database order."""
+    if node is None or node[0] == 'all':
+        return list(db.series)
+    names = _eval(db, node)
+    if len(names) * 4 < len(db.series):
+        order = {n: i for i, n in enumerate(db.series)}  # cheap for small sets
+        return sorted(names, key=order.__getitem__)
+    return [n for n in db.series if n in names]
+
+
+def series_row(s: Series) -> Dict[str, Any]:
+    """The columns of `list series` for one series."""
+    return {'name': s.name, 'type': s.type_name, 'length': len(s),
+            'start': s.start, 'end': s.end, 'pool': s.pool}
+
+
+def resolve_where(db: Database, node: Optional[Tuple[Any, ...]], now: int) -> Optional[
+        Tuple[Any, ...]]:
+    """Evaluate the time expressions of a where tree once, up front."""
+    if node is None:
+        return None
+    if node[0] in ('and', 'or'):
+        return (node[0], resolve_where(db, node[1], now), resolve_where(db, node[2], now))
+    _, prop, op, (vkind, value) = node
+    if vkind == 'time':
+        value = evaluate(value, db.factor, now, db.timezone)
+    return ('cmp', prop, op, value)
+
+
+_NUM_OPS: Dict[str, Callable[[Any, Any], bool]] = {
+    '==': lambda a, b: bool(a == b), '!=': lambda a, b: bool(a != b),
+    '<': lambda a, b: bool(a < b), '>': lambda a, b: bool(a > b),
+    '<=': lambda a, b: bool(a <= b), '>=': lambda a, b: bool(a >= b),
+    '~': lambda a, b: b in a, '!~': lambda a, b: b not in a,
+}
+
+
+def matches(node: Optional[Tuple[Any, ...]], row: Dict[str, Any]) -> bool:
+    """Whether a row (column -> value) passes a resolved where tree."""
+    if node is None:
+        return True
+    if node[0] == 'and':
+        return matches(node[1], row) and matches(node[2], row)
+    if node[0] == 'or':
+        return matches(node[1], row) or matches(node[2], row)
+    _, prop, op, value = node
+    have = row.get(prop)
+    if have is None:
+        return False
+    if isinstance(value, str) != isinstance(have, str):
+        have = str(have) if isinstance(value, str) else have
+        if not isinstance(have, str) or not isinstance(value, str):
+            return False
+    return _NUM_OPS[op](have, value)

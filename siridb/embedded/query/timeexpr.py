@@ -1,0 +1,129 @@
+"""Time expressions of the query language: durations, dates, `now` and arithmetic.
+
+Everything is exact integer arithmetic in the database's time precision; date
+strings are read in the database's time zone (NAIVE means UTC).
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone, tzinfo
+from typing import Any, Optional, Tuple
+
+from ..context import QueryFailure
+
+__all__ = ['UNITS', 'MAX_INT', 'to_int', 'check_range', 'parse_date', 'get_zone',
+           'evaluate', 'c_div', 'c_mod']
+
+#: duration suffix -> seconds
+UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
+MAX_INT = 2 ** 63 - 1
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_DATE = re.compile(
+    r'(\d{4})-(\d{1,2})-(\d{1,2})'
+    r'(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?'
+    r'\s*(Z|[+-]\d{2}:?\d{2})?')
+
+
+def _fail(msg: str) -> QueryFailure:
+    return QueryFailure(65, msg)
+
+
+def to_int(digits: str) -> int:
+    """A decimal literal as int, refusing values beyond int64 (and absurd lengths)."""
+    if len(digits.lstrip('-+0')) > 19:
+        raise _fail('Integer value out of range.')
+    return check_range(int(digits))
+
+
+def check_range(value: int) -> int:
+    if not -MAX_INT - 1 <= value <= MAX_INT:
+        raise _fail('Integer value out of range.')
+    return value
+
+
+def c_div(a: int, b: int) -> int:
+    """Integer division truncating toward zero, as C does."""
+    if b == 0:
+        raise _fail('Division by zero error.')
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+def c_mod(a: int, b: int) -> int:
+    if b == 0:
+        raise _fail('Modulo by zero error.')
+    return a - b * c_div(a, b)
+
+
+def get_zone(name: str) -> Optional[tzinfo]:
+    """The tzinfo for a database time zone name; None for NAIVE (UTC)."""
+    if name == 'NAIVE':
+        return None
+    if name.upper() == 'UTC':
+        return timezone.utc
+    try:
+        from zoneinfo import ZoneInfo
+        return ZoneInfo(name)
+    except Exception:  # ZoneInfoNotFoundError, ValueError for odd keys, missing tzdata
+        raise _fail(f"Unknown time zone: '{name}'.") from None
+
+
+def parse_date(text: str, factor: int, tz_name: str) -> int:
+    """A date string like '2015-11-11 14:00' -> timestamp in units (factor per second)."""
+    m = _DATE.fullmatch(text.strip())
+    if m is None:
+        raise _fail('Invalid date string.')
+    year, month, day, hour, minute, sec, frac, off = m.groups()
+    try:
+        naive = datetime(int(year), int(month), int(day),
+                         int(hour or 0), int(minute or 0), int(sec or 0))
+        if off:
+            if off == 'Z':
+                aware = naive.replace(tzinfo=timezone.utc)
+            else:
+                sign = -1 if off[0] == '-' else 1
+                digits = off[1:].replace(':', '')
+                delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+                aware = naive.replace(tzinfo=timezone(sign * delta))
+        else:
+            zone = get_zone(tz_name) or timezone.utc
+            aware = naive.replace(tzinfo=zone)
+        delta = aware - _EPOCH
+    except (ValueError, OverflowError):
+        raise _fail('Invalid date string.') from None
+    seconds = delta.days * 86400 + delta.seconds
+    if seconds < 0:
+        raise _fail('Invalid date string.')
+    units = seconds * factor
+    if frac:
+        ns = int(frac.ljust(9, '0'))
+        units += ns * factor // 1000_000_000
+    return units
+
+
+def evaluate(node: Tuple[Any, ...], factor: int, now: int, tz_name: str) -> int:
+    """Evaluate a time expression tree built by the parser."""
+    kind = node[0]
+    if kind == 'int':
+        return to_int(node[1])
+    if kind == 'dur':
+        return check_range(to_int(node[1]) * UNITS[node[2]] * factor)
+    if kind == 'now':
+        return now
+    if kind == 'date':
+        return parse_date(node[1], factor, tz_name)
+    op, a, b = node[1], node[2], node[3]
+    x = evaluate(a, factor, now, tz_name)
+    y = evaluate(b, factor, now, tz_name)
+    if op == '+':
+        r = x + y
+    elif op == '-':
+        r = x - y
+    elif op == '*':
+        r = x * y
+    elif op == '/':
+        r = c_div(x, y)
+    else:
+        r = c_mod(x, y)
+    return check_range(r)
