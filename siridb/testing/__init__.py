@@ -1,0 +1,3 @@
+"""Testing helpers shipped with the package: pytest fixtures with an embedded
+server (``siridb.testing.pytest_plugin``) and a fault-injecting proxy
+(``siridb.testing.proxy``)."""
