@@ -12,6 +12,7 @@ import logging
 import random
 import ssl as _ssl
 import warnings
+import weakref
 from types import TracebackType
 from typing import Any, List, Optional, Type
 
@@ -145,9 +146,18 @@ class SiriDBClient(ClientFeatures):
                 fut.set_result(None)
 
     async def _open(self, h: HostState, timeout: float) -> None:
+        # the connection refers to the client weakly: an unclosed client can
+        # still be collected (and warn) while its sockets are open
+        ref = weakref.ref(self)
+
+        def on_lost(p: SiriDBProtocol, exc: Optional[BaseException]) -> None:
+            client = ref()
+            if client is not None:
+                client._on_lost(h, p, exc)
+
         def factory() -> SiriDBProtocol:
             protocol = SiriDBProtocol(self._username, self._password, self._dbname)
-            protocol.add_lost_callback(lambda p, exc: self._on_lost(h, p, exc))
+            protocol.add_lost_callback(on_lost)
             return protocol
 
         try:
