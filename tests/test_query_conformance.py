@@ -174,3 +174,35 @@ def test_line(name: str, index: int) -> None:
         assert [r[0] for r in rows] == [1447250938, 1447250939, 1447250941]
         return
     assert _matches(rec, tp, payload), (rec['request']['payload'], rec['response'], got)
+
+
+def test_cluster_lines() -> None:
+    """cluster.jsonl: three servers, pool 1 down for the lines saying so."""
+    db = Database('dbcluster', 's')
+    servers = [ServerInfo('127.0.0.1:9010', 0), ServerInfo('127.0.0.1:9011', 0),
+               ServerInfo('127.0.0.1:9012', 1)]
+    user = db.users['iris']
+    checked = 0
+    for rec in _load('cluster'):
+        req = rec['request']
+        down = 'pool down' in rec['name']
+        servers[2].online = not down
+        servers[2].status = 'offline' if down else 'running'
+        ctx = QueryContext(db, user, servers[0], servers, pool_down=down)
+        if req['tp'] == 1:
+            if not down:
+                data = qpack.unpackb(bytes.fromhex(req['raw_hex']), decode='utf-8')
+                for i, name in enumerate(data):  # spread series over both pools
+                    insert(db, {name: data[name]})
+                    db.series[name].pool = i % 2
+            continue
+        if req['tp'] != 0:
+            continue
+        query, precision = req['payload']
+        try:
+            got: Tuple[int, Any] = (0, execute(ctx, query, precision))
+        except QueryFailure as exc:
+            got = (exc.tp, {'error_msg': exc.msg})
+        assert _matches(rec, *got), (query, rec['response'], got)
+        checked += 1
+    assert checked == 6

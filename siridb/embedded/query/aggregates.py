@@ -361,8 +361,8 @@ def _filter(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int
 
 # --- the steps ------------------------------------------------------------------------
 
-def _apply(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int
-           ) -> Tuple[List[int], List[Any], int]:
+def _apply(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int,
+           clamp: bool = False) -> Tuple[List[int], List[Any], int]:
     name = spec.name
     if name == 'offset':
         raise QueryFailure(65, ERR_OFFSET)
@@ -374,7 +374,9 @@ def _apply(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int
             return list(ts), list(values), tp
         group = (ts[-1] - ts[0]) // (spec.limit or 1) + 1
         inner = AggrSpec(fn, group=group, offset=ts[0] - 1)
-        return _apply(inner, ts, values, tp)
+        # the last bucket may reach past the last valid time-stamp: it can only hold
+        # points up to there, so that is its label
+        return _apply(inner, ts, values, tp, clamp=True)
     if tp == TYPE_STRING and name in _NUMBER_ONLY:
         raise _err_string(name)
     out_tp = result_type(spec, tp)
@@ -399,7 +401,9 @@ def _apply(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int
             reduce = _reducer(name, tp, unit, spec.group)
             out_ts, starts, ends = _bucket_bounds(ts, spec.group, spec.offset or 0)
             if out_ts[-1] > INT64_MAX:
-                raise _err_overflow(name)
+                if not clamp:
+                    raise _err_overflow(name)
+                out_ts[-1] = INT64_MAX
             out_v = [reduce(values, i, j) for i, j in zip(starts, ends)]
     except OverflowError:  # a float conversion of an enormous integer
         raise _err_overflow(name) from None
@@ -421,7 +425,9 @@ def apply_chain(specs: Sequence[AggrSpec], ts: Sequence[int], values: Sequence[A
     """Run a whole ``a => b => c`` chain (offsets folded into the step before them)."""
     steps = _fold_offsets(specs)
     ts, values = _ensure_sorted(ts, values)
-    out_ts, out_v = list(ts), list(values)
-    for spec in steps:
+    if not steps:
+        return list(ts), list(values), tp
+    out_ts, out_v, tp = _apply(steps[0], ts, values, tp)  # steps return new lists
+    for spec in steps[1:]:
         out_ts, out_v, tp = _apply(spec, out_ts, out_v, tp)
     return out_ts, out_v, tp

@@ -187,20 +187,24 @@ class Parser:
 
     # -- time expressions --------------------------------------------------
     def time_expr(self) -> Tuple[Any, ...]:
-        left = self._time_mul()
+        """('chain', first, [(op, operand), ...]) per precedence level, so that long
+        sums evaluate in a loop, not by recursion."""
+        first = self._time_mul()
+        rest: List[Tuple[str, Tuple[Any, ...]]] = []
         while True:
             op = self.opt_tok('+', '-')
             if op is None:
-                return left
-            left = ('op', op, left, self._time_mul())
+                return first if not rest else ('chain', first, rest)
+            rest.append((op, self._time_mul()))
 
     def _time_mul(self) -> Tuple[Any, ...]:
-        left = self._time_term()
+        first = self._time_term()
+        rest: List[Tuple[str, Tuple[Any, ...]]] = []
         while True:
             op = self.opt_tok('*', '/', '%')
             if op is None:
-                return left
-            left = ('op', op, left, self._time_term())
+                return first if not rest else ('chain', first, rest)
+            rest.append((op, self._time_term()))
 
     def _time_term(self) -> Tuple[Any, ...]:
         pos = self._skip()
@@ -236,12 +240,14 @@ class Parser:
 
     # -- series selectors --------------------------------------------------
     def selector(self) -> Tuple[Any, ...]:
-        left = self._sel_term()
+        """('set', first, [(op, term), ...]), applied left to right."""
+        first = self._sel_term()
+        rest: List[Tuple[str, Tuple[Any, ...]]] = []
         while True:
             op = self.opt_tok(',', '|', '-', '&', '^')
             if op is None:
-                return left
-            left = ('set', op, left, self._sel_term())
+                return first if not rest else ('set', first, rest)
+            rest.append((op, self._sel_term()))
 
     def _sel_term(self) -> Tuple[Any, ...]:
         pos = self._skip()
@@ -273,16 +279,16 @@ class Parser:
         return self._where_or(props, 0)
 
     def _where_or(self, props: Tuple[str, ...], depth: int) -> Tuple[Any, ...]:
-        left = self._where_and(props, depth)
+        items = [self._where_and(props, depth)]
         while self.opt_kw('or'):
-            left = ('or', left, self._where_and(props, depth))
-        return left
+            items.append(self._where_and(props, depth))
+        return items[0] if len(items) == 1 else ('or', items)
 
     def _where_and(self, props: Tuple[str, ...], depth: int) -> Tuple[Any, ...]:
-        left = self._where_atom(props, depth)
+        items = [self._where_atom(props, depth)]
         while self.opt_kw('and'):
-            left = ('and', left, self._where_atom(props, depth))
-        return left
+            items.append(self._where_atom(props, depth))
+        return items[0] if len(items) == 1 else ('and', items)
 
     def _where_atom(self, props: Tuple[str, ...], depth: int) -> Tuple[Any, ...]:
         if self.opt_tok('('):

@@ -73,14 +73,18 @@ def _eval(db: Database, node: Tuple[Any, ...]) -> Set[str]:
         if tag is not None:
             return {n for n in tag if n in db.series}
         raise QueryFailure(65, f"Cannot find group or tag '{name}'")
-    op, left, right = node[1], _eval(db, node[2]), _eval(db, node[3])
-    if op in (',', '|'):
-        return left | right
-    if op == '-':
-        return left - right
-    if op == '&':
-        return left & right
-    return left ^ right
+    result = _eval(db, node[1])
+    for op, term in node[2]:
+        right = _eval(db, term)
+        if op in (',', '|'):
+            result |= right
+        elif op == '-':
+            result -= right
+        elif op == '&':
+            result &= right
+        else:
+            result ^= right
+    return result
 
 
 def select_names(db: Database, node: Optional[Tuple[Any, ...]]) -> List[str]:
@@ -106,7 +110,7 @@ def resolve_where(db: Database, node: Optional[Tuple[Any, ...]], now: int) -> Op
     if node is None:
         return None
     if node[0] in ('and', 'or'):
-        return (node[0], resolve_where(db, node[1], now), resolve_where(db, node[2], now))
+        return (node[0], [resolve_where(db, n, now) for n in node[1]])
     _, prop, op, (vkind, value) = node
     if vkind == 'time':
         value = evaluate(value, db.factor, now, db.timezone)
@@ -126,9 +130,9 @@ def matches(node: Optional[Tuple[Any, ...]], row: Dict[str, Any]) -> bool:
     if node is None:
         return True
     if node[0] == 'and':
-        return matches(node[1], row) and matches(node[2], row)
+        return all(matches(n, row) for n in node[1])
     if node[0] == 'or':
-        return matches(node[1], row) or matches(node[2], row)
+        return any(matches(n, row) for n in node[1])
     _, prop, op, value = node
     have = row.get(prop)
     if have is None:

@@ -113,17 +113,18 @@ def evaluate(node: Tuple[Any, ...], factor: int, now: int, tz_name: str) -> int:
         return now
     if kind == 'date':
         return parse_date(node[1], factor, tz_name)
-    op, a, b = node[1], node[2], node[3]
-    x = evaluate(a, factor, now, tz_name)
-    y = evaluate(b, factor, now, tz_name)
-    if op == '+':
-        r = x + y
-    elif op == '-':
-        r = x - y
-    elif op == '*':
-        r = x * y
-    elif op == '/':
-        r = c_div(x, y)
-    else:
-        r = c_mod(x, y)
-    return check_range(r)
+    value = evaluate(node[1], factor, now, tz_name)
+    for op, operand in node[2]:
+        y = evaluate(operand, factor, now, tz_name)
+        if op == '+':
+            value = value + y
+        elif op == '-':
+            value = value - y
+        elif op == '*':
+            value = value * y
+        elif op == '/':
+            value = c_div(value, y)
+        else:
+            value = c_mod(value, y)
+        check_range(value)
+    return value
