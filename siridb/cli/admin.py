@@ -46,6 +46,9 @@ async def _admin(args: argparse.Namespace, host: HostSpec, password: str,
             return ('account', await svc.get_accounts())
         if action == 'version':
             return await svc.get_version()
+        if action == 'drop-account':
+            await svc.drop_account(args.account)
+            return f"Service account '{args.account}' dropped."
         assert new_password is not None
         if action == 'new-account':
             await svc.new_account(args.account, new_password)
@@ -53,9 +56,6 @@ async def _admin(args: argparse.Namespace, host: HostSpec, password: str,
         if action == 'change-password':
             await svc.change_password(args.account, new_password)
             return f"Password of service account '{args.account}' changed."
-        if action == 'drop-account':
-            await svc.drop_account(args.account)
-            return f"Service account '{args.account}' dropped."
         raise AssertionError(action)  # pragma: no cover - argparse restricts choices
     finally:
         svc.close()
