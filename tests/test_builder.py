@@ -84,20 +84,21 @@ def test_hostile_series_name_in_select(name: str) -> None:
 
 @pytest.mark.parametrize('pattern,expected', [
     ('abc', '/abc/'), ('a/b', '/a\\/b/'), ('a\\/b', '/a\\/b/'), ('a\\.b', '/a\\.b/'),
-    ('x\ny', '/x\\ny/'), ('[/]', '/[\\/]/'), ('\x01', '/\\x01/'), ('é.*', '/é.*/'),
+    ('x\ny', '/x\\ny/'), ('[/]', '/[\\/]/'), ('\\\\', '/\\\\/'), ('a\\\n', '/a\\n/'),
+    ('\x01', '/\\x01/'), ('é.*', '/é.*/'),
 ])
 def test_regex_literal(pattern: str, expected: str) -> None:
     assert regex_literal(pattern) == expected
     # and the escaped text means the same for a regex engine
     body = expected[1:-1]
-    for probe in ['abc', 'a/b', 'a.b', 'x\ny', '/', '\x01', 'éé']:
+    for probe in ['abc', 'a/b', 'a.b', 'x\ny', '/', '\x01', 'éé', '\\', 'a\n']:
         assert bool(re.fullmatch(pattern, probe)) == bool(re.fullmatch(body, probe))
 
 
 @given(st.text(min_size=1, max_size=20))
 def test_regex_literal_never_leaves_unescaped_slash(pattern: str) -> None:
     try:
-        re.compile(pattern)
+        compiled = re.compile(pattern)
     except re.error:
         return
     try:
@@ -105,6 +106,11 @@ def test_regex_literal_never_leaves_unescaped_slash(pattern: str) -> None:
     except ValueError:
         return
     assert re.fullmatch(r'/(?:[^/\\\n]|\\.)+/', lit, re.S)
+    # and it means the same: the text between the slashes matches what the
+    # original pattern matches
+    body = re.compile(lit[1:-1])
+    for probe in (pattern, pattern.replace('\\', ''), '/', '\\', '\n'):
+        assert bool(compiled.fullmatch(probe)) == bool(body.fullmatch(probe))
 
 
 def test_regex_literal_errors_and_flags() -> None:

@@ -62,7 +62,8 @@ def regex_literal(pattern: str, ignore_case: bool = False) -> str:
             nxt = pattern[i + 1]
             if nxt == '\x00' or (ord(nxt) < 32 and nxt not in '\n\r\t'):
                 raise ValueError('control character in regular expression')
-            out.append('\\' + _REGEX_CHAR_ESCAPES.get(nxt, nxt).lstrip('\\'))
+            # an escaped '/' or control character: the escape that means the same
+            out.append(_REGEX_CHAR_ESCAPES.get(nxt, '\\' + nxt))
             i += 2
             continue
         if c in _REGEX_CHAR_ESCAPES:

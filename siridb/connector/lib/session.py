@@ -34,6 +34,7 @@ from typing import (
 )
 
 from .exceptions import (
+    ClientClosedError,
     InsertError,
     LoadingDatabaseError,
     PoolError,
@@ -274,6 +275,9 @@ class WriteSession:
       next ``commit()``/``flush()``/``close()``.
     - ``retry_delay``/``retry_max_delay``: backoff between attempts of a
       failed package (with jitter); ``insert_timeout`` per attempt.
+    - ``time_precision``: the database's precision ('s', 'ms', 'us', 'ns').
+      When None it is asked from the server once per client; while no server
+      answers, the first ``write`` waits (retrying) instead of failing.
     """
 
     def __init__(self, client: Any, *, autocommit_every: int = 1000,
@@ -281,7 +285,8 @@ class WriteSession:
                  on_full: str = 'wait', on_error: Optional[OnError] = None,
                  max_package_points: int = 10_000, max_package_bytes: int = 1 << 20,
                  retry_delay: float = 0.1, retry_max_delay: float = 10.0,
-                 insert_timeout: float = 60.0) -> None:
+                 insert_timeout: float = 60.0,
+                 time_precision: Optional[str] = None) -> None:
         if on_full not in ('wait', 'error'):
             raise ValueError("on_full must be 'wait' or 'error'")
         for name, v in (('autocommit_every', autocommit_every),
@@ -293,6 +298,8 @@ class WriteSession:
         if not flush_interval > 0 or not retry_delay > 0 or not retry_max_delay > 0:
             raise ValueError('flush_interval and retry delays must be positive')
         self._client = client
+        self._precision_name = (None if time_precision is None
+                                else precision_name(time_precision))
         self.autocommit_every = autocommit_every
         self.flush_interval = float(flush_interval)
         self.max_buffer_points = max_buffer_points
@@ -359,17 +366,38 @@ class WriteSession:
     async def write(self, series: str, value: Value, timestamp: TimeValue = None) -> None:
         """Take one point (timestamp None = now)."""
         self._check_open()
-        precision = await database_precision(self._client)
+        precision = await self._precision()
         await self._accept([make_point(series, value, timestamp, precision)])
 
     async def write_many(self, points: Iterable[Any]) -> int:
         """Take ``(series, timestamp, value)`` tuples or ``Point``-like
         objects; all are validated before any is taken. Returns the count."""
         self._check_open()
-        precision = await database_precision(self._client)
+        precision = await self._precision()
         pts = _points(points, precision)
         await self._accept(pts)
         return len(pts)
+
+    async def _precision(self) -> str:
+        if self._precision_name is not None:
+            return self._precision_name
+        delay = self.retry_delay
+        while True:
+            try:
+                name = await database_precision(self._client, self.insert_timeout)
+            except ClientClosedError:
+                raise
+            except RETRIABLE as exc:
+                self._last_error = exc
+                logger.warning('write session: cannot learn the time precision yet '
+                               '(%s: %s); retrying in %.2f s', type(exc).__name__, exc,
+                               delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_delay)
+                self._check_open()
+                continue
+            self._precision_name = name
+            return name
 
     def _check_open(self) -> None:
         if self._closing or self._closed:
@@ -559,11 +587,9 @@ class WriteSession:
                 break
             size += est
             take.append(buf.popleft())
-        self._inflight = take
-        try:
-            await self._deliver(take)
-        finally:
-            self._inflight = []
+        self._inflight = take  # kept when cancelled: close() hands them back
+        await self._deliver(take)
+        self._inflight = []
         self._completed += len(take)
         self._notify()
 
@@ -592,6 +618,9 @@ class WriteSession:
                 await self._client.insert(_package(batch), timeout=self.insert_timeout)
             except asyncio.CancelledError:
                 raise
+            except ClientClosedError as exc:  # closed by its owner: never comes back
+                self._last_error = exc
+                return exc
             except RETRIABLE as exc:
                 self._last_error = exc
                 self._retried += len(batch)

@@ -1,0 +1,331 @@
+"""Write sessions and single writes against the embedded server over loopback."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+from collections import Counter
+from typing import Any, AsyncIterator, Dict, List, Tuple
+
+import pytest
+
+from siridb.connector import (
+    BufferFullError,
+    FlushTimeoutError,
+    Point,
+    RejectedPointsError,
+    Select,
+    SessionClosedError,
+    SiriDBClient,
+)
+from siridb.connector.lib.exceptions import InsertError
+from siridb.connector.lib.session import Rejected
+from siridb.embedded import EmbeddedServer
+
+DB = 'dbtest'
+
+
+def fast_client(srv: Any, cls: Any = SiriDBClient, **kw: Any) -> SiriDBClient:
+    """A client that reconnects and fails over quickly (tests only)."""
+    opts: Dict[str, Any] = dict(backoff_base=0.05, inactive_time=0.1, max_wait_retry=0.2,
+                                timeout=2)
+    opts.update(kw)
+    client: SiriDBClient = cls('iris', 'siri', DB, [(srv.host, srv.port)], **opts)
+    return client
+
+
+def stored(srv: Any, name: str) -> List[Tuple[int, Any]]:
+    series = srv.store.databases[DB].series.get(name)
+    if series is None:
+        return []
+    ts, values = series.points()
+    return list(zip(ts, values))
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[EmbeddedServer]:
+    srv = EmbeddedServer(port=0, databases={DB: 'ms'})
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.stop()
+
+
+@pytest.fixture
+async def client(server: EmbeddedServer) -> AsyncIterator[SiriDBClient]:
+    c = fast_client(server)
+    await c.connect()
+    try:
+        yield c
+    finally:
+        c.close()
+        await c.wait_closed()
+
+
+async def test_session_writes_everything_with_autocommit(
+        server: EmbeddedServer, client: SiriDBClient) -> None:
+    async with client.session(autocommit_every=50, flush_interval=5) as s:
+        for i in range(230):
+            await s.write('cpu', i, i + 1)
+            if i % 10 == 0:
+                await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+        # 4 full autocommits happened without commit(); 30 remain buffered
+        assert s.written >= 200
+    assert stored(server, 'cpu') == [(i + 1, i) for i in range(230)]
+    st = s.stats()
+    assert (st.written, st.pending, st.retried, st.rejected) == (230, 0, 0, 0)
+    assert s.closed
+    with pytest.raises(SessionClosedError):
+        await s.write('cpu', 1)
+
+
+async def test_flush_interval_sends_without_commit(
+        server: EmbeddedServer, client: SiriDBClient) -> None:
+    s = client.session(autocommit_every=1000, flush_interval=0.1)
+    await s.write_many([('a', 1, 1.5), Point('a', 2, 2.5)])
+    assert stored(server, 'a') == []
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if s.written == 2:
+            break
+    assert stored(server, 'a') == [(1, 1.5), (2, 2.5)]
+    await s.close()
+    await s.close()  # idempotent
+
+
+async def test_commit_waits_and_packages_are_split(
+        server: EmbeddedServer, client: SiriDBClient) -> None:
+    s = client.session(autocommit_every=10_000, flush_interval=60,
+                       max_package_points=100, max_package_bytes=5000)
+    big = 'x' * 1000
+    await s.write_many([('n', i, i) for i in range(1000)])
+    await s.write_many([('big', i, big) for i in range(20)])
+    await s.commit()
+    assert s.pending == 0
+    assert len(stored(server, 'n')) == 1000
+    assert len(stored(server, 'big')) == 20
+    st = s.stats()
+    # 1000 points at <= 100 per package, 20 * ~4 KB estimated at <= 5000 bytes
+    assert st.packages >= 10 + 20
+    await s.close()
+
+
+async def test_session_survives_server_restart(server: EmbeddedServer,
+                                               client: SiriDBClient) -> None:
+    sent: List[Tuple[int, int]] = []
+    halfway = asyncio.Event()
+
+    async def produce() -> None:
+        for i in range(600):
+            await s.write('r', i, 1000 + i)
+            sent.append((1000 + i, i))
+            if i == 150:
+                halfway.set()
+            await asyncio.sleep(0.001)
+
+    async with client.session(autocommit_every=20, flush_interval=0.02,
+                              retry_delay=0.02, retry_max_delay=0.2) as s:
+        producer = asyncio.ensure_future(produce())
+        await halfway.wait()
+        await server.stop()
+        await asyncio.sleep(0.4)
+        await server.start()
+        await producer
+    points = stored(server, 'r')
+    counts = Counter(points)
+    # at-least-once: every point is there, a few may be there twice
+    assert set(counts) == set(sent)
+    assert len(points) >= 600
+    assert s.written >= 600
+    assert s.retried > 0
+    assert s.pending == 0
+
+
+async def test_backpressure_bounds_the_buffer(server: EmbeddedServer,
+                                              client: SiriDBClient) -> None:
+    await client.time_precision()  # learned once per client, before the pause
+    server.pause()  # every request: ServerError (server not running)
+    peak = 0
+    done = 0
+
+    async def produce() -> None:
+        nonlocal peak, done
+        for i in range(3000):
+            await s.write('bp', i, i + 1)
+            peak = max(peak, s.pending)
+            done += 1
+
+    s = client.session(autocommit_every=50, flush_interval=0.01, max_buffer_points=500,
+                       retry_delay=0.01, retry_max_delay=0.05)
+    producer = asyncio.ensure_future(produce())
+    try:
+        await asyncio.sleep(0.5)
+        # the producer is faster than the (paused) server: it waits, memory bounded
+        assert not producer.done()
+        assert done == 500
+        assert s.pending == 500 and peak <= 500
+        assert s.retried > 0
+        # ServerError from the paused server, then PoolError while it is inactive
+        assert s.stats().last_error is not None
+        server.resume()
+        await asyncio.wait_for(producer, 20)
+    finally:
+        server.resume()
+        producer.cancel()
+        await asyncio.gather(producer, return_exceptions=True)
+        await s.close(timeout=5)
+    assert peak <= 500
+    assert [ts for ts, _ in stored(server, 'bp')] == list(range(1, 3001))
+
+
+async def test_on_full_error_takes_nothing(server: EmbeddedServer,
+                                          client: SiriDBClient) -> None:
+    await client.time_precision()
+    server.pause()
+    s = client.session(max_buffer_points=10, on_full='error', flush_interval=0.01,
+                       retry_delay=0.01)
+    await s.write_many([('e', i, i) for i in range(8)])
+    with pytest.raises(BufferFullError):
+        await s.write_many([('e', 100 + i, i) for i in range(3)])
+    await s.write_many([('e', 8, 8), ('e', 9, 9)])
+    with pytest.raises(BufferFullError):
+        await s.write('e', 1, 11)
+    assert s.pending == 10
+    server.resume()
+    await asyncio.wait_for(s.close(), 10)
+    assert [ts for ts, _ in stored(server, 'e')] == list(range(10))
+
+
+async def test_close_timeout_hands_back_unwritten_points(
+        server: EmbeddedServer, client: SiriDBClient) -> None:
+    server.pause()
+    s = client.session(flush_interval=0.01, retry_delay=0.01, time_precision='ms')
+    await s.write_many([('t', i, i) for i in range(5)])
+    with pytest.raises(FlushTimeoutError) as info:
+        await s.close(timeout=0.3)
+    assert sorted(p.timestamp for p in info.value.points) == [0, 1, 2, 3, 4]
+    assert all(p.series == 't' for p in info.value.points)
+    assert type(info.value.last_error).__name__ in ('ServerError', 'PoolError')
+    assert s.closed
+    server.resume()
+
+
+class BadValueClient(SiriDBClient):
+    """Turns the values of series 'bad' into None on the wire, so that the
+    real server rejects any insert holding them (InsertError 66)."""
+
+    async def insert(self, data: Any, timeout: float = 300) -> Any:
+        if isinstance(data, dict) and 'bad' in data:
+            data = dict(data)
+            data['bad'] = [[ts, None] for ts, _ in data['bad']]
+        return await super().insert(data, timeout)
+
+
+async def test_rejected_series_are_reported_and_the_rest_written(
+        server: EmbeddedServer) -> None:
+    c = fast_client(server, BadValueClient)
+    await c.connect()
+    try:
+        s = c.session(autocommit_every=10_000)
+        await s.write_many([('good', 1, 1), ('bad', 1, 1), ('good2', 1, 'x'), ('bad', 2, 2)])
+        with pytest.raises(RejectedPointsError) as info:
+            await s.commit()
+        (rej,) = info.value.rejected
+        assert isinstance(rej.error, InsertError)
+        assert str(rej.error) == ('Unsupported value received. (only integer, float '
+                                  'and string values are supported).')
+        assert rej.points == [Point('bad', 1, 1), Point('bad', 2, 2)]
+        assert stored(server, 'good') == [(1, 1)]
+        assert stored(server, 'good2') == [(1, 'x')]
+        assert 'bad' not in server.store.databases[DB].series
+        assert (s.written, s.rejected) == (2, 2)
+        # reported once; the session goes on
+        await s.write('good', 5, 2)
+        await s.close()
+        assert stored(server, 'good') == [(1, 1), (2, 5)]
+
+        seen: List[Rejected] = []
+
+        async def on_error(r: Rejected) -> None:
+            seen.append(r)
+
+        async with c.session(on_error=on_error) as s2:
+            await s2.write('bad', 3, 9)
+            await s2.write('ok', 3, 9)
+        assert [p.timestamp for r in seen for p in r.points] == [9]
+        assert stored(server, 'ok') == [(9, 3)]
+    finally:
+        c.close()
+        await c.wait_closed()
+
+
+@pytest.mark.parametrize('args,exc', [
+    (('', 1), ValueError), ((5, 1), TypeError), (('s', None), TypeError),
+    (('s', True), TypeError), (('s', [1]), TypeError), (('s', 2 ** 63), ValueError),
+    (('s', 1, -1), ValueError), (('s', 1, 2 ** 63), ValueError), (('s', 1, 'now'), TypeError),
+    (('s', 1, float('nan')), ValueError),
+])
+async def test_write_validation(server: EmbeddedServer, client: SiriDBClient,
+                                args: Tuple[Any, ...], exc: type) -> None:
+    with pytest.raises(exc):
+        await client.write(*args)
+    async with client.session() as s:
+        with pytest.raises(exc):
+            await s.write(*args)
+        bad_point = (args[0], args[2] if len(args) > 2 else None, args[1])
+        with pytest.raises(exc):
+            await s.write_many([('ok', 1, 1), bad_point])
+        assert s.pending == 0  # nothing of a bad batch was taken
+    assert server.store.databases[DB].series == {}
+
+
+async def test_write_many_bad_shapes(client: SiriDBClient) -> None:
+    with pytest.raises(TypeError):
+        await client.write_many('abc')
+    with pytest.raises(TypeError):
+        await client.write_many([('a', 1)])
+
+
+@pytest.mark.parametrize('precision,expected', [
+    ('s', 1447250938), ('ms', 1447250938250), ('us', 1447250938250000),
+    ('ns', 1447250938250000000)])
+async def test_exact_timestamps_end_to_end(precision: str, expected: int) -> None:
+    when = dt.datetime(2015, 11, 11, 14, 8, 58, 250000, tzinfo=dt.timezone.utc)
+    async with EmbeddedServer(port=0, databases={DB: precision}) as srv:
+        async with fast_client(srv) as c:
+            assert await c.time_precision() == precision
+            await c.write('dt', 1, when)
+            await c.write('naive', 1, when.replace(tzinfo=None))
+            await c.write('float', 1, 1447250938.25)
+            await c.write('int', 1, expected)
+            before = dt.datetime.now(dt.timezone.utc)
+            await c.write('now', 1)
+            for name in ('dt', 'naive', 'float', 'int'):
+                assert stored(srv, name) == [(expected, 1)], name
+            (ts, _), = stored(srv, 'now')
+            res = await c.select(Select().from_series('now'))
+            got = res['now'].points[0][0]
+            assert abs((got - before).total_seconds()) < 5
+            assert ts > 0
+
+
+HOSTILE = ['a"b', '"', "it's", 'x" from * where "', 'a/b', '\\', 'line1\nline2',
+           '\r\n', 'tab\tname', '温度 ✓', '💥', 'select * from *', '`grp`', '# c',
+           '/.*/', ' ']
+
+
+async def test_hostile_names_end_to_end(server: EmbeddedServer,
+                                        client: SiriDBClient) -> None:
+    async with client.session() as s:
+        for i, name in enumerate(HOSTILE):
+            await s.write(name, i, 10 + i)
+        await s.write('decoy', 99, 5)
+    for i, name in enumerate(HOSTILE):
+        res = await client.query(Select().from_series(name))
+        assert res == {name: [[10 + i, i]]}, name
+        # a regex for exactly that name (escaped) finds it and nothing else
+        res2 = await client.query(Select().from_regex(re.escape(name)))
+        assert res2 == {name: [[10 + i, i]]}, name
+    assert len(await client.query(Select().from_all())) == len(HOSTILE) + 1
