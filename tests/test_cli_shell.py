@@ -1,0 +1,144 @@
+"""``siridb shell`` driven through a pseudo-terminal, like a person at a
+terminal: prompts, multi-line statements, \\timing, errors, history, the
+password prompt, and Ctrl-C cancelling only the running query."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from _cli_helpers import PtyProcess, ServeProcess, cli_env, run_cli
+
+
+@pytest.fixture(scope='module')
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    tmp = tmp_path_factory.mktemp('shell')
+    srv = ServeProcess(tmp / 'serve.log', '--db', 'dbtest')
+    try:
+        rows = tmp / 'rows.csv'
+        rows.write_text('sh.x,1000,5\nsh.x,2000,6\n')
+        proc = run_cli('import', str(rows), '--db', 'dbtest', '--host', srv.addr)
+        assert proc.returncode == 0, proc.stderr
+        yield srv
+    except BaseException:
+        srv.stop()
+        raise
+    srv.stop()
+
+
+def spawn_shell(server: ServeProcess, tmp_path: Path, **env: str) -> PtyProcess:
+    args = ['shell', '--db', 'dbtest', '--host', server.addr,
+            '--history', str(tmp_path / 'history')]
+    return PtyProcess(args, cli_env(HOME=str(tmp_path), **env))
+
+
+def test_shell_session(server: ServeProcess, tmp_path: Path) -> None:
+    sh = spawn_shell(server, tmp_path)
+    try:
+        sh.expect(r'Connected to dbtest')
+        sh.expect(r'dbtest> ')
+        sh.send('show time_precision\r')
+        out = sh.expect(r'dbtest> ')
+        assert 'time_precision | ms' in out and '(1 row)' in out
+
+        sh.send('\\timing\r')
+        sh.expect(r'Timing is on\.\s+dbtest> ')
+        sh.send('select * from "sh.x"\r')
+        out = sh.expect(r'Time: \d+\.\d{3} ms')
+        assert 'sh.x   |      1000 |     5' in out
+        sh.expect(r'dbtest> ')
+        sh.send('\\timing off\r')
+        sh.expect(r'Timing is off\.\s+dbtest> ')
+
+        # multi-line: a trailing backslash, then an open parenthesis
+        sh.send('select max() \\\r')
+        sh.expect(r'\.\.\.> ')
+        sh.send('from (\r')
+        sh.expect(r'\.\.\.> ')
+        sh.send('"sh.x")\r')
+        out = sh.expect(r'dbtest> ')
+        assert 'sh.x   |      2000 |     6' in out
+
+        sh.send('\\format json\r')
+        sh.expect(r'Output format is json\.\s+dbtest> ')
+        sh.send('select * from "sh.x";\r')
+        out = sh.expect(r'dbtest> ')
+        assert '{"sh.x": [[1000, 5], [2000, 6]]}' in out
+
+        # errors are clear and the shell goes on
+        sh.send('select * from\r')
+        out = sh.expect(r'dbtest> ')
+        assert 'ERROR: QueryError: Query error at position 13.' in out
+        sh.send('\\nosuch\r')
+        out = sh.expect(r'dbtest> ')
+        assert 'Unknown or incomplete command' in out
+
+        sh.send('\\quit\r')
+        assert sh.wait() == 0
+    finally:
+        sh.close()
+    history = (tmp_path / 'history').read_text()
+    assert 'show time_precision' in history and 'select * from "sh.x"' in history
+
+
+def test_shell_password_prompt_and_ctrl_d(server: ServeProcess, tmp_path: Path) -> None:
+    env = cli_env(HOME=str(tmp_path))
+    del env['SIRIDB_PASSWORD']
+    sh = PtyProcess(['shell', '--db', 'dbtest', '--host', server.addr], env)
+    try:
+        sh.expect(r'Password for iris: ')
+        sh.send('siri\r')
+        sh.expect(r'dbtest> ')
+        assert 'siri' not in sh.buffer  # not echoed
+        sh.send('\x04')  # Ctrl-D
+        assert sh.wait() == 0
+    finally:
+        sh.close()
+
+
+def test_shell_wrong_password_exit_3(server: ServeProcess, tmp_path: Path) -> None:
+    sh = spawn_shell(server, tmp_path, SIRIDB_PASSWORD='wrong')
+    try:
+        assert sh.wait() == 3
+        assert 'InvalidCredentialsError' in sh.buffer
+    finally:
+        sh.close()
+
+
+def test_ctrl_c_cancels_only_the_running_query(tmp_path: Path) -> None:
+    srv = ServeProcess(tmp_path / 'serve.log', '--db', 'dbtest')
+    sh = spawn_shell(srv, tmp_path)
+    stopped = False
+    try:
+        sh.expect(r'dbtest> ')
+        os.kill(srv.proc.pid, signal.SIGSTOP)  # the server stops answering
+        stopped = True
+        sh.send('list series\r')
+        time.sleep(0.5)
+        sh.send('\x03')  # Ctrl-C
+        sh.expect(r'Query cancelled\.')
+        sh.expect(r'dbtest> ')
+        os.kill(srv.proc.pid, signal.SIGCONT)
+        stopped = False
+        sh.send('show time_precision\r')
+        out = sh.expect(r'dbtest> ')
+        assert 'time_precision | ms' in out
+
+        # Ctrl-C at the prompt drops the half-typed statement, the shell stays
+        sh.send('select * \\\r')
+        sh.expect(r'\.\.\.> ')
+        sh.send('\x03')
+        sh.expect(r'dbtest> ')
+        sh.send('show time_precision\r')
+        out = sh.expect(r'dbtest> ')
+        assert 'time_precision | ms' in out and 'ERROR' not in out
+        sh.send('\\q\r')
+        assert sh.wait() == 0
+    finally:
+        if stopped:
+            os.kill(srv.proc.pid, signal.SIGCONT)
+        sh.close()
+        srv.stop()
