@@ -78,12 +78,13 @@ def statement_keyword(query: str) -> str:
 
 
 def compile_expression(expression: str) -> re.Pattern[str]:
-    """``/pattern/flags`` as written in a group, compiled."""
+    """``/pattern/flags`` as written in a group, compiled anchored like the
+    query language does for series names."""
     end = expression.rfind('/')
     pattern = expression[1:end] if expression.startswith('/') and end > 0 \
         else expression
     flags = re.IGNORECASE if 'i' in expression[end + 1:] else 0
-    return re.compile(pattern, flags)
+    return re.compile('^' + pattern + '$', flags)
 
 
 class Session:
@@ -198,6 +199,8 @@ class Engine:
         db = self.store.databases.get(name)
         if db is None:
             db = self.new_database(name, precision)
+            if self._server_log is not None:
+                self._server_log.sync()
         return db
 
     def drop_database(self, name: str) -> None:
