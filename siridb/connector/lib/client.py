@@ -255,14 +255,14 @@ class SiriDBClient(ClientFeatures):
                 fut.set_result(None)
 
     # --------------------------------------------------------- requests
-    async def insert(self, data: Any, timeout: float = 300) -> Any:
+    async def insert(self, data: Any, timeout: Optional[float] = 300) -> Any:
         """Insert points; returns the server's reply
         (``{'success_msg': 'Successfully inserted N point(s).'}``)."""
         return await self._request(pm.CPROTO_REQ_INSERT, pack_insert(data),
                                    timeout, allow_any_open=False)
 
     async def query(self, query: Any, time_precision: Any = None,
-                    timeout: float = 60) -> Any:
+                    timeout: Optional[float] = 60) -> Any:
         """Run a query; returns the server's reply (a dict)."""
         if not isinstance(query, (str, bytes)):  # a query builder (features.py)
             query = await self._build_query(query)
@@ -270,7 +270,8 @@ class SiriDBClient(ClientFeatures):
                                    pack_query(query, time_precision),
                                    timeout, allow_any_open=True)
 
-    async def send_request(self, tp: int, data: Any = None, timeout: float = 60, *,
+    async def send_request(self, tp: int, data: Any = None,
+                           timeout: Optional[float] = 60, *,
                            is_binary: bool = False, allow_any_open: bool = False) -> Any:
         """Send any package type with the pool's failover rules.
 
@@ -286,12 +287,12 @@ class SiriDBClient(ClientFeatures):
             body = packb(data)
         return await self._request(tp, body, timeout, allow_any_open)
 
-    async def _request(self, tp: int, body: Optional[bytes], timeout: float,
+    async def _request(self, tp: int, body: Optional[bytes], timeout: Optional[float],
                        allow_any_open: bool) -> Any:
         if self._closed:
             raise ClientClosedError('client is closed')
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + (float('inf') if timeout is None else timeout)
         attempt = 0
         while True:
             now = loop.time()
@@ -305,7 +306,8 @@ class SiriDBClient(ClientFeatures):
             attempt += 1
             try:
                 return await self._track(h, h.protocol.send_package(
-                    tp, body, is_binary=True, timeout=remaining))
+                    tp, body, is_binary=True,
+                    timeout=None if timeout is None else remaining))
             except PoolError as exc:
                 if loop.time() + self._pool_retry_interval >= deadline:
                     raise
