@@ -3,12 +3,15 @@ the console script's entry point) against ``siridb serve`` in another one."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from _cli_helpers import ServeProcess, cli_env, free_port, run_cli
+from _cli_helpers import ROOT, ServeProcess, cli_env, free_port, run_cli
 
 
 @pytest.fixture(scope='module')
@@ -192,6 +195,32 @@ def test_import_progress_when_asked(server: ServeProcess, tmp_path: Path) -> Non
     proc = run_cli('import', path, *db(server), '--progress', 'always')
     assert proc.returncode == 0, proc.stderr
     assert 'points/s' in proc.stderr and 'imported 2 points' in proc.stderr
+
+
+def _import_peak_rss_kib(server: ServeProcess, path: Path) -> int:
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'siridb', 'import', str(path), *db(server), '--batch', '1000'],
+        cwd=ROOT, env=cli_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0
+    return int(usage.ru_maxrss)
+
+
+def test_import_memory_stays_bounded(server: ServeProcess, tmp_path: Path) -> None:
+    # a file 10x larger must not need more memory: rows stream through a bounded buffer
+    sizes = {}
+    for n in (15_000, 150_000):
+        path = tmp_path / f'{n}.csv'
+        with open(path, 'w') as f:
+            for i in range(n):
+                f.write(f'mem{n}.{i % 7},{i + 1},{i}\n')
+        sizes[n] = _import_peak_rss_kib(server, path)
+    assert sizes[150_000] - sizes[15_000] < 10 * 1024, sizes
+    result = query_json(server, 'select count() from /mem150000\\..*/')
+    assert len(result) == 7
+    assert sum(v for points in result.values() for _, v in points) == 150_000
 
 
 def test_import_missing_file_exit_2(server: ServeProcess, tmp_path: Path) -> None:
