@@ -423,3 +423,23 @@ def test_mutations_replay_deterministically() -> None:
                        {u.name: (u.password, u.access) for u in db.users.values()},
                        db.timezone, db.drop_threshold))
     assert states[0] == states[1]
+
+
+@pytest.mark.parametrize('query', ['list shards', 'count shards', 'drop shards',
+                                   'alter servers set log_level debug',
+                                   'alter server "127.0.0.1:9000" set backup_mode true',
+                                   'drop server "127.0.0.1:9000"'])
+def test_unsupported_statements_answer_a_clear_error(ctx: QueryContext, query: str) -> None:
+    assert err(ctx, query).startswith('The embedded server does not support ')
+
+
+def test_list_target_error_names_every_target(ctx: QueryContext) -> None:
+    assert err(ctx, 'list bogus') == ('Query error at position 5. Expecting series, users, '
+                                      'shards, groups, tags, pools or servers')
+
+
+@pytest.mark.parametrize('precision', [1.0, True, -1, 4, '1'])
+def test_time_precision_must_be_a_small_int(ctx: QueryContext, precision: Any) -> None:
+    with pytest.raises(QueryFailure) as info:
+        execute(ctx, 'select * from "aggr"', precision)
+    assert info.value.tp == 65

@@ -57,11 +57,15 @@ def execute(ctx: QueryContext, query: str,
     """Run one query and return the RES_QUERY payload; errors raise QueryFailure."""
     started = time.perf_counter()
     if time_precision is not None and (
-            isinstance(time_precision, bool) or time_precision not in (0, 1, 2, 3)):
+            type(time_precision) is not int or time_precision not in (0, 1, 2, 3)):
         raise QueryFailure(65, 'Time precision must be None, 0 (s), 1 (ms), 2 (us) or 3 (ns).')
     try:
         stmt = parse(query)
         kind = stmt['kind']
+        if kind == 'unsupported':
+            raise QueryFailure(
+                65, f"The embedded server does not support '{stmt['what']}' "
+                    '(it keeps every series in memory, without shards or server settings).')
         right = required_right(kind)
         if right is not None and not ctx.user.has(right):
             raise QueryFailure(

@@ -62,6 +62,8 @@ LIST_COLUMNS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
     'servers': (('address', 'name', 'port', 'pool', 'version', 'online', 'status',
                  'uptime', 'uuid'), ('name', 'pool', 'version', 'online', 'status')),
 }
+#: what list/count accept, in the real grammar's order (shards: not supported here)
+LIST_TARGETS = ('series', 'users', 'shards', 'groups', 'tags', 'pools', 'servers')
 #: how a where clause reads a value for each column
 _PROP_KIND = {
     'name': 'str', 'type': 'type', 'length': 'num', 'start': 'num', 'end': 'num',
@@ -406,9 +408,19 @@ class Parser:
             cols.append(self.kw(*allowed))
         return cols
 
+    def _unsupported(self, what: str) -> Node:
+        """A statement of the real server the embedded one lacks: take the rest of the
+        text so that it parses, and let execute() answer a clear error."""
+        self._skip()
+        m = _COMMENT.search(self.text, self.pos)
+        self.pos = m.start() if m is not None else len(self.text)
+        return {'kind': 'unsupported', 'what': what}
+
     def list_stmt(self) -> Node:
         self.kw('list')
-        target = self.kw(*LIST_COLUMNS)
+        target = self.kw(*LIST_TARGETS)
+        if target == 'shards':
+            return self._unsupported('list shards')
         allowed, default = LIST_COLUMNS[target]
         node: Node = {'kind': 'list', 'target': target}
         node['columns'] = self.opt(lambda: self._columns(allowed)) or list(default)
@@ -419,7 +431,9 @@ class Parser:
 
     def count_stmt(self) -> Node:
         self.kw('count')
-        target = self.kw(*LIST_COLUMNS)
+        target = self.kw(*LIST_TARGETS)
+        if target == 'shards':
+            return self._unsupported('count shards')
         allowed = LIST_COLUMNS[target][0]
         node: Node = {'kind': 'count', 'target': target, 'length': False, 'selector': None}
         if target == 'series':
@@ -448,7 +462,9 @@ class Parser:
 
     def alter_stmt(self) -> Node:
         self.kw('alter')
-        what = self.kw('database', 'group', 'series', 'tag', 'user')
+        what = self.kw('database', 'group', 'series', 'server', 'servers', 'tag', 'user')
+        if what in ('server', 'servers'):
+            return self._unsupported('alter ' + what)
         if what == 'database':
             self.kw('set')
             prop = self.kw('drop_threshold', 'list_limit', 'select_points_limit', 'timezone')
@@ -483,7 +499,9 @@ class Parser:
 
     def drop_stmt(self) -> Node:
         self.kw('drop')
-        what = self.kw('group', 'series', 'tag', 'user')
+        what = self.kw('group', 'series', 'server', 'shards', 'tag', 'user')
+        if what in ('server', 'shards'):
+            return self._unsupported('drop ' + what)
         if what == 'group':
             return {'kind': 'drop_group', 'name': self.grave()}
         if what == 'tag':
