@@ -111,3 +111,30 @@ def test_dataclass_is_frozen() -> None:
     assert isinstance(u, ConnectionURL)
     with pytest.raises(AttributeError):
         u.dbname = 'x'  # type: ignore[misc]
+
+
+async def test_client_from_url_end_to_end(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from siridb.connector import SiriDBClient
+    from siridb.embedded import EmbeddedServer
+
+    caplog.set_level(logging.DEBUG)
+    async with EmbeddedServer(port=0, databases={'dbtest': 's'}) as srv:
+        hosts = f'{srv.host}:{srv.port}'
+        client = SiriDBClient.from_url(f'siridb://iris:siri@{hosts}/dbtest?timeout=3',
+                                       keepalive=False)
+        async with client:
+            await client.write('x', 1, 5)
+            assert await client.query('select * from "x"') == {'x': [[5, 1]]}
+        assert 'siri@' not in repr(client)
+        # a wrong password: the connect result says so, logs never hold it
+        bad = SiriDBClient.from_url(f'siridb://iris:Wr0ngPassw0rd@{hosts}/dbtest',
+                                    max_wait_retry=0.1)
+        res = await bad.connect()
+        bad.close()
+        await bad.wait_closed()
+        assert res[0] is not None
+        assert 'Wr0ngPassw0rd' not in repr(bad)
+    assert caplog.records
+    assert not any('Wr0ngPassw0rd' in r.getMessage() for r in caplog.records)
