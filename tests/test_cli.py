@@ -133,6 +133,24 @@ def test_unreachable_host_exit_3() -> None:
     assert f'cannot connect to 127.0.0.1:{port}' in proc.stderr
 
 
+def test_shell_reads_piped_statements(server: ServeProcess) -> None:
+    proc = run_cli('shell', *db(server), '-f', 'json',
+                   input='show time_precision\n\\precision s\nselect * from "q.cpu"\n')
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert json.loads(lines[0]) == {'data': [{'name': 'time_precision', 'value': 'ms'}]}
+    assert 'dbtest>' not in proc.stdout  # no prompts without a terminal
+    proc = run_cli('shell', *db(server), input='select * from\nshow time_precision\n')
+    assert proc.returncode == 1  # a failed statement in a script
+    assert 'ERROR: QueryError' in proc.stderr and 'time_precision' in proc.stdout
+
+
+def test_timeit_in_table_output(server: ServeProcess) -> None:
+    proc = run_cli('query', *db(server), '-f', 'table', 'timeit show time_precision')
+    assert proc.returncode == 0, proc.stderr
+    assert f'timeit: {server.addr} ' in proc.stdout
+
+
 def test_url_with_password_from_env(server: ServeProcess) -> None:
     proc = run_cli('query', '--url', f'siridb://iris@{server.addr}/secs', '-f', 'json',
                    'show time_precision')

@@ -196,7 +196,16 @@ def render(result: Any, fmt: str, iso_precision: Optional[str] = None) -> str:
         return render_json(result, iso_precision)
     if fmt == 'csv':
         return render_csv(table)
-    return render_table(table)
+    return render_table(table) + _timeit_lines(result)
+
+
+def _timeit_lines(result: Any) -> str:
+    """The servers' timings of a ``timeit`` query, one line each."""
+    timeit = result.get('__timeit__') if isinstance(result, dict) else None
+    if not isinstance(timeit, list):
+        return ''
+    return ''.join(f"timeit: {t.get('server')} {t.get('time')} s\n"
+                   for t in timeit if isinstance(t, dict))
 
 
 def write(out: IO[str], text: str) -> None:

@@ -1,6 +1,8 @@
 """``siridb shell``: an interactive query prompt.
 
-Line editing and history come from stdlib readline when available. A
+Line editing and history come from stdlib readline when available; with
+statements piped in, there are no prompts and a failed statement makes the
+exit code 1. A
 statement ends at the end of a line unless the line ends with a backslash or
 a quote or parenthesis is still open. Ctrl-C cancels the running query (the
 prompt stays), or clears the statement being typed; Ctrl-D quits.
@@ -18,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any, List, Optional
 
 from ..connector.lib.exceptions import SiriDBError
 from .connect import db_precision, open_client, time_precision_arg
-from .exitcodes import OK, describe
+from .exitcodes import OK, REQUEST_ERROR, describe
 from .options import PRECISIONS, ConnectionSettings, connection_settings
 from .output import render, write
 
@@ -85,6 +87,7 @@ class Shell:
         self.timing = False
         self.interactive = sys.stdin.isatty()
         self._db_precision: Optional[str] = None
+        self.failed = 0
 
     def _run(self, coro: Any) -> Any:
         """Run ``coro``; Ctrl-C meanwhile cancels it (raises CancelledError)."""
@@ -181,8 +184,8 @@ class Shell:
             statement = text.strip()
             while statement.endswith(';'):
                 statement = statement[:-1].rstrip()
-            if statement:
-                self.execute(statement)
+            if statement and not self.execute(statement):
+                self.failed += 1
 
 
 def _setup_history(path: Optional[str]) -> Optional[str]:
@@ -214,8 +217,9 @@ def run(args: argparse.Namespace) -> int:
         opener = open_client(settings)
         client = loop.run_until_complete(opener.__aenter__())
         history = _setup_history(args.history) if sys.stdin.isatty() else None
+        shell = Shell(loop, client, settings, args, sys.stdout, sys.stderr)
         try:
-            Shell(loop, client, settings, args, sys.stdout, sys.stderr).loop_forever()
+            shell.loop_forever()
         finally:
             _save_history(history)
             loop.run_until_complete(opener.__aexit__(None, None, None))
@@ -227,4 +231,5 @@ def run(args: argparse.Namespace) -> int:
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
-    return OK
+    # Statements piped in (a script): failing ones make the exit code 1.
+    return REQUEST_ERROR if shell.failed and not shell.interactive else OK
