@@ -29,7 +29,7 @@ operands = st.one_of(
                      None, True]))
 # mostly valid names, so that most chains get past the checks and really run
 names = st.sampled_from(sorted(NAMES) + ['', 'nope', 'MEAN'])
-specs = st.builds(
+any_specs = st.builds(
     AggrSpec, name=names, group=sizes,
     limit=st.one_of(st.integers(-2, 50), st.none()),
     fn=st.one_of(names, st.none()),
@@ -37,6 +37,11 @@ specs = st.builds(
         ['==', '!=', '<', '>', '<=', '>=', '~', '!~', 'regex', '=~', ''])),
     operand=operands, ts_unit=sizes,
     offset=st.one_of(st.none(), st.integers(-10_000, 10_000), ints64))
+filters = st.builds(
+    AggrSpec, name=st.just('filter'), op=st.sampled_from(
+        [None, '==', '!=', '<', '>', '<=', '>=', '~', '!~', 'regex']),
+    operand=operands)
+specs = st.one_of(any_specs, filters)
 
 
 @st.composite

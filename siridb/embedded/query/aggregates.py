@@ -322,11 +322,11 @@ def _filter(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int
     op = spec.op or '=='
     operand = spec.operand
     is_regex = op == 'regex' or isinstance(operand, re.Pattern)
-    string_filter = is_regex or op in _STRING_OPS or isinstance(operand, str)
+    text_operand = isinstance(operand, (str, re.Pattern))
     if tp == TYPE_STRING:
-        if not string_filter:
+        if not text_operand:  # filter(> 5), but also filter(~ 5)
             raise QueryFailure(65, ERR_NUMBER_FILTER)
-    elif string_filter:
+    elif text_operand or op in _STRING_OPS:  # filter(> "x"), filter(~ "x"), regex
         raise QueryFailure(65, ERR_STRING_FILTER)
 
     mask: Any
