@@ -329,3 +329,29 @@ async def test_hostile_names_end_to_end(server: EmbeddedServer,
         res2 = await client.query(Select().from_regex(re.escape(name)))
         assert res2 == {name: [[10 + i, i]]}, name
     assert len(await client.query(Select().from_all())) == len(HOSTILE) + 1
+
+
+async def test_lost_reply_means_at_least_once(server: EmbeddedServer) -> None:
+    """The server stores a package but its reply is lost: the session sends it
+    again, so those points are stored twice (documented at-least-once)."""
+    from siridb.testing.proxy import FaultProxy
+
+    async with FaultProxy(server.host, server.port) as proxy:
+        c = SiriDBClient('iris', 'siri', DB, [proxy.address], keepalive=False,
+                         backoff_base=0.05, max_wait_retry=0.2, inactive_time=0.05)
+        await c.connect()
+        try:
+            s = c.session(autocommit_every=10_000, flush_interval=60, retry_delay=0.02)
+            await s.write_many([('dup', i, i) for i in range(10)])
+            proxy.close_after(0, direction='down')  # cut the next reply
+            await asyncio.wait_for(s.commit(), 10)
+            await s.write('dup', 10, 10)
+            await s.close()
+        finally:
+            c.close()
+            await c.wait_closed()
+    counts = Counter(stored(server, 'dup'))
+    assert dict(counts) == {
+        **{(i, i): 2 for i in range(10)}, (10, 10): 1}
+    # written counts confirmations; retried counts points of each failed attempt
+    assert s.written == 11 and s.retried >= 10 and s.pending == 0
