@@ -537,3 +537,20 @@ async def test_validation_before_sending() -> None:
         finally:
             conn.close()
             await conn.wait_closed()
+
+
+async def test_writes_in_one_iteration_are_batched() -> None:
+    async with ScriptedServer() as srv:
+        conn = await _connect(srv)
+        proto = conn._protocol
+        assert proto is not None
+        try:
+            futs = [proto.send_package(pm.CPROTO_REQ_QUERY, [str(i), None]) for i in range(50)]
+            assert len(proto._wbuf) == 50  # queued, one write at the end of the iteration
+            await asyncio.sleep(0)
+            assert proto._wbuf == []
+            res = await asyncio.gather(*futs)
+            assert [r['query'] for r in res] == [str(i) for i in range(50)]
+        finally:
+            conn.close()
+            await conn.wait_closed()

@@ -74,6 +74,7 @@ class SiriDBProtocol(asyncio.Protocol):
         self._authenticated = False
         self._lost_callbacks: List[LostCallback] = []
         self._closed_future: Optional[asyncio.Future[None]] = None
+        self._wbuf: List[bytes] = []
         self._ka_handle: Optional[asyncio.TimerHandle] = None
         self._ka_idle = 45.0
         self._ka_timeout = 15.0
@@ -162,6 +163,7 @@ class SiriDBProtocol(asyncio.Protocol):
         reason = f': {exc}' if exc is not None else ''
         self._fail_all(lambda: ConnectionLostError(f'connection lost{reason}'))
         self._transport = None
+        self._wbuf = []
         self._authenticated = False
         if self._ka_handle is not None:
             self._ka_handle.cancel()
@@ -239,8 +241,21 @@ class SiriDBProtocol(asyncio.Protocol):
             timer = loop.call_at(loop.time() + timeout, self._on_timeout,
                                  pid, fut, timeout)
         self._pending[pid] = (fut, timer)
-        transport.write(payload)
+        # writes made in one loop iteration go out in one system call
+        wbuf = self._wbuf
+        if not wbuf:
+            loop.call_soon(self._flush)
+        wbuf.append(payload)
         return fut
+
+    def _flush(self) -> None:
+        wbuf = self._wbuf
+        if not wbuf:
+            return
+        self._wbuf = []
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(wbuf[0] if len(wbuf) == 1 else b''.join(wbuf))
 
     def _on_timeout(self, pid: int, fut: asyncio.Future[Any], timeout: float) -> None:
         entry = self._pending.get(pid)
