@@ -142,3 +142,18 @@ def test_ctrl_c_cancels_only_the_running_query(tmp_path: Path) -> None:
             os.kill(srv.proc.pid, signal.SIGCONT)
         sh.close()
         srv.stop()
+
+
+def test_unresponsive_server_times_out_exit_3(tmp_path: Path) -> None:
+    srv = ServeProcess(tmp_path / 'serve.log', '--db', 'dbtest')
+    os.kill(srv.proc.pid, signal.SIGSTOP)  # accepts connections (backlog), never answers
+    try:
+        start = time.monotonic()
+        proc = run_cli('query', '--db', 'dbtest', '--host', srv.addr, '--timeout', '1',
+                       'list series')
+        assert time.monotonic() - start < 15
+    finally:
+        os.kill(srv.proc.pid, signal.SIGCONT)
+        srv.stop()
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.startswith('siridb: ')
