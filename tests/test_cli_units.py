@@ -191,3 +191,39 @@ def test_tabulate_other_shapes() -> None:
 ])
 def test_statement_complete(text: str, complete: bool) -> None:
     assert statement_complete(text) is complete
+
+
+class _Session:
+    """Stands in for a WriteSession: refuses any chunk holding the value 'bad'."""
+
+    def __init__(self) -> None:
+        self.taken: list = []
+        self.written = 0
+
+    async def write_many(self, points: list) -> int:
+        if any(v == 'bad' for _, _, v in points):
+            raise ValueError('bad value')
+        self.taken.extend(points)
+        return len(points)
+
+
+async def test_importer_names_rows_by_line() -> None:
+    from siridb.cli.importer import Importer
+    from siridb.connector.lib.exceptions import InsertError
+    from siridb.connector.lib.session import Point as SPoint
+    from siridb.connector.lib.session import Rejected as SRejected
+
+    err = io.StringIO()
+    session = _Session()
+    imp = Importer(session, chunk=3, window=10, err=err)  # type: ignore[arg-type]
+    for line, value in enumerate([1, 2, 'bad', 4, 5], start=2):
+        await imp.add(Point(line, 's', line, value))
+    await imp.flush_rows()
+    assert session.taken == [('s', 2, 1), ('s', 3, 2), ('s', 5, 4), ('s', 6, 5)]
+    assert err.getvalue() == 'line 4: rejected: bad value\n'
+    # points the server refuses later are traced back to their lines
+    imp.on_error(SRejected([SPoint('s', 5, 4), SPoint('x', 99, 0)], InsertError('no')))
+    assert err.getvalue().splitlines()[1:] == [
+        'line 5: rejected: rejected by the server: no',
+        'line ?: rejected: rejected by the server: no']
+    assert imp.rejected == 3

@@ -12,7 +12,7 @@ import io
 import sys
 import time
 from collections import OrderedDict
-from typing import IO, TYPE_CHECKING, Any, List, Optional, Tuple
+from typing import IO, TYPE_CHECKING, List, Optional, Tuple
 
 from .connect import db_precision, open_client
 from .exitcodes import OK, REQUEST_ERROR, UsageError
@@ -74,7 +74,7 @@ class Importer:
         self.err = err
         self.rejected = 0
         self.listed = 0
-        self._rows: List[Tuple[str, int, Any]] = []
+        self._rows: List[Point] = []
         self._window = window
         self._recent: OrderedDict[Tuple[str, int], int] = OrderedDict()
 
@@ -98,7 +98,7 @@ class Importer:
             self.reject(self._recent.get(key), f'rejected by the server: {rejected.error}')
 
     async def add(self, point: Point) -> None:
-        self._rows.append((point.series, point.ts, point.value))
+        self._rows.append(point)
         key = (point.series, point.ts)
         self._recent[key] = point.line
         self._recent.move_to_end(key)
@@ -109,8 +109,18 @@ class Importer:
 
     async def flush_rows(self) -> None:
         rows, self._rows = self._rows, []
-        if rows:
-            await self.session.write_many(rows)
+        if not rows:
+            return
+        try:
+            await self.session.write_many([(p.series, p.ts, p.value) for p in rows])
+        except (TypeError, ValueError):
+            # The session refused the chunk as a whole (nothing was taken):
+            # hand the rows over one by one to name the bad ones.
+            for p in rows:
+                try:
+                    await self.session.write_many([(p.series, p.ts, p.value)])
+                except (TypeError, ValueError) as exc:
+                    self.reject(p.line, str(exc))
 
 
 def _open_input(path: str) -> IO[str]:
