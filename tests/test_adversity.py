@@ -285,6 +285,49 @@ async def test_split_into_single_bytes(make_client: MakeClient,
     await shut(client)
 
 
+async def test_reset_with_requests_in_flight(
+        make_client: MakeClient,
+        cluster3: Tuple[EmbeddedCluster, List[FaultProxy]]) -> None:
+    cluster, proxies = cluster3
+    client = make_client([p.address for p in proxies])
+    assert await client.connect() == [None, None, None]
+    assert await client.insert({'r': points(3)}) == inserted(3)
+    for p in proxies:
+        p.set_latency(0.2, direction='down')  # replies still on their way
+    queries = [asyncio.ensure_future(client.query('select * from "r"'))
+               for _ in range(30)]
+    await asyncio.sleep(0.05)
+    old = client.hosts[1].protocol
+    assert old is not None and old.pending > 0
+    proxies[1].reset()  # RST: the queries on it are retried elsewhere
+    results = await asyncio.wait_for(asyncio.gather(*queries), 5)
+    assert results == [{'r': points(3)}] * 30
+    assert not old.is_connected()
+    for p in proxies:
+        p.set_latency(0)
+    await wait_until(lambda: all(h.up for h in client.hosts), 3)  # reconnected
+    assert client.hosts[1].protocol is not old
+    assert [p.accepted for p in proxies] == [1, 2, 1]
+    assert pending_requests(client) == 0
+    await shut(client)
+
+
+async def test_paused_server_is_routed_around(
+        make_client: MakeClient,
+        cluster3: Tuple[EmbeddedCluster, List[FaultProxy]]) -> None:
+    cluster, proxies = cluster3
+    client = make_client([p.address for p in proxies], inactive_time=5)
+    assert await client.connect() == [None, None, None]
+    cluster.servers[2].pause()  # answers ServerError: retriable
+    results = await asyncio.gather(
+        *(client.insert({f'p{i}': points(1)}) for i in range(30)))
+    assert results == [inserted(1)] * 30
+    assert [stored(cluster, f'p{i}') for i in range(30)] == [1] * 30
+    assert client.hosts[2].up  # connected, only skipped for inactive_time
+    assert not client.hosts[2].available(asyncio.get_running_loop().time())
+    await shut(client)
+
+
 # --------------------------------------------------------------- cancellation
 
 async def test_cancel_during_connect_and_auth(
@@ -317,13 +360,15 @@ async def test_cancel_in_flight_leaves_no_stray_reply(
     server, proxy = proxied
     client = make_client([proxy.address])
     assert await client.connect() == [None]
+    assert await client.insert({'a': points(2), 'b': points(3)}) == inserted(5)
     proxy.set_latency(0.3, direction='down')
-    first = asyncio.ensure_future(client.insert({'q': points(5)}))
+    first = asyncio.ensure_future(client.query('select * from "a"'))
     await asyncio.sleep(0.1)
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
-    # the late reply to the cancelled request must not answer this one
+    # the late reply to the cancelled query must not answer this one
+    assert await client.query('select * from "b"') == {'b': points(3)}
     assert await client.insert({'q': points(7)}) == inserted(7)
     proto = client.hosts[0].protocol
     assert proto is not None
@@ -365,16 +410,17 @@ async def test_cancel_reconnect_sleep_and_close(make_client: MakeClient) -> None
 
 # --------------------------------------------------------------- volume
 
-async def test_ten_thousand_concurrent_requests(make_client: MakeClient) -> None:
+async def test_ten_thousand_concurrent_queries(make_client: MakeClient) -> None:
     async with EmbeddedServer(databases=DB) as server:
         client = make_client([(server.host, server.port)])
         assert await client.connect() == [None]
+        data = {f'q{j}': points(j + 1, 100 * j) for j in range(10)}
+        assert await client.insert(data) == inserted(sum(range(1, 11)))
         n = 10_000
         results = await asyncio.gather(
-            *(client.insert({f'v{i % 100}': points(1 + i % 3, i)}) for i in range(n)))
-        assert results == [inserted(1 + i % 3) for i in range(n)]
-        assert sum(stored(server, f'v{j}') for j in range(100)) == \
-            sum(1 + i % 3 for i in range(n))
+            *(client.query(f'select * from "q{i % 10}"') for i in range(n)))
+        for i, r in enumerate(results):
+            assert r == {f'q{i % 10}': data[f'q{i % 10}']}
         assert pending_requests(client) == 0
         await shut(client)
 
