@@ -165,3 +165,60 @@ async def test_bad_auth_is_typed(server: EmbeddedServer) -> None:
     finally:
         c.close()
         await c.wait_closed()
+
+
+async def test_pool_and_replica_requests(server: EmbeddedServer) -> None:
+    # the embedded server refuses them with a typed error ...
+    async with SiriDBService(host=server.host, port=server.port) as svc:
+        with pytest.raises(ServiceError, match='does not support adding pools'):
+            await svc.new_pool('dbtest', 'other', 9000, 'iris', 'siri')
+        with pytest.raises(ServiceError, match='does not support adding pools'):
+            await svc.new_replica('dbtest', 'other', 9000, 'iris', 'siri', pool=0)
+
+
+async def test_exact_service_payloads() -> None:
+    """... so check what goes on the wire against the protocol facts with a
+    scripted loopback server that acknowledges everything."""
+    from _driver_helpers import ScriptedServer
+
+    from siridb.connector.lib import protomap as pm
+
+    def handler(conn, pkg):  # type: ignore[no-untyped-def]
+        if pkg.data()[2] >= 64:
+            conn.reply(pkg.pid, pm.CPROTO_ACK_SERVICE_DATA, ['x'])
+        else:
+            conn.reply(pkg.pid, pm.CPROTO_ACK_SERVICE)
+
+    async with ScriptedServer(handler) as srv:
+        async with SiriDBService('sa', 'pw', srv.host, srv.port) as svc:
+            assert await svc.new_pool('db', 'h', 9001, 'u', 'p') is None
+            await svc.new_replica('db', 'h', 9001, 'u', 'p', 1)
+            await svc.new_database('db')
+            await svc.new_database('db2', 'ns', 512, '2d', '3h')
+            await svc.drop_database('db', ignore_offline=True)
+            await svc.drop_database('db')
+            await svc.new_account('acc', 'pw1')
+            await svc.change_password('acc', 'pw2')
+            await svc.drop_account('acc')
+            assert await svc.get_version() == 'x'
+            assert await svc.get_accounts() == ['x']
+            assert await svc.get_databases() == ['x']
+        sent = [p.data() for p in srv.received]
+        assert all(p.tp == pm.CPROTO_REQ_SERVICE for p in srv.received)
+    assert sent == [
+        ['sa', 'pw', 4, {'dbname': 'db', 'host': 'h', 'port': 9001, 'username': 'u',
+                         'password': 'p'}],
+        ['sa', 'pw', 5, {'dbname': 'db', 'host': 'h', 'port': 9001, 'username': 'u',
+                         'password': 'p', 'pool': 1}],
+        ['sa', 'pw', 3, {'dbname': 'db'}],
+        ['sa', 'pw', 3, {'dbname': 'db2', 'time_precision': 'ns', 'buffer_size': 512,
+                         'duration_num': '2d', 'duration_log': '3h'}],
+        ['sa', 'pw', 6, {'database': 'db', 'ignore_offline': True}],
+        ['sa', 'pw', 6, {'database': 'db'}],
+        ['sa', 'pw', 0, {'account': 'acc', 'password': 'pw1'}],
+        ['sa', 'pw', 1, {'account': 'acc', 'password': 'pw2'}],
+        ['sa', 'pw', 2, {'account': 'acc'}],
+        ['sa', 'pw', 64, {}],
+        ['sa', 'pw', 65, {}],
+        ['sa', 'pw', 66, {}],
+    ]
