@@ -382,3 +382,45 @@ def test_warning_when_exposed_with_default_passwords(caplog):
     srv2.store.accounts['sa'] = 'long-secret'
     srv2._warn_exposed()
     assert not caplog.records
+
+
+async def test_random_bodies_never_kill_the_server(server):
+    """Random and mutated bodies for every request type: each gets an answer
+    or none, and the server keeps serving everyone."""
+    import random
+
+    from siridb.connector.lib.codec import packb
+    rng = random.Random(1234)
+    seeds = [packb(['iris', 'siri', 'dbtest']), packb(['select * from "x"', None]),
+             packb({'x': [[1, 1], [2, 2.5]]}), packb([{'name': 'y', 'points': [[1, 's']]}]),
+             packb(['sa', 'siri', 3, {'dbname': 'fz'}])]
+    c = await RawConn.open(server.host, server.port)
+    await c.auth()
+    try:
+        for i in range(400):
+            body = bytearray(rng.choice(seeds))
+            for _ in range(rng.randint(1, 4)):
+                op = rng.random()
+                pos = rng.randrange(len(body))
+                if op < 0.5:
+                    body[pos] = rng.randrange(256)
+                elif op < 0.75:
+                    del body[pos:pos + rng.randint(1, 4)]
+                else:
+                    body[pos:pos] = bytes(rng.randrange(256) for _ in range(3))
+            c.send(rng.choice([0, 1, 2, 32]), body=bytes(body))
+            if i % 50 == 49:  # in step: everything before the ping is handled
+                pid = c.send(3)
+                while True:
+                    reply = await c.recv()
+                    assert reply is not None, 'server stopped answering'
+                    if reply[0] == pid and reply[1] == 3:
+                        break
+                await c.auth()
+        other = await RawConn.open(server.host, server.port)
+        try:
+            assert await other.request(3) == (3, None)
+        finally:
+            await other.close()
+    finally:
+        await c.close()
