@@ -356,3 +356,29 @@ async def test_lost_reply_means_at_least_once(server: EmbeddedServer) -> None:
         **{(i, i): 2 for i in range(10)}, (10, 10): 1}
     # written counts confirmations; retried counts points of each failed attempt
     assert s.written == 11 and s.retried >= 10 and s.pending == 0
+
+
+def test_package_size_estimate_is_conservative() -> None:
+    """Every package built by the splitter packs to at most its byte budget."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from siridb.connector.lib.codec import packb
+    from siridb.connector.lib.session import _P, _package, _split
+
+    values = st.one_of(st.integers(-2 ** 63, 2 ** 63 - 1), st.floats(),
+                       st.text(max_size=300))
+    points = st.lists(st.builds(_P, st.text(min_size=1, max_size=40),
+                                st.integers(0, 2 ** 63 - 1), values), max_size=200)
+
+    @settings(max_examples=100, deadline=None)
+    @given(points, st.integers(1, 50), st.integers(64, 4096))
+    def check(pts: List[Any], max_points: int, max_bytes: int) -> None:
+        batches = _split(pts, max_points, max_bytes)
+        assert [p for b in batches for p in b] == pts
+        for b in batches:
+            assert 1 <= len(b) <= max_points
+            if len(b) > 1:  # a single point larger than the budget goes alone
+                assert len(packb(_package(b))) <= max_bytes
+
+    check()

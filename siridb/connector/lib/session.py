@@ -28,6 +28,7 @@ from typing import (
     List,
     NamedTuple,
     Optional,
+    Set,
     Tuple,
     Type,
     Union,
@@ -193,31 +194,33 @@ def _package(points: Iterable[_P]) -> Dict[str, List[List[Any]]]:
     return data
 
 
-def _estimate(p: _P, seen: Any) -> int:
-    n = 20
-    if isinstance(p.value, str):
-        n += len(p.value) * 4
-    if p.series not in seen:
+def _take(source: Deque[_P], max_points: int, max_bytes: int) -> List[_P]:
+    """Pop one package worth of points from the front of ``source``: at most
+    ``max_points``, and at most ``max_bytes`` by a conservative estimate of the
+    packed size (one point is always taken, however large)."""
+    take: List[_P] = []
+    seen: Set[str] = set()
+    size = 0
+    while source and len(take) < max_points:
+        p = source[0]
+        est = 20
+        if isinstance(p.value, str):
+            est += len(p.value) * 4
+        if p.series not in seen:
+            est += len(p.series) * 4 + 10
+        if take and size + est > max_bytes:
+            break
         seen.add(p.series)
-        n += len(p.series) * 4 + 10
-    return n
+        size += est
+        take.append(source.popleft())
+    return take
 
 
 def _split(points: List[_P], max_points: int, max_bytes: int) -> List[List[_P]]:
+    queue = deque(points)
     out: List[List[_P]] = []
-    cur: List[_P] = []
-    size = 0
-    seen: set[str] = set()
-    for p in points:
-        est = _estimate(p, seen)
-        if cur and (len(cur) >= max_points or size + est > max_bytes):
-            out.append(cur)
-            cur, size, seen = [], 0, set()
-            est = _estimate(p, seen)
-        cur.append(p)
-        size += est
-    if cur:
-        out.append(cur)
+    while queue:
+        out.append(_take(queue, max_points, max_bytes))
     return out
 
 
@@ -577,16 +580,7 @@ class WriteSession:
             self._notify()
 
     async def _send_next(self) -> None:
-        take: List[_P] = []
-        seen: set[str] = set()
-        size = 0
-        buf = self._buffer
-        while buf and len(take) < self.max_package_points:
-            est = _estimate(buf[0], seen)
-            if take and size + est > self.max_package_bytes:
-                break
-            size += est
-            take.append(buf.popleft())
+        take = _take(self._buffer, self.max_package_points, self.max_package_bytes)
         self._inflight = take  # kept when cancelled: close() hands them back
         await self._deliver(take)
         self._inflight = []
