@@ -383,6 +383,11 @@ def test_unsorted_input_is_sorted_stably() -> None:
     assert points(A('last'), [2, 1, 2], ['x', 'a', 'y'], TYPE_STRING) == [[2, 'y']]
     assert points(A('first'), [1, 1], ['x', 'y'], TYPE_STRING) == [[1, 'x']]
     assert apply(A('timeval'), [3, 1], [0, 0], TYPE_INTEGER)[0] == [1, 3]
+    # order-free aggregates skip sorting but still report the last timestamp
+    assert points(A('mean'), [3, 1, 2], [1, 2, 3], TYPE_INTEGER) == [[3, 2.0]]
+    assert points([A('count'), A('timeval')], [5, 9, 1], [1, 2, 3], TYPE_INTEGER) == \
+        [[9, 9]]
+    assert points(A('median_low'), [3, 1, 2], [30, 10, 20], TYPE_INTEGER) == [[3, 20]]
 
 
 def test_timeval_then_difference_is_interval() -> None:

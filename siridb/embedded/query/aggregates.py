@@ -57,6 +57,10 @@ NAMES = AGGREGATES | frozenset(('filter', 'limit', 'timeval', 'interval', 'offse
 _NUMBER_ONLY = frozenset((
     'mean', 'median', 'median_low', 'median_high', 'sum', 'min', 'max', 'variance',
     'pvariance', 'stddev', 'difference', 'derivative'))
+#: without (g) these give one value whatever the order of the points: no sorting needed
+_ORDER_FREE = frozenset((
+    'mean', 'median', 'median_low', 'median_high', 'sum', 'min', 'max', 'count',
+    'variance', 'pvariance', 'stddev'))
 _FLOAT_RESULT = frozenset((
     'mean', 'median', 'variance', 'pvariance', 'stddev', 'derivative'))
 _INT_RESULT = frozenset(('count', 'timeval', 'interval'))
@@ -163,12 +167,18 @@ def check_chain(specs: Sequence[AggrSpec]) -> None:
 
 # --- helpers --------------------------------------------------------------------------
 
-def _ensure_sorted(ts: Sequence[int], values: Sequence[Any]
+def _ensure_sorted(first: Optional[AggrSpec], ts: Sequence[int], values: Sequence[Any]
                    ) -> Tuple[Sequence[int], Sequence[Any]]:
-    """The store hands over sorted points; re-sort (stably) anything that is not."""
+    """The store hands over sorted points; re-sort (stably) anything that is not.
+
+    Checking costs a pass over the timestamps, so it is skipped when the first step
+    reduces all points to one value regardless of their order (plain mean(), sum() ...).
+    """
     n = len(ts)
     if len(values) != n:
         raise QueryFailure(65, 'Time-stamps and values differ in length.')  # chosen
+    if first is not None and first.group is None and first.name in _ORDER_FREE:
+        return ts, values
     if n < 2 or all(map(operator.le, islice(ts, 0, n - 1), islice(ts, 1, None))):
         return ts, values
     order = sorted(range(n), key=ts.__getitem__)
@@ -396,7 +406,9 @@ def _apply(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int,
             out_ts = list(islice(ts, 1, None))
         elif spec.group is None:
             out_v = [_reducer(name, tp, unit, 1)(values, 0, n)]
-            out_ts = [ts[0] if name == 'first' else ts[-1]]
+            # the last point's timestamp (first() the first's); max() as the order-free
+            # aggregates may get their points unsorted
+            out_ts = [ts[0] if name == 'first' else ts[-1] if name == 'last' else max(ts)]
         else:
             reduce = _reducer(name, tp, unit, spec.group)
             out_ts, starts, ends = _bucket_bounds(ts, spec.group, spec.offset or 0)
@@ -416,7 +428,7 @@ def apply(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int
           ) -> Tuple[List[int], List[Any], int]:
     """Run one step; returns the new timestamps, values and series type."""
     _check_spec(spec)
-    ts, values = _ensure_sorted(ts, values)
+    ts, values = _ensure_sorted(spec, ts, values)
     return _apply(spec, ts, values, tp)
 
 
@@ -424,7 +436,7 @@ def apply_chain(specs: Sequence[AggrSpec], ts: Sequence[int], values: Sequence[A
                 tp: int) -> Tuple[List[int], List[Any], int]:
     """Run a whole ``a => b => c`` chain (offsets folded into the step before them)."""
     steps = _fold_offsets(specs)
-    ts, values = _ensure_sorted(ts, values)
+    ts, values = _ensure_sorted(steps[0] if steps else None, ts, values)
     if not steps:
         return list(ts), list(values), tp
     out_ts, out_v, tp = _apply(steps[0], ts, values, tp)  # steps return new lists
