@@ -69,7 +69,7 @@ def _check_output(ts: List[int], values: List[Any], tp: int) -> None:
         assert tp == TYPE_STRING and all(type(v) is str for v in values)
 
 
-@settings(max_examples=1000, deadline=None, database=None,
+@settings(max_examples=600, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.lists(specs, min_size=1, max_size=4), series())
 def test_any_chain_on_any_points_fails_only_with_a_query_error(
@@ -115,7 +115,7 @@ def _close(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-@settings(max_examples=500, deadline=None, database=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(name=st.sampled_from(sorted(REFERENCE) + ['derivative']),
        points=st.lists(st.tuples(st.integers(0, 5000), st.integers(-1000, 1000)),
                        min_size=1, max_size=300),
