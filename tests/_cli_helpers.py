@@ -163,6 +163,11 @@ class PtyProcess:
                 self.read_some(0.05)
             except EOFError:
                 time.sleep(0.02)
+        try:  # what the child wrote just before exiting
+            while self.read_some(0):
+                pass
+        except EOFError:
+            pass
         return self.status
 
     def close(self) -> None:
