@@ -225,3 +225,54 @@ def test_list_and_count() -> None:
     assert CountSeries(length=True).from_series('x"').build() == 'count series length "x"""'
     with pytest.raises(ValueError):
         ListSeries('name; drop')
+
+
+def test_where_clauses() -> None:
+    q = (Select('count()').from_all().where('type', '!=', 'string')
+         .where('length', '>', 10).where('name', '~', 'a"b').between(0, 'now'))
+    assert q.build() == ('select count() from * where type != string and length > 10 '
+                         'and name ~ "a""b" between 0 and now')
+    when = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    assert (ListSeries('name').from_regex('a.*').where('start', '>=', when).limit(3)
+            .build('s') == 'list series name /a.*/ where start >= 1577836800 limit 3')
+    assert CountSeries().where('pool', '==', 0).build() == 'count series where pool == 0'
+    for args, exc in [(('bogus', '==', 1), ValueError), (('type', '~', 'float'), ValueError),
+                      (('type', '==', 'float; drop'), ValueError),
+                      (('length', '>', '5 or 1'), TypeError), (('length', '>', True), TypeError),
+                      (('name', '==', 5), TypeError), (('start', '>', 'now; x'), ValueError),
+                      (('name', 'or', 'x'), ValueError)]:
+        with pytest.raises(exc):
+            Select().from_all().where(*args)
+
+
+async def test_builder_against_the_embedded_server() -> None:
+    from siridb.connector import SiriDBClient
+    from siridb.embedded import EmbeddedServer
+
+    async with EmbeddedServer(port=0, databases={'dbtest': 's'}) as srv:
+        async with SiriDBClient('iris', 'siri', 'dbtest', [(srv.host, srv.port)]) as c:
+            names = HOSTILE + ['decoy', 'aggr', 'aggr2']
+            await c.write_many([(n, 1447250938 + i, i) for n in names for i in range(3)])
+            await c.write_many([('log', 1447250950, 'text')])
+            for name in HOSTILE:
+                assert await c.query(Select('count()').from_series(name)) == {
+                    name: [[1447250940, 3]]}, name
+                assert await c.query(Select('last()').from_regex(re.escape(name))) == {
+                    name: [[1447250940, 2]]}, name
+                assert await c.query(CountSeries().from_series(name)) == {'series': 1}
+            when = dt.datetime.fromtimestamp(1447250939, dt.timezone.utc)
+            res = await c.query(Select().from_series('aggr').between(when, 1447250940.0))
+            assert res == {'aggr': [[1447250939, 1]]}
+            res = await c.query(Select('count()').from_regex('aggr.*').where('type', '==',
+                                                                             'integer'))
+            assert set(res) == {'aggr', 'aggr2'}
+            res = await c.query(Select('count()').from_all().where('type', '==', 'string'))
+            assert set(res) == {'log'}
+            res = await c.query(ListSeries('name', 'length').from_regex('aggr.*')
+                                .where('name', '!=', 'aggr2'))
+            assert res == {'columns': ['name', 'length'], 'series': [['aggr', 3]]}
+            merged = await c.query(Select().from_(series('aggr') | regex('aggr2'))
+                                   .merge_as('m " x', using='sum(1h)'))
+            assert list(merged) == ['m " x']
+            assert await c.query(Select().from_(regex('aggr.*') - series('aggr'))
+                                 .head(1)) == {'aggr2': [[1447250938, 0]]}

@@ -290,6 +290,12 @@ ALL = Selector('*')
 
 _B = TypeVar('_B', bound='QueryBuilder')
 
+_WHERE_FIELDS = {'name': 'str', 'type': 'type', 'length': 'int', 'pool': 'int',
+                 'start': 'time', 'end': 'time'}
+_NUM_OPS = ('==', '!=', '<', '>', '<=', '>=')
+_WHERE_OPS = {'str': _NUM_OPS + ('~', '!~'), 'type': ('==', '!='), 'int': _NUM_OPS,
+              'time': _NUM_OPS}
+
 
 @dataclass(frozen=True)
 class QueryBuilder:
@@ -300,6 +306,7 @@ class QueryBuilder:
     """
 
     _selector: Optional[Selector] = None
+    _where: Tuple[Tuple[str, str, Any], ...] = ()
 
     def _evolve(self: _B, **changes: Any) -> _B:
         new = object.__new__(type(self))
@@ -332,6 +339,47 @@ class QueryBuilder:
 
     def from_all(self: _B) -> _B:
         return self._add(ALL)
+
+    def where(self: _B, field: str, op: str, value: Any) -> _B:
+        """Keep only series where ``field op value``; several calls are
+        joined with ``and``. Fields: ``name`` (str; ops == != < > <= >= ~ !~,
+        ``~`` meaning "contains"), ``type`` ('integer', 'float' or 'string';
+        == !=), ``length`` and ``pool`` (int), ``start`` and ``end`` (time
+        bounds as for ``between``); numeric ops == != < > <= >=."""
+        kind = _WHERE_FIELDS.get(field)
+        if kind is None:
+            raise ValueError(f'unknown where field {field!r} '
+                             f'(expecting one of {sorted(_WHERE_FIELDS)})')
+        ops = _WHERE_OPS[kind]
+        if op not in ops:
+            raise ValueError(f'operator {op!r} cannot be used with {field!r} '
+                             f'(expecting one of {list(ops)})')
+        if kind == 'str':
+            quote(value)
+        elif kind == 'type':
+            if value not in ('integer', 'float', 'string'):
+                raise ValueError("type must be 'integer', 'float' or 'string'")
+        elif kind == 'int':
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f'{field} must be compared with an int')
+        else:
+            _check_time(value)
+        return self._evolve(_where=self._where + ((field, op, value),))
+
+    def _where_text(self, precision: Optional[Precision]) -> str:
+        if not self._where:
+            return ''
+        parts = []
+        for field, op, value in self._where:
+            kind = _WHERE_FIELDS[field]
+            if kind == 'str':
+                text = quote(value)
+            elif kind in ('type', 'int'):
+                text = str(value)
+            else:
+                text = _time_text(value, precision)
+            parts.append(f'{field} {op} {text}')
+        return ' where ' + ' and '.join(parts)
 
     def _selector_text(self, required: bool) -> str:
         if self._selector is None:
@@ -377,6 +425,7 @@ class Select(QueryBuilder):
     def __init__(self, aggregate: str = '*', prefix: Optional[str] = None,
                  suffix: Optional[str] = None) -> None:
         object.__setattr__(self, '_selector', None)
+        object.__setattr__(self, '_where', ())
         object.__setattr__(self, '_columns', (
             _Column(_check_aggregate(aggregate), prefix, suffix),))
         object.__setattr__(self, '_range', ())
@@ -426,6 +475,7 @@ class Select(QueryBuilder):
     def build(self, precision: Optional[Precision] = None) -> str:
         cols = ', '.join(c.text() for c in self._columns)
         out = f'select {cols} from {self._selector_text(True)}'
+        out += self._where_text(precision)
         r = self._range
         if r:
             kind = r[0]
@@ -466,6 +516,7 @@ class ListSeries(QueryBuilder):
                 raise ValueError(f'unknown list column {c!r} '
                                  f'(expecting one of {sorted(_LIST_COLUMNS)})')
         object.__setattr__(self, '_selector', None)
+        object.__setattr__(self, '_where', ())
         object.__setattr__(self, '_cols', tuple(columns))
         object.__setattr__(self, '_limit', None)
 
@@ -479,6 +530,7 @@ class ListSeries(QueryBuilder):
         sel = self._selector_text(False)
         if sel:
             out += ' ' + sel
+        out += self._where_text(precision)
         if self._limit is not None:
             out += f' limit {self._limit}'
         return out
@@ -492,6 +544,7 @@ class CountSeries(QueryBuilder):
 
     def __init__(self, length: bool = False) -> None:
         object.__setattr__(self, '_selector', None)
+        object.__setattr__(self, '_where', ())
         object.__setattr__(self, '_length', bool(length))
 
     def build(self, precision: Optional[Precision] = None) -> str:
@@ -499,4 +552,4 @@ class CountSeries(QueryBuilder):
         sel = self._selector_text(False)
         if sel:
             out += ' ' + sel
-        return out
+        return out + self._where_text(precision)
