@@ -107,6 +107,8 @@ def test_nan_makes_a_bucket_nan_but_never_raises() -> None:
     assert points(A('count'), ts, v, TYPE_FLOAT) == [[3, 3]]
     assert points(A('first'), ts, v, TYPE_FLOAT) == [[1, 1.0]]
     assert points(A('last'), ts, v, TYPE_FLOAT) == [[3, 3.0]]
+    for name in ('variance', 'stddev', 'pvariance'):  # also for a single point
+        assert is_nan(points(A(name), [1], [NAN], TYPE_FLOAT)[0][1])
     # NaN sits in the first bucket only: the second is unaffected
     got = points(A('max', group=2), ts, v, TYPE_FLOAT)
     assert is_nan(got[0][1]) and got[1] == [4, 3.0]

@@ -1,7 +1,8 @@
 """Aggregate and filter functions of the embedded server's ``select`` statement.
 
-Pure functions over the points of one series (timestamps sorted ascending, values of
-one type); the query evaluator chains them with ``=>``. Every rule below was worked out
+Pure functions over the points of one series (timestamps ascending, as the store hands
+them over; anything else is re-sorted stably), values of one type; the query evaluator
+chains them with ``=>``. Every rule below was worked out
 from the transcripts of a real SiriDB 2.0.55 (tests/conformance/query.jsonl) or taken
 from SiriDB's public documentation; where both are silent the choice is marked "chosen".
 
@@ -23,6 +24,10 @@ Rules (g = group size, o = offset, both in database time units):
   ``derivative(u, g)`` is (last - first) * u / g (the bucket size, not the points' span).
   ``derivative(u)`` is (v2 - v1) * u / (t2 - t1); u defaults to 1 database time unit.
 - ``variance`` divides by n - 1, ``pvariance`` by n, both two-pass around the mean.
+- ``filter(v)`` means ``== v``; numbers compare with == != < > <= >=, strings also
+  with ``~`` (contains), ``!~`` and ``/regex/`` (searched, not anchored as a selector
+  is). ``timeval()`` gives each timestamp as value, ``interval()`` the time between
+  consecutive points.
 - Types: mean, median, variance, pvariance, stddev and derivative give floats; count,
   timeval and interval integers; the others keep the series type (sum of ints stays int).
 """
@@ -41,7 +46,7 @@ from ..store import TYPE_FLOAT, TYPE_INTEGER, TYPE_STRING
 
 __all__ = [
     'AggrSpec', 'check_chain', 'apply', 'apply_chain', 'AGGREGATES', 'NAMES',
-    'result_type',
+    'result_type', 'INT64_MIN', 'INT64_MAX',
 ]
 
 INT64_MIN = -(2 ** 63)
@@ -268,9 +273,10 @@ def _sum_sq(vals: Sequence[Any]) -> float:
 
 
 def _variance(vals: Sequence[Any]) -> float:
-    # chosen: the sample variance of a single point is 0.0 (not a division by zero)
+    # chosen: the sample variance of a single point is 0.0 (nan for nan or inf), not a
+    # division by zero
     n = len(vals)
-    return _sum_sq(vals) / (n - 1) if n > 1 else 0.0
+    return _sum_sq(vals) / (n - 1) if n > 1 else _sum_sq(vals)
 
 
 def _pvariance(vals: Sequence[Any]) -> float:
