@@ -371,7 +371,7 @@ def test_package_size_estimate_is_conservative() -> None:
     points = st.lists(st.builds(_P, st.text(min_size=1, max_size=40),
                                 st.integers(0, 2 ** 63 - 1), values), max_size=200)
 
-    @settings(max_examples=100, deadline=None)
+    @settings(max_examples=50, deadline=None)
     @given(points, st.integers(1, 50), st.integers(64, 4096))
     def check(pts: List[Any], max_points: int, max_bytes: int) -> None:
         batches = _split(pts, max_points, max_bytes)
@@ -382,3 +382,34 @@ def test_package_size_estimate_is_conservative() -> None:
                 assert len(packb(_package(b))) <= max_bytes
 
     check()
+
+
+async def test_backpressure_with_a_slow_server(server: EmbeddedServer) -> None:
+    """A producer much faster than a slow link: memory stays under the bound,
+    the producer is slowed down, and every point arrives exactly once."""
+    from siridb.testing.proxy import FaultProxy
+
+    async with FaultProxy(server.host, server.port) as proxy:
+        c = SiriDBClient('iris', 'siri', DB, [proxy.address], keepalive=False)
+        await c.connect()
+        try:
+            await c.time_precision()
+            proxy.set_latency(0.03, direction='down')  # every reply 30 ms late
+            s = c.session(autocommit_every=100, max_buffer_points=300,
+                          max_package_points=100, flush_interval=0.01)
+            peak = 0
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            for i in range(3000):
+                await s.write('slow', i, i)
+                peak = max(peak, s.pending)
+            produced_in = loop.time() - start
+            await s.close()
+        finally:
+            c.close()
+            await c.wait_closed()
+    assert peak <= 300
+    # 3000 points at most 100 per 30 ms round trip: the producer had to wait
+    assert produced_in > 0.5
+    assert stored(server, 'slow') == [(i, i) for i in range(3000)]
+    assert (s.written, s.retried, s.pending) == (3000, 0, 0)
