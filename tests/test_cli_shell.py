@@ -168,3 +168,24 @@ def test_query_prints_a_table_on_a_terminal(server: ServeProcess, tmp_path: Path
         term.close()
     assert 'series | timestamp | value' in term.buffer
     assert 'sh.x   |      1000 |     5' in term.buffer and '(2 rows)' in term.buffer
+
+
+def test_shell_survives_a_server_restart(tmp_path: Path) -> None:
+    data = str(tmp_path / 'data')
+    srv = ServeProcess(tmp_path / 'a.log', '--db', 'dbtest', '--data-dir', data)
+    sh = spawn_shell(srv, tmp_path)
+    try:
+        sh.expect(r'dbtest> ')
+        port = srv.port
+        assert srv.stop() == 0
+        # the same port again (a later --port wins over the helper's --port 0)
+        srv = ServeProcess(tmp_path / 'b.log', '--db', 'dbtest', '--data-dir', data,
+                           '--port', str(port))
+        sh.send('show time_precision\r')
+        out = sh.expect(r'dbtest> ', timeout=30)
+        assert 'time_precision | ms' in out
+        sh.send('\\q\r')
+        assert sh.wait() == 0
+    finally:
+        sh.close()
+        srv.stop()

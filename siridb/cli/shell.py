@@ -18,7 +18,7 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING, Any, List, Optional
 
-from ..connector.lib.exceptions import SiriDBError
+from ..connector.lib.exceptions import PoolError, SiriDBError
 from .connect import db_precision, open_client, time_precision_arg
 from .exitcodes import OK, REQUEST_ERROR, describe
 from .options import PRECISIONS, ConnectionSettings, connection_settings
@@ -102,9 +102,7 @@ class Shell:
         """Run one statement and print its result or error; True on success."""
         start = time.perf_counter()
         try:
-            result = self._run(self.client.query(
-                statement, time_precision=time_precision_arg(self.precision),
-                timeout=self.settings.timeout))
+            result = self._run(self._query(statement))
             iso_precision = None
             if self.iso:
                 iso_precision = self.precision or self._get_db_precision()
@@ -119,6 +117,22 @@ class Shell:
         if self.timing:
             write(self.out, f'Time: {elapsed * 1000:.3f} ms\n')
         return True
+
+    async def _query(self, statement: str) -> Any:
+        """The query's result; after the connection was lost while the shell sat
+        at the prompt, wait for the pool to reconnect and try once more."""
+        precision = time_precision_arg(self.precision)
+        timeout = self.settings.timeout
+        try:
+            return await self.client.query(statement, time_precision=precision,
+                                           timeout=timeout)
+        except (PoolError, ConnectionError):
+            if self.client.is_closed:
+                raise
+            write(self.err, 'Reconnecting...\n')
+            await self.client.wait_connected(timeout)
+            return await self.client.query(statement, time_precision=precision,
+                                           timeout=timeout)
 
     def _get_db_precision(self) -> str:
         if self._db_precision is None:
