@@ -81,7 +81,8 @@ def run_worker(python: str, impl: str, tag: str, port: int, ns: argparse.Namespa
                env: Dict[str, str]) -> Dict[str, Any]:
     cmd = [python, str(BENCH / 'worker.py'), '--impl', impl, '--tag', tag,
            '--port', str(port), '--points', str(ns.points), '--batch', str(ns.batch),
-           '--small', str(ns.small), '--inflight', str(ns.inflight)]
+           '--small', str(ns.small), '--inflight', str(ns.inflight),
+           '--reps', str(ns.reps)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(BENCH),
                           timeout=1800)
     if proc.returncode != 0:
@@ -122,6 +123,10 @@ def summarize(raw: Dict[str, Any], ours: Dict[str, Any],
         w = get(d, 'small', 'wall')
         return None if w is None or not ops else ops / w
 
+    def cpu_rate(d: Optional[Dict[str, Any]]) -> Optional[float]:
+        c = get(d, 'small', 'cpu')
+        return None if not c or not ops else ops / c
+
     def cpu_op(d: Optional[Dict[str, Any]]) -> Optional[float]:
         c = get(d, 'small', 'cpu')
         return None if c is None or not ops else c / ops * 1e6
@@ -141,6 +146,8 @@ def summarize(raw: Dict[str, Any], ours: Dict[str, Any],
         ratio(pts, get(legacy, 'bulk', 'wall')))
     row('small requests: CPU per op', 'us', cpu_op(raw), cpu_op(ours), cpu_op(legacy))
     row('small requests: wall throughput', 'ops/s', rate(raw), rate(ours), rate(legacy))
+    row('small requests: ops per client CPU-s', 'ops/s', cpu_rate(raw), cpu_rate(ours),
+        cpu_rate(legacy))
     row('decode select: CPU per point', 'us', per_point(raw, 'decode', 'cpu'),
         per_point(ours, 'decode', 'cpu'), per_point(legacy, 'decode', 'cpu'),
         per_point(raw, 'limit_unpackb', 'cpu'))
@@ -154,6 +161,8 @@ def summarize(raw: Dict[str, Any], ours: Dict[str, Any],
     verdicts: Dict[str, Any] = {}
     bulk = ratio(get(ours, 'bulk', 'cpu'), get(raw, 'bulk', 'cpu'))
     small = ratio(rate(ours), rate(legacy))
+    out['small_client_bound_ratio'] = ratio(cpu_rate(ours), cpu_rate(legacy))
+    out['decode_limit_gc_on_us'] = per_point(raw, 'limit_unpackb', 'cpu_gc_on')
     decode = ratio(get(ours, 'decode', 'cpu'), get(raw, 'limit_unpackb', 'cpu'))
     for key, value in (('bulk', bulk), ('small', small), ('decode', decode)):
         what, limit, higher = TARGETS[key]
@@ -194,10 +203,18 @@ def table(summary: Dict[str, Any], meta: Dict[str, Any]) -> str:
         verdict = {True: 'met', False: 'NOT met', None: 'not measured'}[v['met']]
         text.append(f'- target {key}: {v["metric"]} = {fmt(v["value"])} '
                     f'(target {v["target"]}): {verdict}')
+    if summary.get('small_client_bound_ratio') is not None:
+        text.append(f'- small requests, client-bound (ops per client CPU-second): ours/2.1.6 '
+                    f'= {fmt(summary["small_client_bound_ratio"])}')
     text.append('')
+    text.append('"qpack only": packb of the same batches; unpackb of the same reply with '
+                'the GC paused')
+    if summary.get('decode_limit_gc_on_us') is not None:
+        text.append(f'({fmt(summary["decode_limit_gc_on_us"])} us per point with the GC on). '
+                    f'"raw client": a minimal hand-written asyncio client.')
     text.append(f'{meta["points"]:,} points in requests of {meta["batch"]:,}; '
                 f'{meta["small_ops"]:,} small requests, {meta["inflight"]} in flight; '
-                f'Python {meta["python"]}, {meta["machine"]}.')
+                f'best of {meta["reps"]} run(s); Python {meta["python"]}, {meta["machine"]}.')
     return '\n'.join(text)
 
 
@@ -210,12 +227,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument('--batch', type=int, default=10_000)
     ap.add_argument('--small', type=int)
     ap.add_argument('--inflight', type=int, default=256)
+    ap.add_argument('--reps', type=int, help='runs of bulk and decode (best is kept)')
     ap.add_argument('--json', type=Path, default=RESULTS / 'latest.json')
     ns = ap.parse_args(argv)
     if ns.points is None:
         ns.points = 20_000 if ns.smoke else 1_000_000
     if ns.small is None:
         ns.small = 2_048 if ns.smoke else 25_600
+    if ns.reps is None:
+        ns.reps = 1 if ns.smoke else 3
 
     port = free_port()
     server = subprocess.Popen(
@@ -242,7 +262,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             server.wait()
 
     meta = {'points': ns.points, 'batch': ns.batch, 'small_ops': ns.small,
-            'inflight': ns.inflight, 'python': platform.python_version(),
+            'inflight': ns.inflight, 'reps': ns.reps, 'python': platform.python_version(),
             'machine': f'{os.cpu_count()} cores, {platform.machine()}',
             'smoke': ns.smoke, 'when': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}
     errors = [w for w in (raw, ours, legacy) if w is not None and 'error' in w]

@@ -17,6 +17,7 @@ import json
 import struct
 import sys
 import time
+from functools import partial
 from typing import Any, Awaitable, Callable, Dict, List, Tuple
 
 import qpack
@@ -63,6 +64,30 @@ class Measure:
         self.wall = time.perf_counter() - self.wall0
 
 
+def _cpu(fn: Callable[[], Any]) -> float:
+    """CPU seconds of one call (its result dropped before returning)."""
+    gc.collect()
+    t = time.process_time()
+    fn()
+    return time.process_time() - t
+
+
+def _pack_all(batches: List[Dict[str, List[List[Any]]]]) -> List[bytes]:
+    return [qpack.packb(b) for b in batches]
+
+
+def _unpack_big(body: bytes) -> Any:
+    """unpackb with the cyclic GC paused, as any careful client decodes a big
+    result (the GC would otherwise scan the growing result many times)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return qpack.unpackb(body, decode='utf-8')
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class RawProtocol(asyncio.Protocol):
     """The least a client can do: frame, write, match replies by pid."""
 
@@ -106,7 +131,7 @@ class RawClient:
 
     async def _call(self, tp: int, data: Any) -> Any:
         rtp, body = await self.proto.request(tp, qpack.packb(data))
-        result = qpack.unpackb(body, decode='utf-8') if body else None
+        result = _unpack_big(body) if body else None
         if rtp >= 64:
             raise RuntimeError(f'error {rtp}: {result}')
         return result
@@ -152,20 +177,22 @@ async def run(ns: argparse.Namespace) -> Dict[str, Any]:
 
         out['version'] = getattr(siridb, '__version__', '2.1.6?')
     try:
-        # bulk insert, pre-grouped
-        batches = bulk_batches(tag, ns.points, ns.batch)
-        points = sum(len(p) for b in batches for p in b.values())
-        with Measure() as m:
-            for b in batches:
-                await client.insert(b)
-        out['bulk'] = {'cpu': m.cpu, 'wall': m.wall, 'points': points,
-                       'requests': len(batches)}
-        if ns.impl == 'raw':
+        # bulk insert, pre-grouped; best of --reps runs (new series each run)
+        runs = []
+        for rep in range(ns.reps):
+            batches = bulk_batches(f'{tag}{rep}', ns.points, ns.batch)
+            points = sum(len(p) for b in batches for p in b.values())
             with Measure() as m:
                 for b in batches:
-                    qpack.packb(b)
-            out['limit_packb'] = {'cpu': m.cpu, 'points': points}
-        del batches
+                    await client.insert(b)
+            runs.append((m.cpu, m.wall))
+            if ns.impl == 'raw' and rep == 0:
+                out['limit_packb'] = {'cpu': min(_cpu(partial(_pack_all, batches))
+                                                 for _ in range(3)), 'points': points}
+            del batches
+        out['bulk'] = {'cpu': min(r[0] for r in runs), 'wall': min(r[1] for r in runs),
+                       'points': points, 'requests': -(-points // ns.batch),
+                       'runs': runs}
 
         # small requests, many in flight
         await client.insert({f'tiny-{tag}': [[T0, 1], [T0 + 1, 2], [T0 + 2, 3]]})
@@ -186,22 +213,30 @@ async def run(ns: argparse.Namespace) -> Dict[str, Any]:
         out['small'] = {'cpu': m.cpu, 'wall': m.wall, 'ops': done,
                         'inflight': ns.inflight}
 
-        # decoding a big select result
-        q = f'select * from /bulk-{tag}-.*/'
-        with Measure() as m:
-            if ns.impl == 'raw':
-                rtp, body = await client.proto.request(0, qpack.packb([q, None]))
-                result = qpack.unpackb(body, decode='utf-8')
-            else:
-                result = await client.query(q, timeout=600)
-        got = sum(len(v) for v in result.values())
-        out['decode'] = {'cpu': m.cpu, 'wall': m.wall, 'points': got}
+        # decoding a big select result (the first run's series); best of --reps
+        q = f'select * from /bulk-{tag}0-.*/'
+        runs = []
+        body = b''
+        got = 0
+        for _ in range(ns.reps):
+            with Measure() as m:
+                if ns.impl == 'raw':
+                    rtp, body = await client.proto.request(0, qpack.packb([q, None]))
+                    result = _unpack_big(body)
+                else:
+                    result = await client.query(q, timeout=600)
+            runs.append((m.cpu, m.wall))
+            got = sum(len(v) for v in result.values())
+            del result
+        out['decode'] = {'cpu': min(r[0] for r in runs), 'wall': min(r[1] for r in runs),
+                         'points': got, 'runs': runs}
         if ns.impl == 'raw':
             out['decode']['bytes'] = len(body)
-            del result
-            with Measure() as m:
-                qpack.unpackb(body, decode='utf-8')
-            out['limit_unpackb'] = {'cpu': m.cpu, 'points': got, 'bytes': len(body)}
+            out['limit_unpackb'] = {
+                'cpu': min(_cpu(partial(_unpack_big, body)) for _ in range(3)),
+                'cpu_gc_on': min(_cpu(partial(qpack.unpackb, body, decode='utf-8'))
+                                 for _ in range(3)),
+                'points': got, 'bytes': len(body)}
     finally:
         client.close()
         waiter: Callable[[], Awaitable[None]] = getattr(client, 'wait_closed', None) \
@@ -220,6 +255,7 @@ def main() -> None:
     ap.add_argument('--batch', type=int, default=10_000)
     ap.add_argument('--small', type=int, default=20_000)
     ap.add_argument('--inflight', type=int, default=256)
+    ap.add_argument('--reps', type=int, default=3)
     ns = ap.parse_args()
     result = asyncio.run(run(ns))
     print(json.dumps(result))
