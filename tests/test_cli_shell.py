@@ -189,3 +189,16 @@ def test_shell_survives_a_server_restart(tmp_path: Path) -> None:
     finally:
         sh.close()
         srv.stop()
+
+
+def test_import_shows_progress_on_a_terminal(server: ServeProcess, tmp_path: Path) -> None:
+    path = tmp_path / 'p.csv'
+    path.write_text(''.join(f'tty.p,{i},{i}\n' for i in range(1, 2001)))
+    term = PtyProcess(['import', str(path), '--db', 'dbtest', '--host', server.addr],
+                      cli_env(HOME=str(tmp_path)))
+    try:
+        assert term.wait() == 0
+    finally:
+        term.close()
+    assert 'imported 2000 points (' in term.buffer and 'points/s), 0 rejected' in term.buffer
+    assert 'imported 2000 points\r\n' in term.buffer  # the summary line
