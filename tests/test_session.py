@@ -413,3 +413,36 @@ async def test_backpressure_with_a_slow_server(server: EmbeddedServer) -> None:
     assert produced_in > 0.5
     assert stored(server, 'slow') == [(i, i) for i in range(3000)]
     assert (s.written, s.retried, s.pending) == (3000, 0, 0)
+
+
+async def test_session_fails_over_across_a_cluster() -> None:
+    from siridb.embedded import EmbeddedCluster
+
+    async with EmbeddedCluster(n=3, databases={DB: 'ms'}) as cluster:
+        c = SiriDBClient('iris', 'siri', DB, cluster.hostlist, backoff_base=0.05,
+                         max_wait_retry=0.2, inactive_time=0.1, keepalive=False)
+        await c.connect()
+        try:
+            async with c.session(autocommit_every=10, flush_interval=0.01,
+                                 retry_delay=0.01, retry_max_delay=0.1) as s:
+                for i in range(900):
+                    await s.write('fo', i, i)
+                    if i % 10 == 0:
+                        await asyncio.sleep(0.001)
+                    if i == 300:
+                        await cluster.servers[0].stop()
+                    if i == 450:
+                        await cluster.servers[1].stop()
+                    if i == 600:
+                        await cluster.servers[0].start()
+                        await cluster.servers[1].start()
+            st = c.stats()
+        finally:
+            c.close()
+            await c.wait_closed()
+        series = cluster.store.databases[DB].series['fo']
+        ts, _ = series.points()
+        assert set(ts) == set(range(900))
+        assert s.pending == 0 and s.written >= 900
+        # every server served some of the writes
+        assert all(x.requests > 0 for x in st)
