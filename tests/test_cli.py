@@ -182,6 +182,17 @@ def test_import_reports_bad_rows_with_line_numbers(server: ServeProcess,
     assert query_json(server, 'select * from "b.ok"') == {'b.ok': [[1, 1], [6, 6]]}
 
 
+def test_import_csv_with_byte_order_mark(server: ServeProcess, tmp_path: Path) -> None:
+    path = tmp_path / 'bom.csv'
+    path.write_bytes('series,timestamp,value\nbom.é,1,1\n'.encode('utf-8-sig'))
+    proc = run_cli('import', str(path), *db(server))
+    assert proc.returncode == 0, proc.stderr
+    assert query_json(server, 'select * from "bom.é"') == {'bom.é': [[1, 1]]}
+    path.write_bytes(b'bad,1,\xff\n')
+    proc = run_cli('import', str(path), *db(server))
+    assert proc.returncode == 2 and 'not UTF-8' in proc.stderr
+
+
 def test_import_jsonl_with_iso_timestamps(server: ServeProcess, tmp_path: Path) -> None:
     path = tmp_path / 'points.jsonl'
     path.write_text('\n'.join(json.dumps(x) for x in [

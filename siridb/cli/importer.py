@@ -125,9 +125,9 @@ class Importer:
 
 def _open_input(path: str) -> IO[str]:
     if path == '-':
-        return io.TextIOWrapper(sys.stdin.buffer, encoding='utf-8', newline='')
+        return io.TextIOWrapper(sys.stdin.buffer, encoding='utf-8-sig', newline='')
     try:
-        return open(path, encoding='utf-8', newline='')
+        return open(path, encoding='utf-8-sig', newline='')
     except OSError as exc:
         raise UsageError(f'cannot read {path}: {exc.strerror}') from None
 
