@@ -19,7 +19,7 @@ from siridb.connector import (
     SiriDBClient,
 )
 from siridb.connector.lib.exceptions import InsertError
-from siridb.connector.lib.session import Rejected
+from siridb.connector.lib.session import Rejected, WriteSession
 from siridb.embedded import EmbeddedServer
 
 DB = 'dbtest'
@@ -446,3 +446,25 @@ async def test_session_fails_over_across_a_cluster() -> None:
         assert s.pending == 0 and s.written >= 900
         # every server served some of the writes
         assert all(x.requests > 0 for x in st)
+
+
+async def test_session_on_single_connections(server: EmbeddedServer) -> None:
+    from siridb.connector import SiriDBConn, async_connect
+
+    conn = SiriDBConn('iris', 'siri', DB, server.host, server.port)
+    await conn.connect()
+    try:
+        async with WriteSession(conn, autocommit_every=10) as s:
+            for i in range(50):
+                await s.write('single', i, i + 1)
+    finally:
+        conn.close()
+        await conn.wait_closed()
+    c2 = await async_connect('iris', 'siri', DB, server.host, server.port)
+    try:
+        async with WriteSession(c2) as s2:
+            await s2.write_many([('single', 100, 0)])
+    finally:
+        c2.close()
+    assert len(stored(server, 'single')) == 51
+    assert (s.written, s2.written) == (50, 1)
