@@ -31,6 +31,7 @@ exit codes:
 environment:
   SIRIDB_PASSWORD          password of --user (else an interactive prompt)
   SIRIDB_SERVICE_PASSWORD  password of the service account for 'siridb admin'
+  SIRIDB_NEW_PASSWORD      new password for 'siridb admin new-account/change-password'
 """
 
 
@@ -278,10 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help='output format for listings (default: table on a terminal, '
                    'else json)')
     a = asub.add_parser('new-database', parents=[svc], help='create a database')
-    a.add_argument('dbname')
+    a.add_argument('dbname', help='name: a letter, then letters, digits, - or _ '
+                   '(2-20 characters)')
     a.add_argument('--time-precision', choices=PRECISIONS, default=None,
                    help='time precision (server default ms)')
-    a.add_argument('--buffer-size', type=int, default=None,
+    a.add_argument('--buffer-size', type=int, default=None, metavar='BYTES',
                    help='buffer size, a multiple of 512 (server default 1024)')
     a.add_argument('--duration-num', default=None, metavar='DURATION',
                    help='shard duration for numbers, e.g. 1w (server default 1w)')
