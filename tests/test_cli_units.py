@@ -227,3 +227,8 @@ async def test_importer_names_rows_by_line() -> None:
         'line 5: rejected: rejected by the server: no',
         'line ?: rejected: rejected by the server: no']
     assert imp.rejected == 3
+
+
+def test_table_rows_stay_on_one_line() -> None:
+    out = render({'multi\nline': [[1, 'tab\there']]}, 'table')
+    assert out.splitlines()[2] == 'multi\\nline |         1 | tab\\there'

@@ -127,11 +127,15 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+#: control characters shown escaped in a table, so that each row stays one line
+_ESCAPES = {ord('\n'): '\\n', ord('\r'): '\\r', ord('\t'): '\\t'}
+
+
 def render_table(table: Table) -> str:
     """An aligned text table (numbers right-aligned) with a row count."""
     if not table.columns:
         return (table.message or '') + '\n'
-    cells = [[_cell(v) for v in row] for row in table.rows]
+    cells = [[_cell(v).translate(_ESCAPES) for v in row] for row in table.rows]
     numeric = [all(isinstance(row[i], (int, float)) and not isinstance(row[i], bool)
                    for row in table.rows if i < len(row))
                for i in range(len(table.columns))]
