@@ -19,7 +19,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ..connector.lib.codec import unpack_body
 from .context import QueryContext, QueryFailure
 from .insert import apply_insert, parse_insert
-from .persist import LogFile, read_records
+from .persist import LogFile, encode_record, read_records, sync_dir
+from .snapshot import load_snapshot, write_snapshot
 from .store import Database, Group, Store, User
 
 __all__ = ['Engine', 'Session', 'FSYNC_POLICIES', 'compile_expression',
@@ -44,6 +45,10 @@ _KIND_NEW_DB = b'N'
 _KIND_DROP_DB = b'X'
 _KIND_ACCOUNT = b'A'
 _KIND_DROP_ACCOUNT = b'R'
+_KIND_GENERATION = b'G'
+
+#: a database log larger than this is compacted into a snapshot on start
+COMPACT_BYTES = 32 * 1024 * 1024
 
 _WORD = re.compile(r'\s*([A-Za-z_]+)')
 
@@ -113,6 +118,8 @@ class Engine:
         self.fsync = fsync
         self._server_log: Optional[LogFile] = None
         self._db_logs: Dict[str, LogFile] = {}
+        #: generation of each database's current log (see snapshot.py)
+        self._gens: Dict[str, int] = {}
         self._pending: List[Callable[[], None]] = []
         self._flush_handle: Optional[asyncio.Handle] = None
         if data_dir is not None:
@@ -188,6 +195,8 @@ class Engine:
         db = Database(name, precision, **options)
         if self._server_log is not None:
             self._db_log(name).remove()  # a stale log of an old database
+            self._remove_snapshot(name)
+            self._gens[name] = 0
             self._server_log.append(_KIND_NEW_DB, _packb({
                 'name': name, 'precision': precision, 'uuid': db.uuid,
                 'created': db.created, **options}))
@@ -209,6 +218,7 @@ class Engine:
             self._server_log.append(_KIND_DROP_DB, _packb({'name': name}))
             self._server_log.sync()
             self._db_logs.pop(name, LogFile(self._db_path(name))).remove()
+            self._remove_snapshot(name)
         log.info('dropped database %s', name)
 
     def set_account(self, name: str, password: str) -> None:
@@ -299,21 +309,89 @@ class Engine:
             db.uuid = rec.get('uuid', db.uuid)
             db.created = rec.get('created', db.created)
             store.databases[name] = db
-            for kind, body in read_records(self._db_path(name)):
-                if kind == _KIND_INSERT:
-                    points += apply_insert(
-                        db, parse_insert(unpack_body(body), db.max_ts))
-                elif kind == _KIND_DROP_SERIES:
-                    db.drop_series(unpack_body(body))
-                elif kind == _KIND_META:
-                    _apply_meta(db, unpack_body(body))
-        # logs of databases dropped just before a crash
+            points += self._load_database(db)
+        # files of databases dropped just before a crash
         folder = os.path.join(self.data_dir, 'db')
         for fn in os.listdir(folder):
-            if fn.endswith('.log') and fn[:-4] not in dbs:
-                LogFile(os.path.join(folder, fn)).remove()
+            base = fn.split('.', 1)[0]
+            if base not in dbs:
+                os.unlink(os.path.join(folder, fn))
+        for name in dbs:
+            try:
+                size = os.path.getsize(self._db_path(name))
+            except OSError:
+                continue
+            if size > COMPACT_BYTES:
+                self.compact(name)
         log.info('loaded %d database(s), %d point(s) from %s in %.3f s',
                  len(dbs), points, self.data_dir, time.perf_counter() - t0)
+
+    def _snap_path(self, name: str) -> str:
+        assert self.data_dir is not None
+        return os.path.join(self.data_dir, 'db', name + '.snap')
+
+    def _remove_snapshot(self, name: str) -> None:
+        try:
+            os.unlink(self._snap_path(name))
+        except FileNotFoundError:
+            pass
+
+    def _load_database(self, db: Database) -> int:
+        """Snapshot, then the log records it does not cover; points read."""
+        snap = load_snapshot(self._snap_path(db.name), db)
+        covered = -1
+        points = sum(len(s) for s in db.series.values())
+        if snap is not None:
+            covered = snap['covers_gen']
+            _apply_meta(db, snap['meta'])
+        records = read_records(self._db_path(db.name))
+        gen = 0
+        if records and records[0][0] == _KIND_GENERATION:
+            gen = int(records[0][1].decode())
+        self._gens[db.name] = gen
+        if gen <= covered:
+            # compaction was cut short after the snapshot: finish it
+            self._start_log(db.name, covered + 1)
+            return points
+        for kind, body in records:
+            if kind == _KIND_INSERT:
+                points += apply_insert(
+                    db, parse_insert(unpack_body(body), db.max_ts))
+            elif kind == _KIND_DROP_SERIES:
+                db.drop_series(unpack_body(body))
+            elif kind == _KIND_META:
+                _apply_meta(db, unpack_body(body))
+        return points
+
+    def _start_log(self, name: str, gen: int) -> None:
+        """Replace the database's log by an empty one of generation gen."""
+        f = self._db_logs.pop(name, None)
+        if f is not None:
+            f.close()
+        path = self._db_path(name)
+        tmp = path + '.new'
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, encode_record(_KIND_GENERATION, str(gen).encode()))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        sync_dir(os.path.dirname(path))
+        self._gens[name] = gen
+
+    def compact(self, name: str) -> None:
+        """Write a snapshot of database ``name`` and start an empty log."""
+        if self.data_dir is None:
+            return
+        t0 = time.perf_counter()
+        db = self.store.databases[name]
+        self._sync()
+        gen = self._gens.get(name, 0)
+        write_snapshot(self._snap_path(name), db, gen, _meta(db))
+        self._start_log(name, gen + 1)
+        log.info('compacted the log of database %s in %.3f s', name,
+                 time.perf_counter() - t0)
 
 
 def _packb(data: Any) -> bytes:

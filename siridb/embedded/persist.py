@@ -12,6 +12,8 @@ Layout of a data directory::
     server.log          databases created/dropped, service accounts
     db/<name>.log       one per database: inserts (the request body as
                         received), dropped series, metadata snapshots
+    db/<name>.snap      the database as of a compaction (see snapshot.py);
+                        a log bigger than 32 MiB is compacted on start
 
 Fsync policy (``fsync=`` of ``EmbeddedServer``):
 
@@ -31,7 +33,8 @@ import struct
 import zlib
 from typing import List, Optional, Tuple
 
-__all__ = ['RECORD_HEADER', 'LogFile', 'read_records', 'encode_record', 'sync_all']
+__all__ = ['RECORD_HEADER', 'LogFile', 'read_records', 'encode_record', 'sync_all',
+           'sync_dir']
 
 log = logging.getLogger('siridb.embedded')
 
@@ -101,7 +104,7 @@ class LogFile:
             self._fd = os.open(self.path,
                                os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             if new:
-                _sync_dir(os.path.dirname(self.path))
+                sync_dir(os.path.dirname(self.path))
         return self._fd
 
     def append(self, kind: bytes, body: bytes) -> None:
@@ -136,10 +139,11 @@ class LogFile:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-        _sync_dir(os.path.dirname(self.path))
+        sync_dir(os.path.dirname(self.path))
 
 
-def _sync_dir(path: str) -> None:
+def sync_dir(path: str) -> None:
+    """fsync a directory (makes a created, renamed or deleted file durable)."""
     try:
         fd = os.open(path or '.', os.O_RDONLY)
     except OSError:
