@@ -257,3 +257,26 @@ def test_crash_between_snapshot_and_new_log_replays_nothing_twice(tmp_path):
 def _packb(data):
     from siridb.connector.lib.codec import packb
     return packb(data)
+
+
+async def test_failed_fsync_closes_instead_of_acknowledging(tmp_path, monkeypatch):
+    async with EmbeddedServer(data_dir=str(tmp_path)) as srv:
+        c = await RawConn.open(srv.host, srv.port)
+        try:
+            await c.auth()
+
+            def broken(fd):
+                raise OSError(5, 'I/O error')
+
+            monkeypatch.setattr(persist_mod.os, 'fsync', broken)
+            c.send(1, {'x': [[1, 1]]})
+            assert await c.recv() is None  # closed without a reply
+            monkeypatch.undo()
+        finally:
+            await c.close()
+        c = await RawConn.open(srv.host, srv.port)
+        try:
+            await c.auth()
+            assert (await c.request(1, {'x': [[2, 2]]}))[0] == 1
+        finally:
+            await c.close()

@@ -120,7 +120,8 @@ class Engine:
         self._db_logs: Dict[str, LogFile] = {}
         #: generation of each database's current log (see snapshot.py)
         self._gens: Dict[str, int] = {}
-        self._pending: List[Callable[[], None]] = []
+        self._pending: List[Tuple[Callable[[], None],
+                                  Optional[Callable[[], None]]]] = []
         self._flush_handle: Optional[asyncio.Handle] = None
         if data_dir is not None:
             os.makedirs(os.path.join(data_dir, 'db'), exist_ok=True)
@@ -235,12 +236,15 @@ class Engine:
 
     # -- commits -------------------------------------------------------
 
-    def commit(self, reply: Callable[[], None]) -> None:
-        """Send ``reply`` once every change made so far is durable."""
+    def commit(self, reply: Callable[[], None],
+               fail: Optional[Callable[[], None]] = None) -> None:
+        """Send ``reply`` once every change made so far is durable; if the
+        fsync fails, call ``fail`` instead (e.g. close the connection: the
+        change must not be acknowledged)."""
         if self._server_log is None or self.fsync == 'never':
             reply()
             return
-        self._pending.append(reply)
+        self._pending.append((reply, fail))
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_soon(
                 self.flush)
@@ -252,10 +256,14 @@ class Engine:
         try:
             self._sync()
         except OSError:
-            log.exception('fsync of the data directory failed; '
-                          'closing connections without acknowledging')
-            raise
-        for reply in pending:
+            log.exception('fsync of the data directory failed; closing the '
+                          'connections of %d unacknowledged change(s)',
+                          len(pending))
+            for _, fail in pending:
+                if fail is not None:
+                    fail()
+            return
+        for reply, _ in pending:
             reply()
 
     def _sync(self) -> None:

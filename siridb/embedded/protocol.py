@@ -66,6 +66,8 @@ class ServerProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self._server.connections.discard(self)
+        if self._transport is not None:
+            self._transport.close()  # a TLS transport warns on Python < 3.11 otherwise
         self._transport = None
 
     def data_received(self, data: bytes) -> None:
@@ -188,7 +190,7 @@ class ServerProtocol(asyncio.Protocol):
             self._error(pid, pm.CPROTO_ERR_QUERY, INTERNAL_ERROR)
             return
         if changed:
-            self._engine.commit(lambda: self._write(body))
+            self._engine.commit(lambda: self._write(body), self.abort)
         else:
             self._write(body)
 
@@ -223,7 +225,7 @@ class ServerProtocol(asyncio.Protocol):
             self._error(pid, exc.tp, exc.msg)
             return
         reply = pack(pid, pm.CPROTO_RES_INSERT, {'success_msg': success_msg(n)})
-        self._engine.commit(lambda: self._write(reply))
+        self._engine.commit(lambda: self._write(reply), self.abort)
 
     def _service(self, pkg: Package) -> None:
         try:
@@ -232,4 +234,4 @@ class ServerProtocol(asyncio.Protocol):
             data = None
         tp, payload = handle_service(self._engine, data)
         reply = pack(pkg.pid, tp, payload)
-        self._engine.commit(lambda: self._write(reply))
+        self._engine.commit(lambda: self._write(reply), self.abort)
