@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -234,6 +236,7 @@ def _import_peak_rss_kib(server: ServeProcess, path: Path) -> int:
     return int(usage.ru_maxrss)
 
 
+@pytest.mark.slow
 def test_import_memory_stays_bounded(server: ServeProcess, tmp_path: Path) -> None:
     # a file 10x larger must not need more memory: rows stream through a bounded buffer
     sizes = {}
@@ -391,3 +394,46 @@ def test_serve_keeps_data_in_data_dir(tmp_path: Path) -> None:
 def test_serve_bad_database_spec_exit_2() -> None:
     proc = run_cli('serve', '--port', '0', '--db', 'xy:hours')
     assert proc.returncode == 2 and 'precision' in proc.stderr
+
+
+@pytest.mark.slow
+def test_import_survives_a_server_restart(tmp_path: Path) -> None:
+    data = str(tmp_path / 'data')
+    path = tmp_path / 'big.csv'
+    n = 100_000
+    with open(path, 'w') as f:
+        for i in range(n):
+            f.write(f'r.{i % 3},{i + 1},{i}\n')
+    srv = ServeProcess(tmp_path / 'a.log', '--db', 'dbtest', '--data-dir', data)
+    port = srv.port
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'siridb', 'import', str(path), '--db', 'dbtest',
+         '--host', srv.addr, '--batch', '500', '--progress', 'always'],
+        cwd=ROOT, env=cli_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        seen = ''
+        while not re.search(r'imported [1-9]\d* points \(', seen):  # some are in
+            ch = proc.stderr.read(1)
+            assert ch, seen
+            seen += ch
+        assert f'imported {n} points (' not in seen, 'finished before the restart'
+        assert srv.stop() == 0
+        time.sleep(0.5)
+        srv = ServeProcess(tmp_path / 'b.log', '--db', 'dbtest', '--data-dir', data,
+                           '--port', str(port))
+        _, err = proc.communicate(timeout=60)
+        err = seen + err
+        assert proc.returncode == 0, err
+        assert f'imported {n} points' in err
+        # at-least-once: every point is there (a retried package may be there twice)
+        result = query_json(srv, 'select count() from /r\\..*/')
+        assert sum(v for points in result.values() for _, v in points) >= n
+        distinct = query_json(srv, 'select * from /r\\..*/')
+        assert sum(len({ts for ts, _ in pts}) for pts in distinct.values()) == n
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        srv.stop()
