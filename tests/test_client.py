@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 from typing import Any, List
 
 import pytest
@@ -88,7 +89,13 @@ def test_construct_outside_running_loop() -> None:
                 client.close()
                 await client.wait_closed()
 
-    assert asyncio.run(main())['data'][0]['value'] == 'dbtest'
+    # asyncio.run in its own thread: it resets the thread's default loop,
+    # which must not disturb the test runner's loop handling in this thread
+    out: List[Any] = []
+    t = threading.Thread(target=lambda: out.append(asyncio.run(main())))
+    t.start()
+    t.join()
+    assert out[0]['data'][0]['value'] == 'dbtest'
 
 
 async def test_failover_when_one_of_three_stops() -> None:

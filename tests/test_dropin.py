@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 import unittest
-from typing import Any, Iterator
+from typing import Any, Iterator, List
 
 import pytest
 
@@ -23,17 +24,40 @@ def server() -> Iterator[ServerThread]:
         yield srv
 
 
+def _in_thread(fn: Any) -> Any:
+    """Run ``fn`` in a fresh thread (so that setting its default event loop
+    leaves the test runner's loop state alone); re-raise what it raised."""
+    out: List[Any] = []
+
+    def target() -> None:
+        try:
+            out.append((True, fn()))
+        except BaseException as exc:  # handed to the test thread
+            out.append((False, exc))
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    ok, value = out[0]
+    if not ok:
+        raise value
+    return value
+
+
 def _run_with_default_loop(fn: Any) -> Any:
     """What a 2.1.6 program's process does around its code: there is a default
     event loop; at the end it is shut down (as asyncio.run would)."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        return fn()
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        asyncio.set_event_loop(None)
-        loop.close()
+    def main() -> Any:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            return fn()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    return _in_thread(main)
 
 
 # --- 2.1.6 README style, unchanged apart from the port ----------------------
@@ -184,6 +208,9 @@ class TestInsertAndQuery(unittest.TestCase):
         other.close()
 
     def test_server_style(self) -> None:
+        _in_thread(self._server_style)
+
+    def _server_style(self) -> None:
         with EmbeddedServer.start_in_thread(databases={'dbtest': 's'}) as srv:
             self.hostlist = [(srv.host, srv.port)]
             self.loop = asyncio.new_event_loop()

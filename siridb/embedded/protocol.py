@@ -125,10 +125,10 @@ class ServerProtocol(asyncio.Protocol):
             log.warning('%s: large package from %s: %d bytes',
                         self._server.name, self.peer, len(pkg.body))
         server = self._server
-        if server.paused:
+        if tp == pm.CPROTO_REQ_INSERT:
+            self._insert(pkg)  # checks auth and the insert right first
+        elif server.paused:
             self._error(pkg.pid, pm.CPROTO_ERR_SERVER, server.paused_msg)
-        elif tp == pm.CPROTO_REQ_INSERT:
-            self._insert(pkg)
         elif tp == pm.CPROTO_REQ_QUERY:
             self._query(pkg)
         elif tp == pm.CPROTO_REQ_PING:
@@ -211,7 +211,11 @@ class ServerProtocol(asyncio.Protocol):
                         f"Access denied. User '{user.name}' has no 'insert' "
                         f"privileges.")
             return
-        if self._server.pool_down:
+        server = self._server
+        if server.paused:
+            self._error(pid, pm.CPROTO_ERR_SERVER, server.paused_msg)
+            return
+        if server.pool_down:
             self._error(pid, pm.CPROTO_ERR_POOL, POOL_DOWN_INSERT)
             return
         try:

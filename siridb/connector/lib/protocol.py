@@ -162,6 +162,9 @@ class SiriDBProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         reason = f': {exc}' if exc is not None else ''
         self._fail_all(lambda: ConnectionLostError(f'connection lost{reason}'))
+        if self._transport is not None:
+            # marks a TLS app transport closed too (Python < 3.11 warns otherwise)
+            self._transport.close()
         self._transport = None
         self._wbuf = []
         self._authenticated = False
