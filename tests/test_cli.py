@@ -427,6 +427,7 @@ def test_import_survives_a_server_restart(tmp_path: Path) -> None:
         err = seen + err
         assert proc.returncode == 0, err
         assert f'imported {n} points' in err
+        assert 'server unavailable' in err and 'retrying until it is back' in err
         # at-least-once: every point is there (a retried package may be there twice)
         result = query_json(srv, 'select count() from /r\\..*/')
         assert sum(v for points in result.values() for _, v in points) >= n

@@ -39,7 +39,8 @@ class Progress:
         self.start = time.monotonic()
         self._last = 0.0
 
-    def update(self, written: int, rejected: int, force: bool = False) -> None:
+    def update(self, written: int, rejected: int, retried: int = 0,
+               force: bool = False) -> None:
         if not self.enabled:
             return
         now = time.monotonic()
@@ -47,13 +48,15 @@ class Progress:
             return
         self._last = now
         rate = written / max(now - self.start, 1e-9)
-        self.out.write(f'\rimported {written} points ({rate:,.0f} points/s), '
-                       f'{rejected} rejected')
+        text = f'\rimported {written} points ({rate:,.0f} points/s), {rejected} rejected'
+        if retried:
+            text += f', {retried} retried'
+        self.out.write(text)
         self.out.flush()
 
-    def done(self, written: int, rejected: int) -> None:
+    def done(self, written: int, rejected: int, retried: int = 0) -> None:
         if self.enabled:
-            self.update(written, rejected, force=True)
+            self.update(written, rejected, retried, force=True)
             self.out.write('\n')
             self.out.flush()
 
@@ -75,12 +78,35 @@ class Importer:
         self.rejected = 0
         self.listed = 0
         self._rows: List[Point] = []
+        self._retried_seen = 0
+        self._written_seen = 0
+        self._retrying = False
         self._window = window
         self._recent: OrderedDict[Tuple[str, int], int] = OrderedDict()
 
     @property
     def written(self) -> int:
         return self.session.written
+
+    @property
+    def retried(self) -> int:
+        return self.session.retried
+
+    def check_retries(self) -> None:
+        """Say once per outage that the server is unavailable and we retry
+        (the session resends until the server is back)."""
+        retried = self.session.retried
+        if retried > self._retried_seen:
+            if not self._retrying:
+                error = self.session.stats().last_error or 'unknown error'
+                self.err.write(f'\nserver unavailable ({error}); retrying until it is back '
+                               '(Ctrl-C to stop)\n')
+                self.err.flush()
+                self._retrying = True
+            self._retried_seen = retried
+        elif self._retrying and self.session.written > self._written_seen:
+            self._retrying = False
+        self._written_seen = self.session.written
 
     def reject(self, line: Optional[int], reason: str) -> None:
         self.rejected += 1
@@ -123,6 +149,14 @@ class Importer:
                     self.reject(p.line, str(exc))
 
 
+async def _tick(importer: Importer, progress: Progress) -> None:
+    """Progress and retry notices also while the reader waits on a full buffer."""
+    while True:
+        await asyncio.sleep(progress.interval)
+        importer.check_retries()
+        progress.update(importer.written, importer.rejected, importer.retried)
+
+
 def _open_input(path: str) -> IO[str]:
     if path == '-':
         return io.TextIOWrapper(sys.stdin.buffer, encoding='utf-8-sig', newline='')
@@ -147,6 +181,7 @@ async def _import(args: argparse.Namespace, settings: ConnectionSettings,
             on_error=lambda rejected: importer.on_error(rejected) if importer else None,
             insert_timeout=settings.timeout)
         importer = Importer(session, min(args.batch, 1000), bound + args.batch, sys.stderr)
+        ticker = asyncio.get_running_loop().create_task(_tick(importer, progress))
         try:
             async with session:
                 for row in read_rows(stream, fmt, precision):
@@ -154,12 +189,14 @@ async def _import(args: argparse.Namespace, settings: ConnectionSettings,
                         importer.reject(row.line, row.reason)
                     else:
                         await importer.add(row)
-                    progress.update(importer.written, importer.rejected)
+                    progress.update(importer.written, importer.rejected, importer.retried)
                 await importer.flush_rows()
         except UnicodeDecodeError as exc:
             raise UsageError(f'{args.file} is not UTF-8 text: {exc.reason}') from None
         finally:
-            progress.done(importer.written, importer.rejected)
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+            progress.done(importer.written, importer.rejected, importer.retried)
     return importer
 
 
