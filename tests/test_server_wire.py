@@ -206,6 +206,26 @@ async def test_pause_answers_server_error_to_everything(conn, server):
     assert server.info.online is True and server.info.status == 'running'
 
 
+async def test_insert_checks_in_the_real_order(conn, server):
+    """INSERT: not authenticated 71, no insert right 69, server not running
+    67, pool down 68, then the payload (66)."""
+    server.pause()
+    assert await conn.request(1, {'a': [[1, 1]]}) == (71, None)
+    server.resume()
+    db = server.store.databases['dbtest']
+    db.users['reader'] = User('reader', 'secret1', ACCESS_PROFILES['read'])
+    await conn.auth(user='reader', password='secret1')
+    server.pause()
+    server.pool_error(True)
+    assert (await conn.request(1, {'a': [[1, 1]]}))[0] == 69
+    db.users['reader'].access = ACCESS_PROFILES['write']
+    assert (await conn.request(1, 'bad'))[0] == 67
+    server.resume()
+    assert (await conn.request(1, 'bad'))[0] == 68
+    server.pool_error(False)
+    assert (await conn.request(1, 'bad'))[0] == 66
+
+
 async def test_pool_error_on_insert(conn, server):
     await conn.auth()
     server.pool_error(True)
