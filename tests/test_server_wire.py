@@ -334,6 +334,11 @@ async def test_unix_socket(tmp_path):
         finally:
             await c.close()
         assert srv.name == path
+    assert not _exists(path)  # the socket file is removed on stop
+
+
+def _exists(path):
+    return os.path.exists(path)
 
 
 def _make_cert(tmp_path) -> Optional[tuple]:

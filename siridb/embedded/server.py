@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import ssl as _ssl
 import threading
 import time
@@ -147,6 +148,11 @@ class EmbeddedServer:
             await server.wait_closed()
             # let the aborted transports run connection_lost
             await asyncio.sleep(0)
+            if self.unix_path is not None:
+                try:
+                    os.unlink(self.unix_path)
+                except OSError:
+                    pass
             log.info('embedded SiriDB server %s stopped', self.info.name)
         if self._owns_engine:
             self.engine.close()
