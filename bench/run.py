@@ -9,8 +9,8 @@ siridb.embedded``), then runs each client in its own process
 (``bench/worker.py``): ``raw`` (hand-written minimal client + in-memory
 packb/unpackb), ``ours`` (this checkout) and, with ``--legacy-venv``,
 ``2.1.6`` (installed into that venv with pip when missing). Prints a table
-and writes ``bench/results/latest.json``. Numbers are the CLIENT process's
-CPU time; the server's cost is not counted.
+and writes ``bench/results/latest.json`` (and the table as ``latest.md``).
+Numbers are the CLIENT process's CPU time; the server's cost is not counted.
 """
 from __future__ import annotations
 
@@ -274,8 +274,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         for w in errors:
             print(f'{w["impl"]}: FAILED: {w["error"]}', file=sys.stderr)
         return 1
-    print(table(summary, meta))
-    print(f'\n(json: {ns.json})')
+    text = table(summary, meta)
+    ns.json.with_suffix('.md').write_text(text + '\n')
+    print(text)
+    print(f'\n(json: {ns.json}; table: {ns.json.with_suffix(".md")})')
     return 0
 
 
