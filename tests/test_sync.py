@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import time
 from typing import Any, Iterator, List
 
 import pytest
@@ -96,3 +98,17 @@ async def test_blocking_connect_inside_a_running_loop(server: ServerThread) -> N
         assert conn.query('show dbname')['data'][0]['value'] == 'dbtest'
     finally:
         conn.close()
+
+
+def test_unclosed_blocking_connection_warns_and_cleans_up(server: ServerThread) -> None:
+    before = _threads()
+    conn = connect('iris', 'siri', 'dbtest', server.host, server.port)
+    assert _threads() == before + 1
+    with pytest.warns(ResourceWarning, match='unclosed'):
+        del conn
+        gc.collect()
+    for _ in range(200):  # its private loop shuts itself down
+        if _threads() == before:
+            break
+        time.sleep(0.01)
+    assert _threads() == before

@@ -124,7 +124,7 @@ async def async_connect(username: str, password: str, dbname: str,
 
 
 class _LoopThread:
-    """A private event loop running in a daemon thread."""
+    """A private event loop running in a daemon thread (which closes it)."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -134,19 +134,37 @@ class _LoopThread:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
 
     def run(self, coro: Awaitable[_T]) -> _T:
         if threading.current_thread() is self._thread:
             raise RuntimeError('blocking call from inside the connection loop')
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()  # type: ignore[arg-type]
 
-    def stop(self) -> None:
-        if self.loop.is_closed():
-            return
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join()
-        self.loop.close()
+    def close_soon(self, conn: SiriDBAsyncConnection) -> None:
+        """Close ``conn`` and stop the loop, without waiting (from any thread)."""
+        async def _close() -> None:
+            try:
+                conn.close()
+                await conn.wait_closed()
+            finally:
+                self.loop.stop()
+
+        if not self.loop.is_closed():
+            try:
+                asyncio.run_coroutine_threadsafe(_close(), self.loop)
+            except RuntimeError:  # closed meanwhile
+                pass
+
+    def close(self, conn: SiriDBAsyncConnection) -> None:
+        """Close ``conn``, stop the loop and wait for the thread."""
+        self.close_soon(conn)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
 
 
 class SiriDBConnection:
@@ -169,7 +187,7 @@ class SiriDBConnection:
                 username, password, dbname, host, port, timeout=timeout,
                 protocol=protocol, ssl=ssl, unix_path=unix_path))
         except BaseException:
-            self._runner.stop()
+            self._runner.close(self._conn)
             self._runner = None
             raise
 
@@ -202,15 +220,7 @@ class SiriDBConnection:
         if runner is None:
             return
         self._runner = None
-
-        async def _close() -> None:
-            self._conn.close()
-            await self._conn.wait_closed()
-
-        try:
-            runner.run(_close())
-        finally:
-            runner.stop()
+        runner.close(self._conn)
 
     def __enter__(self) -> SiriDBConnection:
         return self
@@ -221,8 +231,11 @@ class SiriDBConnection:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, '_runner', None) is not None:
+        runner = getattr(self, '_runner', None)
+        if runner is not None:
             warnings.warn(f'unclosed {self!r}', ResourceWarning, stacklevel=1)
+            self._runner = None
+            runner.close_soon(self._conn)
 
     def __repr__(self) -> str:
         return f'<SiriDBConnection {self._conn._protocol!r}>'
