@@ -252,6 +252,20 @@ def test_import_memory_stays_bounded(server: ServeProcess, tmp_path: Path) -> No
     assert sum(v for points in result.values() for _, v in points) == 100_000
 
 
+def test_import_as_read_only_user_exit_3(server: ServeProcess, tmp_path: Path) -> None:
+    for q in ('create user "reader" set password "readerpw"', 'grant read to user "reader"'):
+        assert run_cli('query', *db(server), q).returncode == 0
+    reader = cli_env(SIRIDB_PASSWORD='readerpw')
+    path = write_csv(tmp_path / 'ro.csv', 'ro.x,1,1\nro.x,2,2\n')
+    proc = run_cli('import', path, *db(server), '--user', 'reader', env=reader)
+    assert proc.returncode == 3
+    assert proc.stderr.strip().splitlines() == [
+        "siridb: UserAuthError: Access denied. User 'reader' has no 'insert' privileges."]
+    proc = run_cli('query', *db(server), '--user', 'reader', 'select * from "ro.x"',
+                   env=reader)
+    assert proc.returncode == 0 and json.loads(proc.stdout) == {}
+
+
 def test_import_missing_file_exit_2(server: ServeProcess, tmp_path: Path) -> None:
     proc = run_cli('import', str(tmp_path / 'nope.csv'), *db(server))
     assert proc.returncode == 2

@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict
 from typing import IO, TYPE_CHECKING, List, Optional, Tuple
 
+from ..connector.lib.exceptions import AuthenticationError
 from .connect import db_precision, open_client
 from .exitcodes import OK, REQUEST_ERROR, UsageError
 from .options import ConnectionSettings, connection_settings
@@ -78,6 +79,7 @@ class Importer:
         self.rejected = 0
         self.listed = 0
         self._rows: List[Point] = []
+        self.fatal: Optional[BaseException] = None
         self._retried_seen = 0
         self._written_seen = 0
         self._retrying = False
@@ -118,7 +120,12 @@ class Importer:
                 self.err.write(f'(only the first {MAX_LISTED} rejected rows are listed)\n')
 
     def on_error(self, rejected: SessionRejected) -> None:
-        """The server refused these points: report each with its line."""
+        """The server refused these points: report each with its line (or, when
+        the user may not insert at all, stop the import with that error)."""
+        if isinstance(rejected.error, AuthenticationError):
+            if self.fatal is None:
+                self.fatal = rejected.error
+            return
         for p in rejected.points:
             key = (p.series, int(p.timestamp))  # type: ignore[arg-type]
             self.reject(self._recent.get(key), f'rejected by the server: {rejected.error}')
@@ -189,8 +196,13 @@ async def _import(args: argparse.Namespace, settings: ConnectionSettings,
                         importer.reject(row.line, row.reason)
                     else:
                         await importer.add(row)
+                    if importer.fatal is not None:
+                        break
                     progress.update(importer.written, importer.rejected, importer.retried)
                 await importer.flush_rows()
+                await session.commit()
+            if importer.fatal is not None:
+                raise importer.fatal
         except UnicodeDecodeError as exc:
             raise UsageError(f'{args.file} is not UTF-8 text: {exc.reason}') from None
         finally:
