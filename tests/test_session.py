@@ -468,3 +468,17 @@ async def test_session_on_single_connections(server: EmbeddedServer) -> None:
         c2.close()
     assert len(stored(server, 'single')) == 51
     assert (s.written, s2.written) == (50, 1)
+
+
+def test_session_errors_pickle_and_print() -> None:
+    import pickle
+
+    err = InsertError('bad', 66)
+    rej = RejectedPointsError([Rejected([Point('a', 1, 2)], err)])
+    back = pickle.loads(pickle.dumps(rej))
+    assert back.rejected[0].points == [Point('a', 1, 2)]
+    assert str(back) == str(rej) == "the server rejected 1 point(s): 1 point(s) of ['a']: bad"
+    ft = FlushTimeoutError([Point('a', 1, 2)], err)
+    back2 = pickle.loads(pickle.dumps(ft))
+    assert back2.points == [Point('a', 1, 2)] and str(back2.last_error) == 'bad'
+    assert isinstance(back2, TimeoutError)

@@ -113,6 +113,9 @@ class RejectedPointsError(SessionError):
         super().__init__(f'the server rejected {n} point(s): '
                          + '; '.join(str(r) for r in rejected[:5]))
 
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), (self.rejected,))
+
 
 class FlushTimeoutError(SessionError, TimeoutError):
     """``close(timeout=...)`` ran out of time; ``points`` were not confirmed
@@ -123,6 +126,9 @@ class FlushTimeoutError(SessionError, TimeoutError):
         self.last_error = last_error
         super().__init__(f'{len(points)} point(s) not confirmed written; '
                          f'last error: {last_error}')
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), (self.points, self.last_error))
 
 
 # ------------------------------------------------------------------ validation
