@@ -73,3 +73,18 @@ def test_to_dataframe_without_or_with_pandas() -> None:
     df = to_dataframe({'a': [[1, 2]]}, 's')
     assert list(df.columns) == ['series', 'time', 'value']
     assert df.iloc[0]['value'] == 2
+
+
+async def test_client_select_typed_in_any_precision() -> None:
+    from siridb.connector import Select, SiriDBClient
+    from siridb.embedded import EmbeddedServer
+
+    async with EmbeddedServer(port=0, databases={'dbtest': 's'}) as srv:
+        async with SiriDBClient('iris', 'siri', 'dbtest', [(srv.host, srv.port)]) as c:
+            await c.write('x', 1.5, 1447250938)
+            when = dt.datetime(2015, 11, 11, 14, 8, 58, tzinfo=UTC)
+            for tp in (None, 0, 1, 'us', 3):
+                res = await c.select(Select().from_series('x'), time_precision=tp)
+                assert res['x'].points == [(when, 1.5)], tp
+            ns = await c.select('select * from "x"', time_precision='ns')
+            assert ns['x'].raw == ((1447250938 * 10**9, 1.5),)

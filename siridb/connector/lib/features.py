@@ -65,12 +65,14 @@ class ClientFeatures:
             return query.build(await database_precision(self))
         return query
 
-    async def select(self, query: Any, timeout: float = 60) -> Dict[str, SeriesResult]:
-        """Run a select (text or ``Select`` builder) and return typed series."""
+    async def select(self, query: Any, time_precision: Any = None,
+                     timeout: float = 60) -> Dict[str, SeriesResult]:
+        """Run a select (text or ``Select`` builder) and return typed series
+        (timestamps in ``time_precision``, default the database's)."""
         client: Any = self
         precision = await database_precision(self)
-        result = await client.query(query, timeout=timeout)
-        return parse_select(result, precision)
+        result = await client.query(query, time_precision=time_precision, timeout=timeout)
+        return parse_select(result, precision if time_precision is None else time_precision)
 
     # ---------------------------------------------------------- service
     def service(self, username: str = 'sa', password: str = 'siri',
