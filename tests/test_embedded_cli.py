@@ -110,3 +110,16 @@ def test_port_in_use_fails_cleanly():
         r = subprocess.run([sys.executable, '-m', 'siridb.embedded', '--port', str(port)],
                            cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and 'error' in r.stderr
+
+
+def test_second_server_on_the_same_data_dir_is_refused(tmp_path):
+    d = str(tmp_path / 'data')
+    p = Proc('--data-dir', d)
+    try:
+        r = subprocess.run([sys.executable, '-m', 'siridb.embedded', '--port', '0',
+                            '--data-dir', d], cwd=ROOT, capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 1 and 'in use' in r.stderr
+        assert p.request(3, None) == (3, None)
+    finally:
+        p.stop()

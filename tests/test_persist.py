@@ -280,3 +280,25 @@ async def test_failed_fsync_closes_instead_of_acknowledging(tmp_path, monkeypatc
             assert (await c.request(1, {'x': [[2, 2]]}))[0] == 1
         finally:
             await c.close()
+
+
+async def test_data_dir_is_locked_while_in_use(tmp_path):
+    from siridb.embedded.persist import DataDirInUse
+    d = str(tmp_path)
+    srv = EmbeddedServer(data_dir=d)
+    await srv.start()
+    try:
+        with pytest.raises(DataDirInUse):
+            Engine(d)
+    finally:
+        await srv.stop()
+    # released by stop(), taken again by start()
+    e = Engine(d)
+    e.close()
+    await srv.start()
+    try:
+        with pytest.raises(DataDirInUse):
+            Engine(d)
+        assert (await _insert(srv, {'after': [[1, 1]]}))[0] == 1
+    finally:
+        await srv.stop()

@@ -16,6 +16,7 @@ import ssl
 import sys
 from typing import Dict, List, Optional
 
+from .persist import DataDirInUse
 from .server import EmbeddedServer
 from .store import PRECISIONS
 
@@ -106,7 +107,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     try:
         asyncio.run(_serve(args))
-    except OSError as exc:
+    except (OSError, DataDirInUse) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1
     return 0

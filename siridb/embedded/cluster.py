@@ -62,6 +62,7 @@ class EmbeddedCluster:
         return not all(pools.values())
 
     async def start(self) -> None:
+        self.engine.open()
         for s in self.servers:
             await s.start()
 

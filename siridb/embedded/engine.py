@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ..connector.lib.codec import unpack_body
 from .context import QueryContext, QueryFailure
 from .insert import apply_insert, parse_insert
-from .persist import LogFile, encode_record, read_records, sync_dir
+from .persist import DirLock, LogFile, encode_record, read_records, sync_dir
 from .snapshot import load_snapshot, write_snapshot
 from .store import Database, Group, Store, User
 
@@ -123,8 +123,11 @@ class Engine:
         self._pending: List[Tuple[Callable[[], None],
                                   Optional[Callable[[], None]]]] = []
         self._flush_handle: Optional[asyncio.Handle] = None
+        self._lock: Optional[DirLock] = None
         if data_dir is not None:
             os.makedirs(os.path.join(data_dir, 'db'), exist_ok=True)
+            self._lock = DirLock(os.path.join(data_dir, 'LOCK'))
+            self._lock.acquire()
             self._server_log = LogFile(os.path.join(data_dir, 'server.log'))
             self._load()
 
@@ -281,6 +284,13 @@ class Engine:
             self._server_log.close()
         for f in self._db_logs.values():
             f.close()
+        if self._lock is not None:
+            self._lock.release()
+
+    def open(self) -> None:
+        """Take the data directory again after ``close()`` (server restart)."""
+        if self._lock is not None:
+            self._lock.acquire()
 
     # -- data directory ------------------------------------------------
 

@@ -33,8 +33,8 @@ import struct
 import zlib
 from typing import List, Optional, Tuple
 
-__all__ = ['RECORD_HEADER', 'LogFile', 'read_records', 'encode_record', 'sync_all',
-           'sync_dir']
+__all__ = ['RECORD_HEADER', 'LogFile', 'DirLock', 'DataDirInUse',
+           'read_records', 'encode_record', 'sync_all', 'sync_dir']
 
 log = logging.getLogger('siridb.embedded')
 
@@ -159,3 +159,39 @@ def sync_dir(path: str) -> None:
 def sync_all(files: List[LogFile]) -> None:
     for f in files:
         f.sync()
+
+
+class DataDirInUse(RuntimeError):
+    """Another server (process or engine) holds the data directory."""
+
+
+class DirLock:
+    """An exclusive ``flock`` on a file of the data directory, so that two
+    servers never write the same logs (POSIX only; elsewhere a no-op).
+    Released by ``release()`` or when the process dies (even by SIGKILL)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: Optional[int] = None
+
+    def acquire(self) -> None:
+        if self._fd is not None:
+            return
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise DataDirInUse(
+                f'data directory {os.path.dirname(self.path)!r} is in use by '
+                f'another embedded server') from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None

@@ -117,6 +117,8 @@ class EmbeddedServer:
         """Start listening (again, on the same port, after ``stop()``)."""
         if self._server is not None:
             return
+        if self._owns_engine:
+            self.engine.open()
         loop = asyncio.get_running_loop()
         if self.unix_path is not None:
             self._server = await loop.create_unix_server(
