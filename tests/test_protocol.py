@@ -554,3 +554,17 @@ async def test_writes_in_one_iteration_are_batched() -> None:
         finally:
             conn.close()
             await conn.wait_closed()
+
+
+async def test_oversize_request_refused_before_sending() -> None:
+    async with ScriptedServer() as srv:
+        conn = await _connect(srv)
+        try:
+            with pytest.raises(ex.RequestTooLargeError) as info:
+                await conn.query('x' * 41_943_041)
+            assert isinstance(info.value, ValueError)
+            assert (await conn.query('small'))['query'] == 'small'  # still connected
+            assert srv.count(pm.CPROTO_REQ_QUERY) == 1
+        finally:
+            conn.close()
+            await conn.wait_closed()

@@ -20,6 +20,7 @@ __all__ = [
     'LoadingDatabaseError', 'FileError', 'UnknownResponseError',
     'ProtocolError', 'ConnectionLostError', 'RequestTimeoutError',
     'ClientClosedError', 'InsertDataError', 'TooManyRequestsError',
+    'RequestTooLargeError',
     'error_for_response', 'ERROR_CLASSES',
 ]
 
@@ -133,6 +134,11 @@ class ClientClosedError(SiriDBError, ConnectionError):
 class InsertDataError(InsertError, ValueError):
     """Insert data refused before sending: it cannot be packed (an int outside
     int64, an unsupported type) or is larger than the server accepts."""
+
+
+class RequestTooLargeError(SiriDBError, ValueError):
+    """A request payload above the server's 40 MiB limit, refused before
+    sending (the server would drop the connection without a reply)."""
 
 
 class TooManyRequestsError(SiriDBError, RuntimeError):

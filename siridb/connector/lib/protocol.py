@@ -15,12 +15,13 @@ import ssl as _ssl
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import protomap as pm
-from .codec import Decoder, Package, pack, unpack_body
+from .codec import HEADER_SIZE, MAX_PAYLOAD, Decoder, Package, pack, unpack_body
 from .exceptions import (
     ClientClosedError,
     ConnectionLostError,
     ProtocolError,
     RequestTimeoutError,
+    RequestTooLargeError,
     SiriDBError,
     TooManyRequestsError,
     error_for_response,
@@ -58,7 +59,7 @@ class SiriDBProtocol(asyncio.Protocol):
     ``on_authenticated()`` and ``on_connection_lost(exc)``.
     """
 
-    auth_timeout = DEFAULT_AUTH_TIMEOUT
+    auth_timeout: Optional[float] = DEFAULT_AUTH_TIMEOUT
 
     def __init__(self, username: Optional[str] = None,
                  password: Optional[str] = None,
@@ -238,6 +239,10 @@ class SiriDBProtocol(asyncio.Protocol):
             raise ConnectionLostError('connection is closed')
         pid = self._next_pid()
         payload = pack(pid, tipe, data, is_binary)
+        if len(payload) - HEADER_SIZE > MAX_PAYLOAD:
+            raise RequestTooLargeError(
+                f'request payload is {len(payload) - HEADER_SIZE} bytes, more than '
+                f'the server accepts ({MAX_PAYLOAD}); nothing was sent')
         fut: asyncio.Future[Any] = loop.create_future()
         timer = None
         if timeout is not None:
@@ -389,13 +394,19 @@ async def open_protocol(factory: Callable[[], SiriDBProtocol], host: str = '127.
     AUTH, all within ``timeout``; on any failure the transport is closed."""
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
+
+    def make() -> SiriDBProtocol:
+        protocol = factory()
+        protocol.auth_timeout = timeout  # the AUTH reply shares the deadline
+        return protocol
+
     try:
         if unix_path is not None:
-            coro = loop.create_unix_connection(factory, unix_path, ssl=ssl,
+            coro = loop.create_unix_connection(make, unix_path, ssl=ssl,
                                                server_hostname=server_hostname)
         else:
             coro = loop.create_connection(
-                factory, host, port, ssl=ssl,
+                make, host, port, ssl=ssl,
                 server_hostname=(server_hostname or host) if ssl is not None else None)
         _transport, protocol = await asyncio.wait_for(coro, timeout)
     except asyncio.TimeoutError:
