@@ -157,6 +157,7 @@ def test_valid_aggregates(agg: str) -> None:
     'mean(1h) =>', 'mean(") from *', 'filter(/abc)', 'mean(1h), max(1h)',
     'mean(1h) merge as "x"', 'filter(~"a") where x', 'mean(from)', '',
     'mean(1h); drop', 'count() from * --', 'mean(1h)\x00',
+    'mean(\u0663h)', 'mean(1h)\u2028=> max()', 'mean(1h)\u00a0',
 ])
 def test_unsafe_aggregates_refused(agg: str) -> None:
     with pytest.raises(ValueError):
@@ -194,7 +195,7 @@ def test_datetimes_become_integers_in_db_precision(p: str, expected: int) -> Non
 
 @pytest.mark.parametrize('expr', [
     'now; drop series', 'now - 1d"', '1x', "'2020' and 5", '', 'now from *',
-    '(now', 'now)', 'select', "'unterminated", 'now\x00',
+    '(now', 'now)', 'select', "'unterminated", 'now\x00', 'now - \u0661d', 'now\u2003- 1d',
 ])
 def test_unsafe_time_expressions_refused(expr: str) -> None:
     with pytest.raises(ValueError):

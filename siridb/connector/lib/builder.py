@@ -95,7 +95,7 @@ _TOKEN = re.compile(r'''
   | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>!=|==|<=|>=|!~|[()<>=!~,*+%-])
   | (?P<slash>/)
-''', re.VERBOSE)
+''', re.VERBOSE | re.ASCII)
 _REGEX_TOKEN = re.compile(r'/(?:[^/\\\n]|\\.)+/i?')
 
 #: words that would end or change the clause an aggregate is embedded in
@@ -111,7 +111,7 @@ _AGGREGATES = frozenset({
     'difference', 'derivative', 'filter', 'limit', 'timeval', 'interval',
     'offset', 'points',
 })
-_DURATION = re.compile(r'\d+(?:s|m|h|d|w)?')
+_DURATION = re.compile(r'[0-9]+[smhdw]?')
 
 
 def _tokens(text: str, regex_ok: bool) -> Iterable[Tuple[str, str]]:
