@@ -123,3 +123,12 @@ def test_second_server_on_the_same_data_dir_is_refused(tmp_path):
         assert p.request(3, None) == (3, None)
     finally:
         p.stop()
+
+
+def test_bench_script_runs():
+    """bench/embedded_server.py (not a unit test) must not rot: a tiny run."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, 'bench', 'embedded_server.py'),
+                        '--points', '20000', '--batch', '5000'], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert 'points/s' in r.stdout and 'select * over 20,000 points' in r.stdout
