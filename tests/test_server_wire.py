@@ -449,3 +449,13 @@ async def test_random_bodies_never_kill_the_server(server):
             await other.close()
     finally:
         await c.close()
+
+
+async def test_unexpected_error_in_a_request_answers_and_keeps_serving(conn, server, monkeypatch):
+    def broken(*args):
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(server.engine, 'new_database', broken)
+    tp, data = await conn.request(32, ['sa', 'siri', 3, {'dbname': 'full_disk'}])
+    assert tp == pm.CPROTO_ERR_MSG and 'internal error' in data['error_msg']
+    assert await conn.request(3) == (3, None)

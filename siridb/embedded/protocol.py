@@ -34,6 +34,7 @@ POOL_DOWN_INSERT = \
     'At least one pool has no server available to process the request'
 QUERY_TOO_LONG = 'Query too long.'
 INTERNAL_ERROR = 'Query failed: internal error of the embedded server.'
+REQUEST_FAILED = 'Request failed: internal error of the embedded server.'
 
 _CLIENT_TYPES = frozenset((
     pm.CPROTO_REQ_QUERY, pm.CPROTO_REQ_INSERT, pm.CPROTO_REQ_AUTH,
@@ -96,7 +97,7 @@ class ServerProtocol(asyncio.Protocol):
                                   'from %s', self._server.name, pkg.tp,
                                   self.peer)
                     self._send(pkg.pid, pm.CPROTO_ERR_MSG,
-                               {'error_msg': INTERNAL_ERROR})
+                               {'error_msg': REQUEST_FAILED})
         finally:
             if gc_was_enabled:
                 gc.enable()
