@@ -210,6 +210,12 @@ async def test_close_timeout_hands_back_unwritten_points(
     assert all(p.series == 't' for p in info.value.points)
     assert type(info.value.last_error).__name__ in ('ServerError', 'PoolError')
     assert s.closed
+    # the same through async with and close_timeout
+    with pytest.raises(FlushTimeoutError) as info2:
+        async with client.session(close_timeout=0.2, time_precision='ms',
+                                  retry_delay=0.01) as s2:
+            await s2.write('t', 7, 7)
+    assert info2.value.points == [Point('t', 7, 7)]
     server.resume()
 
 

@@ -287,6 +287,8 @@ class WriteSession:
     - ``time_precision``: the database's precision ('s', 'ms', 'us', 'ns').
       When None it is asked from the server once per client; while no server
       answers, the first ``write`` waits (retrying) instead of failing.
+    - ``close_timeout``: the timeout ``async with`` passes to ``close()``
+      (None: wait until everything is written).
     """
 
     def __init__(self, client: Any, *, autocommit_every: int = 1000,
@@ -295,7 +297,8 @@ class WriteSession:
                  max_package_points: int = 10_000, max_package_bytes: int = 1 << 20,
                  retry_delay: float = 0.1, retry_max_delay: float = 10.0,
                  insert_timeout: float = 60.0,
-                 time_precision: Optional[str] = None) -> None:
+                 time_precision: Optional[str] = None,
+                 close_timeout: Optional[float] = None) -> None:
         if on_full not in ('wait', 'error'):
             raise ValueError("on_full must be 'wait' or 'error'")
         for name, v in (('autocommit_every', autocommit_every),
@@ -307,6 +310,7 @@ class WriteSession:
         if not flush_interval > 0 or not retry_delay > 0 or not retry_max_delay > 0:
             raise ValueError('flush_interval and retry delays must be positive')
         self._client = client
+        self.close_timeout = close_timeout
         self._precision_name = (None if time_precision is None
                                 else precision_name(time_precision))
         self.autocommit_every = autocommit_every
@@ -540,7 +544,7 @@ class WriteSession:
     async def __aexit__(self, et: Optional[Type[BaseException]],
                         ev: Optional[BaseException],
                         tb: Optional[TracebackType]) -> None:
-        await self.close()
+        await self.close(self.close_timeout)
 
     # ---------------------------------------------------------------- flusher
     def _due(self, now: float) -> bool:
