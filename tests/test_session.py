@@ -288,6 +288,16 @@ async def test_write_validation(server: EmbeddedServer, client: SiriDBClient,
     assert server.store.databases[DB].series == {}
 
 
+async def test_write_many_accepts_lists_and_point_objects(
+        server: EmbeddedServer, client: SiriDBClient) -> None:
+    class Obj:
+        def __init__(self, series: str, ts: int, value: float) -> None:
+            self.series, self.ts, self.value = series, ts, value
+
+    assert await client.write_many([['l', 1, 1], Point('l', 2, 2), Obj('l', 3, 3.5)]) == 3
+    assert stored(server, 'l') == [(1, 1), (2, 2), (3, 3)]  # integer series
+
+
 async def test_write_many_bad_shapes(client: SiriDBClient) -> None:
     with pytest.raises(TypeError):
         await client.write_many('abc')

@@ -157,13 +157,13 @@ def make_point(series: Any, value: Any, timestamp: TimeValue, precision: str) ->
 
 
 def _coerce(item: Any, precision: str) -> _P:
-    if isinstance(item, tuple) and len(item) == 3:
+    if isinstance(item, (tuple, list)) and len(item) == 3:
         series, ts, value = item
     elif hasattr(item, 'series') and hasattr(item, 'value'):
         series, value = item.series, item.value
         ts = getattr(item, 'timestamp', getattr(item, 'ts', None))
     else:
-        raise TypeError('a point must be a (series, timestamp, value) tuple or an object '
+        raise TypeError('a point must be a (series, timestamp, value) tuple/list or an object '
                         'with series, timestamp and value attributes')
     return make_point(series, value, ts, precision)
 
