@@ -66,7 +66,7 @@ async def test_inserts_survive_restart(tmp_path):
         assert db.series['s'].type_name == 'string'
 
 
-async def test_existing_database_is_not_recreated(tmp_path):
+async def test_existing_database_is_not_recreated(tmp_path, caplog):
     d = str(tmp_path)
     async with EmbeddedServer(data_dir=d, databases={'dbtest': 'ms'}) as srv:
         uuid = srv.store.databases['dbtest'].uuid
@@ -75,6 +75,7 @@ async def test_existing_database_is_not_recreated(tmp_path):
         db = srv.store.databases['dbtest']
         assert db.precision == 'ms' and db.uuid == uuid and 'x' in db.series
         assert srv.store.databases['more'].precision == 'us'
+    assert any('keeping' in r.getMessage() for r in caplog.records)
 
 
 async def test_service_changes_survive_restart(tmp_path):

@@ -214,6 +214,9 @@ class Engine:
             db = self.new_database(name, precision)
             if self._server_log is not None:
                 self._server_log.sync()
+        elif db.precision != precision:
+            log.warning('database %s exists with time precision %s; keeping '
+                        'it (not %s)', name, db.precision, precision)
         return db
 
     def drop_database(self, name: str) -> None:
