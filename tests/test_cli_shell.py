@@ -117,6 +117,7 @@ def test_ctrl_c_cancels_only_the_running_query(tmp_path: Path) -> None:
         os.kill(srv.proc.pid, signal.SIGSTOP)  # the server stops answering
         stopped = True
         sh.send('list series\r')
+        sh.expect(r'list series\r\n')  # readline took the line: the query is running
         time.sleep(0.5)
         sh.send('\x03')  # Ctrl-C
         sh.expect(r'Query cancelled\.')
