@@ -1,7 +1,8 @@
 """``siridb serve``: run the embedded server until SIGINT or SIGTERM.
 
-Logs go to stderr; the first line says where it listens (with ``--port 0``
-that line is how callers learn the port). A clean shutdown exits 0.
+Logs go to stderr, including a ``siridb serve: listening on HOST:PORT`` line
+(with ``--port 0`` that line is how callers learn the port). A clean shutdown
+exits 0.
 """
 from __future__ import annotations
 
