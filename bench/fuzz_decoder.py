@@ -267,10 +267,20 @@ def fuzz(seconds: float, seed: int, unguarded: bool = False, inject_crash: int =
             pos = done
             break
         at = _locate(seed, last_ok, unguarded, inject_crash)
-        if at is None:  # not reproducible in the replay: record the window
-            crashes.append({'iteration': None, 'window': [last_ok, last_ok + CHECKPOINT],
-                            'how': _describe(rc)})
+        if at is None:  # not reproducible in the replay
             pos = last_ok + CHECKPOINT
+            suspects = [(i, known_crash(make_input(seed, i)[1]))
+                        for i in range(last_ok, pos)]
+            suspects = [(i, k) for i, k in suspects if k is not None]
+            if suspects:  # a known-class input at the edge of crashing
+                i, known = suspects[0]
+                entry = known_crashes.setdefault(known, {'count': 0, 'what': KNOWN[known],
+                                                         'first_iteration': i})
+                entry['count'] += 1
+                entry['not_reproduced'] = entry.get('not_reproduced', 0) + 1
+                continue
+            crashes.append({'iteration': None, 'window': [last_ok, pos],
+                            'how': _describe(rc)})
             continue
         kind, chunks = make_input(seed, at)
         known = known_crash(chunks)
