@@ -231,10 +231,6 @@ def test_password_never_in_errors_or_repr() -> None:
     assert secret not in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'finding: insert() of data nested ~90,000+ levels deep crashes the '
-    'interpreter (SIGSEGV in qpack 0.0.21 packb, C stack overflow) instead '
-    'of raising InsertDataError; validate.pack_insert calls packb unguarded'))
 def test_deeply_nested_insert_raises_instead_of_crashing() -> None:
     code = (
         'import asyncio\n'

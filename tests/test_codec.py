@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -11,6 +14,7 @@ from siridb.connector.lib import exceptions as ex
 from siridb.connector.lib.codec import (
     HEADER_SIZE,
     MAX_PAYLOAD,
+    SAFE_BODY_SIZE,
     Decoder,
     Package,
     encode,
@@ -18,6 +22,7 @@ from siridb.connector.lib.codec import (
     packb,
     unpack_body,
 )
+from siridb.connector.lib.validate import pack_insert
 
 
 def test_header_layout() -> None:
@@ -95,3 +100,65 @@ def test_packb_int_overflow_is_overflow_error() -> None:
     with pytest.raises(OverflowError):
         packb(2 ** 64)
     assert packb(2 ** 63 - 1)
+
+
+def _child(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a child interpreter: a regression (C stack overflow in
+    qpack) kills only the child."""
+    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=120, cwd=str(Path(__file__).resolve().parent.parent))
+
+
+@pytest.mark.parametrize('expr,expected', [
+    ("b'\\xee' * 300_000 + b'\\x00'", 'list'),
+    ("b'\\xfc' * 300_000", 'list'),
+    ("b'\\xfd\\x81a' * 300_000 + b'\\x00'", 'dict'),
+    ("b'\\xee' * 41_000_000", 'ProtocolError'),
+])
+def test_deeply_nested_bodies_do_not_crash(expr: str, expected: str) -> None:
+    proc = _child(
+        'from siridb.connector.lib.codec import unpack_body\n'
+        'from siridb.connector.lib.exceptions import ProtocolError\n'
+        f'body = {expr}\n'
+        'try:\n'
+        '    print(type(unpack_body(body)).__name__)\n'
+        'except ProtocolError:\n'
+        '    print("ProtocolError")\n')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == expected
+
+
+def test_deeply_nested_inserts_do_not_crash() -> None:
+    proc = _child(
+        'from siridb.connector.lib.validate import pack_insert\n'
+        'from siridb.connector.lib.exceptions import InsertDataError\n'
+        'from siridb.connector.lib.codec import unpack_body\n'
+        'x = []\n'
+        'for _ in range(300_000):\n'
+        '    x = [x]\n'
+        'try:\n'
+        '    pack_insert({"s": [[1, x]]})\n'
+        'except InsertDataError as exc:\n'
+        '    print("refused", "nothing was sent" in str(exc))\n'
+        '# a big insert is packed on the big-stack thread: no crash either\n'
+        'data = {"s": [[i, 1.5] for i in range(100)] + [[100, x]]}\n'
+        'print("packed", unpack_body(pack_insert(data))["s"][0] == [0, 1.5])\n')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split('\n')[:2] == ['refused True', 'packed True']
+
+
+def test_pack_insert_matches_packb_on_both_paths() -> None:
+    small = {'a': [[1, 1.5], [2, 'x']], 'b': [[3, -4]]}
+    big = {'a': [[i, i * 0.5] for i in range(1000)]}
+    listed = [{'name': 'a', 'points': [[1, 2]]}]
+    for data in (small, big, listed, {}, []):
+        assert pack_insert(data) == packb(data)
+
+
+def test_big_bodies_decode_like_small_ones() -> None:
+    data = {'s': [[i, i * 0.25] for i in range(20_000)]}
+    body = packb(data)
+    assert len(body) > SAFE_BODY_SIZE
+    assert unpack_body(body) == data
+    with pytest.raises(ex.ProtocolError):
+        unpack_body(body[:-5] + b'\xe7\xff\xff\xff\xff')

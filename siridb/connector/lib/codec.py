@@ -7,8 +7,10 @@ the client protocol and the embedded server.
 from __future__ import annotations
 
 import gc
+import queue
 import struct
-from typing import Any, List, NamedTuple, Optional
+import threading
+from typing import Any, Callable, List, NamedTuple, Optional, TypeVar
 
 import qpack
 
@@ -16,8 +18,11 @@ from .exceptions import ProtocolError
 
 __all__ = [
     'HEADER', 'HEADER_SIZE', 'MAX_PAYLOAD', 'MAX_QUERY', 'Package', 'Decoder',
-    'encode', 'pack', 'packb', 'unpack_body', 'DECODE_ERRORS',
+    'encode', 'pack', 'packb', 'unpack_body', 'DECODE_ERRORS', 'SAFE_BODY_SIZE',
+    'MAX_DEPTH', 'run_deep',
 ]
+
+_T = TypeVar('_T')
 
 HEADER = struct.Struct('<IHBB')
 HEADER_SIZE = HEADER.size
@@ -77,24 +82,111 @@ def pack(pid: int, tp: int, data: Any = None, is_binary: bool = False) -> bytes:
     return _pack_header(len(body), pid, tp, tp ^ 0xFF) + body
 
 
+#: qpack's C decoder recurses once per nesting level without a limit; a body
+#: this small cannot nest deep enough to overflow a normal (8 MiB) C stack
+SAFE_BODY_SIZE = 32_768
+#: bigger bodies are decoded in a worker thread with this stack size
+DEEP_STACK_SIZE = 1 << 30
+#: a generous bound of C stack bytes per nesting level (measured: 70-140)
+_STACK_PER_LEVEL = 160
+MAX_DEPTH = DEEP_STACK_SIZE // _STACK_PER_LEVEL
+#: every byte that is not a qpack container marker (arrays, maps, open forms)
+_NOT_CONTAINER = bytes(b for b in range(256) if not (0xED <= b <= 0xF8 or b in (0xFC, 0xFD)))
+
+
+class _DeepStackWorker:
+    """One daemon thread with a big C stack. qpack packs and unpacks in C,
+    recursing once per nesting level without a limit: run there, a deeply
+    nested value cannot overflow the caller's stack and crash the interpreter."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        old = threading.stack_size()
+        threading.stack_size(DEEP_STACK_SIZE)
+        try:
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name='siridb-qpack-deep')
+            self._thread.start()
+        finally:
+            threading.stack_size(old)
+
+    def _run(self) -> None:
+        while True:
+            fn, args, box, done = self._jobs.get()
+            try:
+                box.append((True, fn(*args)))
+            except BaseException as exc:  # handed back to the caller
+                box.append((False, exc))
+            done.release()
+
+    def call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        box: List[Any] = []
+        done = threading.Lock()
+        done.acquire()
+        self._jobs.put((fn, args, box, done))
+        done.acquire()
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+
+_worker: Optional[_DeepStackWorker] = None
+_worker_failed = False
+_worker_lock = threading.Lock()
+
+
+def run_deep(fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)`` on the big-stack thread (in the caller's thread if that
+    thread could not be started)."""
+    global _worker, _worker_failed
+    if _worker is None and not _worker_failed:
+        with _worker_lock:
+            if _worker is None and not _worker_failed:
+                try:
+                    _worker = _DeepStackWorker()
+                except (RuntimeError, MemoryError, ValueError, OSError):
+                    _worker_failed = True
+    if _worker is None:
+        return fn(*args)
+    return _worker.call(fn, *args)
+
+
+def _unpack_big(body: bytes, decode: Optional[str]) -> Any:
+    if len(body) > MAX_DEPTH and len(body.translate(None, _NOT_CONTAINER)) > MAX_DEPTH:
+        raise ProtocolError('corrupt payload: nested too deep to decode safely')
+    return run_deep(_unpack_kw, body, decode)
+
+
+def _unpack_kw(body: bytes, decode: Optional[str]) -> Any:
+    return _unpackb(body, decode=decode)
+
+
 def unpack_body(body: bytes, decode: Optional[str] = 'utf-8') -> Any:
     """Decode a qpack payload, turning every failure into ``ProtocolError``.
 
     A body that starts with 0xFE or 0xFF (a bare close marker) is refused
     without calling qpack: qpack 0.0.21 returns an object for it that crashes
-    the interpreter when used.
+    the interpreter when used. qpack also recurses in C once per nesting
+    level: bodies above ``SAFE_BODY_SIZE`` are decoded on a thread with a
+    1 GiB stack, and one that might nest deeper than even that is refused.
     """
     if not body:
         return None
     if body[0] >= 0xFE:
         raise ProtocolError('corrupt payload: starts with a close marker')
+    if len(body) <= SAFE_BODY_SIZE:
+        try:
+            return _unpackb(body, decode=decode)
+        except DECODE_ERRORS as exc:
+            raise ProtocolError(f'corrupt payload: {exc.__class__.__name__}') from None
     # a big body becomes millions of small lists: the cyclic GC would scan
     # them over and over (about 3x the decode time), so pause it meanwhile
     pause_gc = len(body) > 1_048_576 and gc.isenabled()
     if pause_gc:
         gc.disable()
     try:
-        return _unpackb(body, decode=decode)
+        return _unpack_big(body, decode)
     except DECODE_ERRORS as exc:
         raise ProtocolError(f'corrupt payload: {exc.__class__.__name__}') from None
     finally:

@@ -5,9 +5,10 @@ and insert payloads here, so the rules are the same everywhere.
 """
 from __future__ import annotations
 
+import gc
 from typing import Any, Optional, Union
 
-from .codec import MAX_PAYLOAD, packb
+from .codec import MAX_PAYLOAD, packb, run_deep
 from .exceptions import InsertDataError
 
 __all__ = ['check_query', 'check_time_precision', 'pack_query', 'pack_insert']
@@ -55,6 +56,54 @@ def pack_query(query: Any, time_precision: Any = None) -> bytes:
     return packb([check_query(query), check_time_precision(time_precision)])
 
 
+#: inserts of at most this many points get their nesting measured (cheap for
+#: them); bigger ones are packed on the codec's big-stack thread
+CHECKED_POINTS = 64
+#: valid inserts nest 5 levels deep; this is far more than any needs
+_SHALLOW = 32
+_CONTAINERS = (list, tuple, dict)
+
+
+def _count_points(data: Any) -> int:
+    """Roughly how many points ``data`` holds (cheap: no per-point work)."""
+    if isinstance(data, dict):
+        n = 0
+        for v in data.values():
+            n += len(v) if isinstance(v, (list, tuple)) else 1
+        return n
+    if isinstance(data, (list, tuple)):
+        n = 0
+        for item in data:
+            points = item.get('points') if isinstance(item, dict) else None
+            n += len(points) if isinstance(points, (list, tuple)) else 1
+        return n
+    return 1
+
+
+def _nested_deeper(data: Any, limit: int) -> bool:
+    """True when ``data`` nests lists/tuples/dicts more than ``limit`` deep."""
+    level = [data]
+    for _ in range(limit):
+        level = [o for o in gc.get_referents(*level) if isinstance(o, _CONTAINERS)]
+        if not level:
+            return False
+    return True
+
+
+def _pack_checked(data: Any) -> bytes:
+    # qpack packs in C, recursing per nesting level without a limit: data
+    # nested ~90,000 deep would overflow the C stack and kill the process
+    if _count_points(data) > CHECKED_POINTS:
+        return run_deep(packb, data)
+    if _nested_deeper(data, _SHALLOW):
+        # SiriDB rejects any of these (values are scalars): refuse it here
+        # rather than risk the server's decoder on it
+        raise InsertDataError(
+            f'insert data nests lists/maps more than {_SHALLOW} levels deep '
+            f'(points hold scalar values only); nothing was sent')
+    return packb(data)
+
+
 def pack_insert(data: Any, max_payload: int = MAX_PAYLOAD) -> bytes:
     """The INSERT payload, or ``InsertDataError`` before anything is sent.
 
@@ -62,7 +111,9 @@ def pack_insert(data: Any, max_payload: int = MAX_PAYLOAD) -> bytes:
     caller gets the server's exact ``InsertError`` text.
     """
     try:
-        body = packb(data)
+        body = _pack_checked(data)
+    except InsertDataError:
+        raise
     except OverflowError:
         raise InsertDataError(
             'insert data holds an integer outside the signed 64-bit range '
