@@ -269,12 +269,14 @@ def fuzz(seconds: float, seed: int, unguarded: bool = False, inject_crash: int =
         at = _locate(seed, last_ok, unguarded, inject_crash)
         if at is None:  # not reproducible in the replay
             pos = last_ok + CHECKPOINT
-            suspects = [(i, known_crash(make_input(seed, i)[1]))
-                        for i in range(last_ok, pos)]
-            suspects = [(i, k) for i, k in suspects if k is not None]
+            suspects: List[Tuple[int, str]] = []
+            for i in range(last_ok, pos):
+                klass = known_crash(make_input(seed, i)[1])
+                if klass is not None:
+                    suspects.append((i, klass))
             if suspects:  # a known-class input at the edge of crashing
-                i, known = suspects[0]
-                entry = known_crashes.setdefault(known, {'count': 0, 'what': KNOWN[known],
+                i, klass = suspects[0]
+                entry = known_crashes.setdefault(klass, {'count': 0, 'what': KNOWN[klass],
                                                          'first_iteration': i})
                 entry['count'] += 1
                 entry['not_reproduced'] = entry.get('not_reproduced', 0) + 1
