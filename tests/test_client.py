@@ -283,6 +283,10 @@ async def test_bad_credentials_are_clear_and_not_retried_in_a_tight_loop() -> No
             # with the backoff at its cap (0.4-0.5 s), no new attempt yet
             assert isinstance(client.hosts[0].last_error, ex.InvalidCredentialsError)
             assert client.hosts[0].auth_failed
+            with pytest.raises(ex.PoolError) as info:
+                await client.query('show dbname')
+            # the reason the pool is empty is attached as the cause
+            assert isinstance(info.value.__cause__, ex.InvalidCredentialsError)
         finally:
             client.close()
             await client.wait_closed()

@@ -22,6 +22,7 @@ from .codec import packb
 from .exceptions import (
     AuthenticationError,
     ClientClosedError,
+    ConnectionLostError,
     PoolError,
     RequestTimeoutError,
     ServerError,
@@ -195,6 +196,8 @@ class SiriDBClient(ClientFeatures):
         h.protocol = None
         if self._closed:
             return
+        h.last_error = ConnectionLostError(
+            f'connection to {h.host}:{h.port} lost' + (f': {exc}' if exc else ''))
         logger.warning('connection to %s:%s lost%s', h.host, h.port,
                        f': {exc}' if exc else '')
         self._start_reconnect()
@@ -298,7 +301,7 @@ class SiriDBClient(ClientFeatures):
             now = loop.time()
             h = choose_host(self._hosts, self._rng, now, allow_any_open and attempt == 0)
             if h is None or h.protocol is None:
-                raise PoolError(NO_CONNECTIONS)
+                raise PoolError(NO_CONNECTIONS) from self._down_reason()
             remaining = deadline - now
             if remaining <= 0:
                 raise RequestTimeoutError(
@@ -320,6 +323,15 @@ class SiriDBClient(ClientFeatures):
                 h.inactive_until = loop.time() + self._inactive_time
                 logger.warning('%s:%s: %s; inactive for %g s, trying another server',
                                h.host, h.port, exc, self._inactive_time)
+
+    def _down_reason(self) -> Optional[BaseException]:
+        """Why servers are down (an authentication failure first), shown as
+        the cause of 'No available connections found'."""
+        errors = [h.last_error for h in self._hosts if h.last_error is not None]
+        for exc in errors:
+            if isinstance(exc, AuthenticationError):
+                return exc
+        return errors[0] if errors else None
 
     # ------------------------------------------------------------ close
     def close(self) -> None:
