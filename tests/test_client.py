@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import threading
 from typing import Any, List
 
@@ -417,3 +418,17 @@ async def test_siridbconn_waits_for_the_server() -> None:
         with pytest.raises(TimeoutError):
             await conn2.connect(timeout=0.3)
         assert conn2.is_closed
+
+
+async def test_weighted_choice_through_the_cluster() -> None:
+    async with EmbeddedCluster(n=3, databases={'dbtest': 'ms'}) as cluster:
+        weights = (1, 3, 6)
+        hostlist = [(s.host, s.port, {'weight': w}) for s, w in zip(cluster.servers, weights)]
+        async with _client(hostlist, rng=random.Random(5)) as client:
+            n = 2000
+            for _ in range(n // 100):
+                await asyncio.gather(*(client.query('show dbname') for _ in range(100)))
+            counts = [st.requests for st in client.stats()]
+        assert sum(counts) == n
+        chi2 = sum((c - n * w / 10) ** 2 / (n * w / 10) for c, w in zip(counts, weights))
+        assert chi2 < 13.8, counts  # df = 2, p = 0.001
