@@ -324,6 +324,8 @@ async def test_auth_attempts_are_spaced() -> None:
 async def test_close_then_reconnect_and_wait_closed() -> None:
     async with EmbeddedServer(databases={'dbtest': 'ms'}) as srv:
         client = _client([(srv.host, srv.port)])
+        with pytest.raises(ex.PoolError, match='No available connections found'):
+            await client.query('show dbname')  # before connect(), as 2.1.6
         assert await client.connect() == [None]
         client.close()
         assert client.is_closed

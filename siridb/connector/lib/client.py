@@ -76,6 +76,7 @@ class SiriDBClient(ClientFeatures):
         self._keepalive_timeout = keepalive_timeout
         self._rng = rng or random.Random()
         self._closed = True
+        self._opened = False  # connect() was called at least once
         self._reconnect_task: Optional[asyncio.Task[None]] = None
         self._stopping: List[asyncio.Task[None]] = []
         self._waiters: List[asyncio.Future[None]] = []
@@ -111,6 +112,7 @@ class SiriDBClient(ClientFeatures):
         reconnect loop. ``timeout`` overrides the per-server connect timeout.
         """
         self._closed = False
+        self._opened = True
         results = await asyncio.gather(
             *(self._connect_host(h, timeout) for h in self._hosts),
             return_exceptions=True)
@@ -138,7 +140,7 @@ class SiriDBClient(ClientFeatures):
         h.connecting = loop.create_future()
         try:
             await self._open(h, self._timeout if timeout is None else timeout)
-        except BaseException as exc:
+        except Exception as exc:
             h.last_error = exc
             raise
         finally:
@@ -293,6 +295,8 @@ class SiriDBClient(ClientFeatures):
     async def _request(self, tp: int, body: Optional[bytes], timeout: Optional[float],
                        allow_any_open: bool) -> Any:
         if self._closed:
+            if not self._opened:  # as 2.1.6: no connections yet
+                raise PoolError(NO_CONNECTIONS)
             raise ClientClosedError('client is closed')
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (float('inf') if timeout is None else timeout)
