@@ -154,8 +154,9 @@ class SiriDBProtocol(asyncio.Protocol):
             self.last_reply = self._loop.time()
         for package in packages:
             self._on_package(package)
-            if self._transport is None:
-                return
+            transport = self._transport
+            if transport is None or transport.is_closing():
+                return  # aborted after a corrupt reply
 
     def eof_received(self) -> Optional[bool]:
         return False  # close the transport
