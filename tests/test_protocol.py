@@ -568,3 +568,23 @@ async def test_oversize_request_refused_before_sending() -> None:
         finally:
             conn.close()
             await conn.wait_closed()
+
+
+async def test_pid_space_full_of_unanswered_requests_drops_the_connection() -> None:
+    async with ScriptedServer(_only_auth(lambda c, p: None)) as srv:
+        conn = await _connect(srv)
+        proto = conn._protocol
+        assert proto is not None
+        try:
+            futs = [proto.send_package(pm.CPROTO_REQ_PING, timeout=0.01)
+                    for _ in range(65536)]
+            res = await asyncio.gather(*futs, return_exceptions=True)
+            assert all(isinstance(r, ex.RequestTimeoutError) for r in res)
+            assert proto.pending == 65536  # all reserved: late replies may come
+            with pytest.raises(ex.ConnectionLostError, match='without a reply'):
+                proto.send_package(pm.CPROTO_REQ_PING)
+            await conn.wait_closed()
+            assert not conn.connected and proto.pending == 0
+        finally:
+            conn.close()
+            await conn.wait_closed()

@@ -217,9 +217,17 @@ class SiriDBProtocol(asyncio.Protocol):
     def _next_pid(self) -> int:
         pending = self._pending
         if len(pending) >= PID_SPACE:
+            stale = sum(1 for fut, _ in pending.values() if fut.done())
+            if stale:
+                # the bound of reserved pids: a connection that left this many
+                # requests unanswered is dropped (the pool reconnects it)
+                exc = ConnectionLostError(
+                    f'{stale} requests of this connection timed out or were '
+                    f'cancelled without a reply; connection closed')
+                self.abort(exc)
+                raise exc
             raise TooManyRequestsError(
-                'all 65536 request ids of this connection are waiting for a '
-                'reply (or reserved after a timeout); close and reconnect')
+                'all 65536 request ids of this connection are waiting for a reply')
         pid = self._pid
         while pid in pending:
             pid = (pid + 1) & 0xFFFF
