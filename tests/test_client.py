@@ -434,3 +434,20 @@ async def test_weighted_choice_through_the_cluster() -> None:
         assert sum(counts) == n
         chi2 = sum((c - n * w / 10) ** 2 / (n * w / 10) for c, w in zip(counts, weights))
         assert chi2 < 13.8, counts  # df = 2, p = 0.001
+
+
+async def test_server_stopped_with_requests_in_flight() -> None:
+    """Requests in flight on a server that stops fail over; none is lost."""
+    async with EmbeddedCluster(n=3, databases={'dbtest': 'ms'}) as cluster:
+        async with _client(cluster.hostlist, max_wait_retry=10, backoff_base=5) as client:
+            tasks = [asyncio.ensure_future(client.insert({'s': [[i + 1, i]]}, timeout=10))
+                     for i in range(300)]
+            await asyncio.sleep(0)
+            await cluster.servers[0].stop()
+            res = await asyncio.gather(*tasks)
+            assert all(r == {'success_msg': 'Successfully inserted 1 point(s).'} for r in res)
+            ts = set(cluster.store.databases['dbtest'].series['s'].ts)
+            assert ts == set(range(1, 301))  # at least once (a retried one may repeat)
+            assert not client.hosts[0].up
+            first = client.stats()[0]
+            assert first.requests > 0 and first.errors > 0  # some were in flight there
