@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
+from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Dict, List, Tuple
 
 import pytest
@@ -35,6 +37,7 @@ from siridb.testing.proxy import FaultProxy
 __all__ = ['strict_loop']  # the fixture, imported for pytest
 
 DB = {'dbtest': 'ms'}
+ROOT = Path(__file__).resolve().parent.parent
 
 
 MakeClient = Callable[..., SiriDBClient]
@@ -115,6 +118,64 @@ async def test_server_killed_with_requests_in_flight(
     assert [h.protocol for h in client.hosts[1:]] == before[1:]
     assert pending_requests(client) == 0
     await shut(client)
+
+
+async def _spawn_server() -> Tuple[asyncio.subprocess.Process, int]:
+    """``python -m siridb.embedded`` in a child process on a free port."""
+    probe = await asyncio.start_server(lambda r, w: None, '127.0.0.1', 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, '-m', 'siridb.embedded', '--host', '127.0.0.1',
+        '--port', str(port), '--db', 'dbtest', cwd=str(ROOT),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    return proc, port
+
+
+async def _listening(port: int, timeout: float = 20) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            _r, w = await asyncio.open_connection('127.0.0.1', port)
+        except OSError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+            continue
+        w.close()
+        await w.wait_closed()
+        return
+
+
+async def test_server_process_killed_with_requests_in_flight(
+        make_client: MakeClient) -> None:
+    spawned = await asyncio.gather(*(_spawn_server() for _ in range(3)))
+    procs = [p for p, _ in spawned]
+    try:
+        ports = [port for _, port in spawned]
+        await asyncio.gather(*(_listening(port) for port in ports))
+        client = make_client([('127.0.0.1', port) for port in ports])
+        assert await client.connect() == [None, None, None]
+        tasks = [asyncio.ensure_future(client.insert({f'x{i}': points(1 + i % 4)}))
+                 for i in range(300)]
+        await asyncio.sleep(0)  # all written; the servers are working on them
+        victim = client.hosts[0].protocol
+        assert victim is not None and victim.pending > 0
+        procs[0].kill()  # SIGKILL: no goodbye, replies lost
+        results = await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        assert results == [inserted(1 + i % 4) for i in range(300)]
+        await wait_until(lambda: not client.hosts[0].up, 3)
+        assert client.hosts[0].inactive_until > 0  # some were retried elsewhere
+        assert all(h.up for h in client.hosts[1:])
+        assert pending_requests(client) == 0
+        await shut(client)
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
 
 
 async def test_every_server_down_then_back(make_client: MakeClient) -> None:
