@@ -1,6 +1,7 @@
 """The sans-IO codec: header layout, incremental decoding, limits, hostile bodies."""
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 import sys
@@ -162,3 +163,20 @@ def test_big_bodies_decode_like_small_ones() -> None:
     assert unpack_body(body) == data
     with pytest.raises(ex.ProtocolError):
         unpack_body(body[:-5] + b'\xe7\xff\xff\xff\xff')
+
+
+@pytest.mark.skipif(not hasattr(os, 'fork'), reason='needs os.fork')
+def test_big_body_decoding_works_in_a_forked_child() -> None:
+    """The big-stack decoder thread does not survive a fork: a child starts
+    its own instead of waiting forever on the parent's."""
+    proc = _child(
+        'import os\n'
+        'from siridb.connector.lib.codec import packb, unpack_body\n'
+        'body = packb({"s": [[i, i * 0.5] for i in range(10000)]})\n'
+        'assert unpack_body(body)["s"][1] == [1, 0.5]\n'
+        'pid = os.fork()\n'
+        'if pid == 0:\n'
+        '    os._exit(0 if unpack_body(body)["s"][2] == [2, 1.0] else 1)\n'
+        'print(os.waitpid(pid, 0)[1])\n')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == '0'

@@ -7,6 +7,7 @@ the client protocol and the embedded server.
 from __future__ import annotations
 
 import gc
+import os
 import queue
 import struct
 import threading
@@ -134,6 +135,18 @@ class _DeepStackWorker:
 _worker: Optional[_DeepStackWorker] = None
 _worker_failed = False
 _worker_lock = threading.Lock()
+
+
+def _forget_worker() -> None:
+    # a forked child has no worker thread: start a new one when needed
+    global _worker, _worker_failed, _worker_lock
+    _worker = None
+    _worker_failed = False
+    _worker_lock = threading.Lock()
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_forget_worker)
 
 
 def run_deep(fn: Callable[..., _T], *args: Any) -> _T:
