@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import AsyncIterator, List, Tuple
 
 import pytest
@@ -294,3 +295,46 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
         p.corrupt(0, xor=0)
     assert 'FaultProxy' in repr(p)
+
+
+def _unresponsive_target() -> Tuple[socket.socket, List[socket.socket]]:
+    """A listener that never accepts, its queue already full: connects hang."""
+    lsock = socket.socket()
+    lsock.bind(('127.0.0.1', 0))
+    lsock.listen(0)
+    fillers = []
+    for _ in range(2):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(lsock.getsockname())
+        fillers.append(s)
+    return lsock, fillers
+
+
+async def test_unresponsive_target_times_out_and_close_is_prompt() -> None:
+    lsock, fillers = _unresponsive_target()
+    try:
+        loop = asyncio.get_running_loop()
+        port = lsock.getsockname()[1]
+        async with FaultProxy('127.0.0.1', port, connect_timeout=0.3) as p:
+            conn = await connect(p)
+            t0 = loop.time()
+            try:
+                data = await asyncio.wait_for(conn[0].read(10), 3)
+            except ConnectionResetError:
+                data = b''
+            assert data == b''
+            assert 0.25 <= loop.time() - t0 < 2
+            await close(conn)
+        p2 = FaultProxy('127.0.0.1', port, connect_timeout=30)
+        await p2.start()
+        conn = await connect(p2)
+        await asyncio.sleep(0.1)  # the link is connecting upstream now
+        t0 = loop.time()
+        await p2.close()
+        assert loop.time() - t0 < 1
+        await close(conn)
+    finally:
+        for s in fillers:
+            s.close()
+        lsock.close()

@@ -137,18 +137,20 @@ class _Link:
 
     async def run(self) -> None:
         try:
-            self.s_reader, self.s_writer = await asyncio.open_connection(
-                self.proxy.target_host, self.proxy.target_port)
-        except OSError as exc:
+            s_reader, s_writer = await asyncio.wait_for(
+                asyncio.open_connection(self.proxy.target_host, self.proxy.target_port),
+                self.proxy.connect_timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
             logger.debug('proxy link %s: upstream connect failed: %s', self.num, exc)
             self.abort()
             return
+        self.s_reader, self.s_writer = s_reader, s_writer
         if self.closed:  # reset while connecting
             self.abort()
             return
         for direction, reader, writer in (
-                ('up', self.c_reader, self.s_writer),
-                ('down', self.s_reader, self.c_writer)):
+                ('up', self.c_reader, s_writer),
+                ('down', s_reader, self.c_writer)):
             queue: asyncio.Queue[Tuple[float, bytes, bool]] = asyncio.Queue()
             self.tasks.append(asyncio.ensure_future(self._read(direction, reader, queue)))
             self.tasks.append(asyncio.ensure_future(self._write(direction, writer, queue)))
@@ -252,9 +254,12 @@ class FaultProxy:
     """
 
     def __init__(self, target_host: str, target_port: int, *,
-                 host: str = '127.0.0.1', port: int = 0) -> None:
+                 host: str = '127.0.0.1', port: int = 0,
+                 connect_timeout: float = 5.0) -> None:
         self.target_host = target_host
         self.target_port = target_port
+        #: seconds to reach the target before the client side is reset
+        self.connect_timeout = connect_timeout
         self.host = host
         self.port = port
         self._server: Optional[asyncio.AbstractServer] = None
@@ -300,6 +305,8 @@ class FaultProxy:
         if server is not None:
             server.close()
         self.reset()
+        for task in self._link_tasks:  # e.g. still connecting upstream
+            task.cancel()
         await self._settle()
         if server is not None:
             await server.wait_closed()
