@@ -588,3 +588,21 @@ async def test_pid_space_full_of_unanswered_requests_drops_the_connection() -> N
         finally:
             conn.close()
             await conn.wait_closed()
+
+
+async def test_keepalive_ping_error_closes_the_connection() -> None:
+    def handler(conn: ScriptedConn, pkg: Package) -> None:
+        if pkg.tp == pm.CPROTO_REQ_PING:
+            conn.reply(pkg.pid, pm.CPROTO_ERR_SERVER, {'error_msg': 'shutting down'})
+
+    async with ScriptedServer(_only_auth(handler)) as srv:
+        conn = await _connect(srv)
+        proto = conn._protocol
+        assert proto is not None
+        try:
+            proto.start_keepalive(idle=0.05, timeout=1)
+            await wait_until(lambda: not conn.connected)
+            assert srv.count(pm.CPROTO_REQ_PING) == 1
+        finally:
+            conn.close()
+            await conn.wait_closed()

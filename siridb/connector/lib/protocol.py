@@ -385,13 +385,12 @@ class SiriDBProtocol(asyncio.Protocol):
         if exc is None:
             self._schedule_keepalive()
             return
-        if isinstance(exc, RequestTimeoutError) and self.is_connected():
-            logger.warning('keepalive: no reply to a ping within %g s; closing %r',
-                           self._ka_timeout, self)
+        if self.is_connected():
+            # a failed ping (no ACK in time, or an error such as a server
+            # shutting down) closes the connection; the pool reconnects
+            logger.warning('keepalive ping failed (%s); closing %r', exc, self)
             assert self._transport is not None
             self._transport.abort()
-        elif self.is_connected():
-            self._schedule_keepalive()
 
 
 async def open_protocol(factory: Callable[[], SiriDBProtocol], host: str = '127.0.0.1',
