@@ -6,6 +6,8 @@ from collections import Counter
 from typing import List
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from siridb.connector.lib.backoff import Backoff
 from siridb.connector.lib.hosts import HostState, choose_host, parse_hostlist
@@ -90,3 +92,22 @@ def test_backoff_jitter_stays_within_bounds_and_varies() -> None:
     assert max(delays) <= 10.0
     with pytest.raises(ValueError):
         Backoff(jitter=1.0)
+
+
+@given(st.lists(st.tuples(st.integers(1, 9), st.booleans(), st.booleans(),
+                          st.floats(0, 20)), min_size=1, max_size=8),
+       st.floats(0, 20), st.booleans(), st.integers(0, 2 ** 32))
+def test_choice_invariants(specs: list, now: float, allow_any: bool, seed: int) -> None:
+    hosts = _hosts(*((w, b, up) for w, b, up, _ in specs))
+    for h, (_, _, _, inactive_until) in zip(hosts, specs):
+        h.inactive_until = inactive_until
+    chosen = choose_host(hosts, random.Random(seed), now, allow_any)
+    available = [h for h in hosts if h.up and now >= h.inactive_until]
+    if chosen is None:
+        assert not available and not (allow_any and any(h.up for h in hosts))
+    elif available:
+        assert chosen in available
+        if any(not h.backup for h in available):
+            assert not chosen.backup  # backups only when no primary is available
+    else:
+        assert allow_any and chosen.up  # first attempt of a query: any open one
