@@ -81,6 +81,11 @@ def test_service_url_without_db() -> None:
     ('siridb://iris:siri@h,h:9000/db', 'listed twice'),
     ('siridb://iris:siri@h/db#frag', 'fragment'),
     ('siridb://iris:%ff@h/db', 'password is not valid'),
+    # str.isdigit() accepts these; a port or weight must be ASCII digits
+    ('siridb://iris:siri@h:\u00b2/db', 'invalid port'),
+    ('siridb://iris:siri@h:\u0663/db', 'invalid port'),
+    ('siridb://iris:siri@h/db?weight=h:9000:\u00b2', 'invalid weight'),
+    ('siridb://iris:siri@h/db?weight=h:9000:\u0663', 'invalid weight'),
 ])
 def test_bad_urls(url: str, msg: str) -> None:
     with pytest.raises(URLError, match=msg) as info:
@@ -99,6 +104,20 @@ def test_errors_never_hold_the_password(url: str) -> None:
     with pytest.raises(URLError) as info:
         parse_url(url)
     assert 'Secr3t' not in str(info.value)
+
+
+def test_service_url_names_one_server() -> None:
+    from siridb.connector import SiriDBService
+
+    svc = SiriDBService.from_url('siridb://sa:s%40cret@h:9001?timeout=2')
+    assert (svc.host, svc.port, svc._password, svc._connect_timeout) == (
+        'h', 9001, 's@cret', 2)
+    assert 's@cret' not in repr(svc)
+    for url, msg in [('siridb://sa:siri@h1,h2', 'exactly one server'),
+                     ('siridb://sa:siri@h1?backup=h2', 'exactly one server'),
+                     ('siridb://sa:siri@h1?keepalive=no', 'keepalive')]:
+        with pytest.raises(URLError, match=msg):
+            SiriDBService.from_url(url)
 
 
 def test_not_a_string() -> None:

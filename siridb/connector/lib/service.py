@@ -18,7 +18,7 @@ from . import protomap as pm
 from .constants import DEFAULT_CLIENT_PORT
 from .exceptions import ClientClosedError
 from .protocol import SiriDBProtocol, open_protocol
-from .url import parse_url
+from .url import URLError, parse_url
 
 __all__ = ['ServiceAPI', 'SiriDBService', 'Sender']
 
@@ -144,8 +144,19 @@ class SiriDBService(ServiceAPI):
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> SiriDBService:
-        """From ``siridb://sa:siri@host:port`` (the path is ignored)."""
+        """From ``siridb://sa:siri@host:port`` (the path is ignored; the one
+        option taken is ``timeout``, the connect timeout). A URL naming more
+        than one server or other options raises ``URLError``."""
         u = parse_url(url, need_dbname=False)
+        if len(u.hostlist) != 1:
+            raise URLError('a service URL names exactly one server '
+                           f'(got {len(u.hostlist)})')
+        extra = sorted(set(u.options) - {'timeout'})
+        if extra:
+            raise URLError(f'option(s) {", ".join(extra)} do not apply to a service URL '
+                           '(only timeout)')
+        if 'timeout' in u.options:
+            kwargs.setdefault('connect_timeout', u.options['timeout'])
         host, port = u.hostlist[0][0], u.hostlist[0][1]
         return cls(u.username, u.password, host, port, **kwargs)
 

@@ -54,6 +54,11 @@ class ConnectionURL:
                     dbname=self.dbname, hostlist=list(self.hostlist), **self.options)
 
 
+def _is_digits(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also accepts '²' and other scripts)."""
+    return text.isascii() and text.isdigit()
+
+
 def _split_host(text: str, what: str) -> Tuple[str, int]:
     text = text.strip()
     if not text:
@@ -79,7 +84,7 @@ def _split_host(text: str, what: str) -> Tuple[str, int]:
         raise URLError(f'invalid host name {host!r}')
     port = DEFAULT_CLIENT_PORT
     if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not _is_digits(port_text) or not 0 < int(port_text) < 65536:
             raise URLError(f'invalid port {port_text!r} in {what} {text!r} '
                            '(expecting 1..65535)')
         port = int(port_text)
@@ -149,7 +154,7 @@ def parse_url(url: str, need_dbname: bool = True) -> ConnectionURL:
         elif key == 'weight':
             for part in value.split(','):
                 hostport, colon2, num = part.rpartition(':')
-                if not colon2 or not num.isdigit() or not 1 <= int(num) <= 9:
+                if not colon2 or not _is_digits(num) or not 1 <= int(num) <= 9:
                     raise URLError(f'invalid weight {part!r} (expecting host:port:N, N 1..9)')
                 weights[_split_host(hostport, 'weight host')] = int(num)
         elif key in _NUMBER_OPTIONS:
