@@ -4,11 +4,11 @@
     python bench/run.py --smoke            # seconds-long, for CI
     python bench/run.py --legacy-venv DIR  # also siridb-connector 2.1.6
 
-Starts the embedded server in a separate process (``python -m
-siridb.embedded``), then runs each client in its own process
-(``bench/worker.py``): ``raw`` (hand-written minimal client + in-memory
-packb/unpackb), ``ours`` (this checkout) and, with ``--legacy-venv``,
-``2.1.6`` (installed into that venv with pip when missing). Prints a table
+Runs each client in its own process (``bench/worker.py``) against its own
+new embedded server process (``python -m siridb.embedded``): ``raw``
+(hand-written minimal client + in-memory packb/unpackb), ``ours`` (this
+checkout) and, with ``--legacy-venv``, ``2.1.6`` (installed into that venv
+with pip when missing). Prints a table
 and writes ``bench/results/latest.json`` (and the table as ``latest.md``).
 Numbers are the CLIENT process's CPU time; the server's cost is not counted.
 """
@@ -91,6 +91,28 @@ def run_worker(python: str, impl: str, tag: str, port: int, ns: argparse.Namespa
     result: Dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     result['impl'] = tag
     return result
+
+
+def run_fresh(python: str, impl: str, tag: str, ns: argparse.Namespace,
+              env: Dict[str, str]) -> Dict[str, Any]:
+    """One worker against its own, new embedded server process, so that no
+    client meets a server already holding the points of the one before."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, '-m', 'siridb.embedded', '--host', '127.0.0.1',
+         '--port', str(port), '--db', 'bench'],
+        cwd=str(ROOT), env=env_with_checkout(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, server)
+        return run_worker(python, impl, tag, port, ns, env)
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
@@ -237,29 +259,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if ns.reps is None:
         ns.reps = 1 if ns.smoke else 3
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, '-m', 'siridb.embedded', '--host', '127.0.0.1',
-         '--port', str(port), '--db', 'bench'],
-        cwd=str(ROOT), env=env_with_checkout(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port, server)
-        raw = run_worker(sys.executable, 'raw', 'raw', port, ns, env_with_checkout())
-        ours = run_worker(sys.executable, 'client', 'ours', port, ns, env_with_checkout())
-        legacy: Optional[Dict[str, Any]] = None
-        if ns.legacy_venv is not None:
-            env = dict(os.environ)
-            env.pop('PYTHONPATH', None)
-            py = legacy_python(ns.legacy_venv.resolve())
-            legacy = run_worker(str(py), 'client', 'legacy', port, ns, env)
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    raw = run_fresh(sys.executable, 'raw', 'raw', ns, env_with_checkout())
+    ours = run_fresh(sys.executable, 'client', 'ours', ns, env_with_checkout())
+    legacy: Optional[Dict[str, Any]] = None
+    if ns.legacy_venv is not None:
+        env = dict(os.environ)
+        env.pop('PYTHONPATH', None)
+        py = legacy_python(ns.legacy_venv.resolve())
+        legacy = run_fresh(str(py), 'client', 'legacy', ns, env)
 
     meta = {'points': ns.points, 'batch': ns.batch, 'small_ops': ns.small,
             'inflight': ns.inflight, 'reps': ns.reps, 'python': platform.python_version(),

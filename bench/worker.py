@@ -188,24 +188,7 @@ async def run(ns: argparse.Namespace) -> Dict[str, Any]:
 
         out['version'] = getattr(siridb, '__version__', '2.1.6?')
     try:
-        # bulk insert, pre-grouped; best of --reps runs (new series each run)
-        runs = []
-        for rep in range(ns.reps):
-            batches = bulk_batches(f'{tag}{rep}', ns.points, ns.batch)
-            points = sum(len(p) for b in batches for p in b.values())
-            with Measure() as m:
-                for b in batches:
-                    await client.insert(b)
-            runs.append((m.cpu, m.wall))
-            if ns.impl == 'raw' and rep == 0:
-                out['limit_packb'] = {'cpu': min(_cpu(partial(_pack_all, batches))
-                                                 for _ in range(3)), 'points': points}
-            del batches
-        out['bulk'] = {'cpu': min(r[0] for r in runs), 'wall': min(r[1] for r in runs),
-                       'points': points, 'requests': -(-points // ns.batch),
-                       'runs': runs}
-
-        # small requests, many in flight
+        # small requests, many in flight (first: the server holds almost nothing)
         await client.insert({f'tiny-{tag}': [[T0, 1], [T0 + 1, 2], [T0 + 2, 3]]})
         ops = ns.small
         per = max(1, ops // ns.inflight)
@@ -223,6 +206,23 @@ async def run(ns: argparse.Namespace) -> Dict[str, Any]:
         done = per * ns.inflight
         out['small'] = {'cpu': m.cpu, 'wall': m.wall, 'ops': done,
                         'inflight': ns.inflight}
+
+        # bulk insert, pre-grouped; best of --reps runs (new series each run)
+        runs = []
+        for rep in range(ns.reps):
+            batches = bulk_batches(f'{tag}{rep}', ns.points, ns.batch)
+            points = sum(len(p) for b in batches for p in b.values())
+            with Measure() as m:
+                for b in batches:
+                    await client.insert(b)
+            runs.append((m.cpu, m.wall))
+            if ns.impl == 'raw' and rep == 0:
+                out['limit_packb'] = {'cpu': min(_cpu(partial(_pack_all, batches))
+                                                 for _ in range(3)), 'points': points}
+            del batches
+        out['bulk'] = {'cpu': min(r[0] for r in runs), 'wall': min(r[1] for r in runs),
+                       'points': points, 'requests': -(-points // ns.batch),
+                       'runs': runs}
 
         # decoding a big select result (the first run's series); best of --reps
         q = f'select * from /bulk-{tag}0-.*/'
