@@ -498,3 +498,34 @@ def test_session_errors_pickle_and_print() -> None:
     back2 = pickle.loads(pickle.dumps(ft))
     assert back2.points == [Point('a', 1, 2)] and str(back2.last_error) == 'bad'
     assert isinstance(back2, TimeoutError)
+
+
+async def test_a_session_never_closed_is_not_silent(
+        server: EmbeddedServer, client: SiriDBClient,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """When the loop shuts down (cancelling every task) with a session that
+    was never closed, the points it still held are reported in the log."""
+    import logging
+
+    caplog.set_level(logging.ERROR, logger='siridb.connector')
+    server.pause()
+    s = client.session(time_precision='ms', retry_delay=0.01, flush_interval=0.01)
+    await s.write_many([('lost', i, i) for i in range(7)])
+    await asyncio.sleep(0.05)
+    task = s._task
+    assert task is not None
+    task.cancel()  # what asyncio.run() does to tasks left at the end
+    await asyncio.gather(task, return_exceptions=True)
+    server.resume()
+    assert any('7 point(s) not confirmed written' in r.getMessage()
+               for r in caplog.records), caplog.records
+    # a close() with a timeout hands the points back instead, without that log
+    caplog.clear()
+    server.pause()
+    s2 = client.session(time_precision='ms', retry_delay=0.01, flush_interval=0.01)
+    await s2.write('kept', 1, 1)
+    with pytest.raises(FlushTimeoutError) as info:
+        await s2.close(timeout=0.1)
+    assert info.value.points == [Point('kept', 1, 1)]
+    assert not any('not confirmed written' in r.getMessage() for r in caplog.records)
+    server.resume()

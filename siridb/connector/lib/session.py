@@ -379,7 +379,7 @@ class WriteSession:
     async def write(self, series: str, value: Value, timestamp: TimeValue = None) -> None:
         """Take one point (timestamp None = now)."""
         self._check_open()
-        precision = await self._precision()
+        precision = self._precision_name or await self._precision()
         await self._accept([make_point(series, value, timestamp, precision)])
 
     async def write_many(self, points: Iterable[Any]) -> int:
@@ -519,9 +519,9 @@ class WriteSession:
             try:
                 await asyncio.wait_for(asyncio.shield(task), timeout)
             except asyncio.TimeoutError:
+                self._closed = True  # the points are handed back below
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-                self._closed = True
                 left = [Point(*p) for p in self._inflight] + [Point(*p) for p in self._buffer]
                 self._inflight = []
                 self._buffer.clear()
@@ -582,6 +582,10 @@ class WriteSession:
                 if self._buffer:
                     self._first_at = started
         except asyncio.CancelledError:
+            if not self._closed and self.pending:
+                # e.g. the loop shut down with the session never closed
+                logger.error('write session cancelled with %d point(s) not confirmed '
+                             'written (close() was not awaited)', self.pending)
             raise
         except BaseException as exc:
             logger.exception('write session flusher failed')

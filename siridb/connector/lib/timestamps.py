@@ -51,15 +51,20 @@ def precision_factor(precision: Precision) -> int:
     return PRECISION_FACTORS[PRECISION_NAMES.index(precision_name(precision))]
 
 
+_MAX_TS = {'s': 2 ** 32 - 1, 'ms': 2 ** 63 - 1, 'us': 2 ** 63 - 1, 'ns': 2 ** 63 - 1}
+
+
 def max_timestamp(precision: Precision) -> int:
     """The largest timestamp the server accepts for a precision (inclusive)."""
-    return 2 ** 32 - 1 if precision_name(precision) == 's' else 2 ** 63 - 1
+    return _MAX_TS[precision_name(precision)]
 
 
 def check_timestamp(ts: int, precision: Precision) -> int:
     """``ts`` if it is in the server's valid range for ``precision``, else
     ValueError (s: 0..2**32-1, others: 0..2**63-1)."""
-    top = max_timestamp(precision)
+    top = _MAX_TS.get(precision) if isinstance(precision, str) else None
+    if top is None:
+        top = max_timestamp(precision)
     if not 0 <= ts <= top:
         raise ValueError(
             f'timestamp {ts} out of range for precision '
@@ -92,6 +97,8 @@ def to_timestamp(value: TimeValue, precision: Precision) -> int:
     Raises TypeError for other types (bool included) and ValueError for NaN,
     infinity or a result outside the server's range for the precision.
     """
+    if type(value) is int:  # the common case: already in the database precision
+        return check_timestamp(value, precision)
     factor = precision_factor(precision)
     if value is None:
         ts = now_timestamp(precision)
