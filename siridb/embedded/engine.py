@@ -19,12 +19,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ..connector.lib.codec import unpack_body
 from .context import QueryContext, QueryFailure
 from .insert import apply_insert, parse_insert
+from .patterns import group_pattern
 from .persist import DirLock, LogFile, encode_record, read_records, sync_dir
 from .snapshot import load_snapshot, write_snapshot
 from .store import Database, Group, Store, User
 
-__all__ = ['Engine', 'Session', 'FSYNC_POLICIES', 'compile_expression',
-           'MUTATING', 'statement_keyword']
+__all__ = ['Engine', 'Session', 'FSYNC_POLICIES', 'MUTATING', 'statement_keyword']
 
 log = logging.getLogger('siridb.embedded')
 
@@ -80,16 +80,6 @@ def statement_keyword(query: str) -> str:
         m = _WORD.match(query, m.end())
         return m.group(1).lower() if m else ''
     return word
-
-
-def compile_expression(expression: str) -> re.Pattern[str]:
-    """``/pattern/flags`` as written in a group, compiled anchored like the
-    query language does for series names."""
-    end = expression.rfind('/')
-    pattern = expression[1:end] if expression.startswith('/') and end > 0 \
-        else expression
-    flags = re.IGNORECASE if 'i' in expression[end + 1:] else 0
-    return re.compile('^' + pattern + '$', flags)
 
 
 class Session:
@@ -435,9 +425,8 @@ def _apply_meta(db: Database, meta: Dict[str, Any]) -> None:
     groups: Dict[str, Group] = {}
     for name, expression in meta['groups']:
         try:
-            groups[name] = Group(name, expression,
-                                 compile_expression(expression))
-        except re.error:
+            groups[name] = Group(name, expression, group_pattern(expression))
+        except QueryFailure:
             log.warning('database %s: cannot restore group %s', db.name, name)
     db.groups = groups
     db.tags = {name: set(members) for name, members in meta['tags'].items()}

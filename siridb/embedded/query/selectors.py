@@ -5,53 +5,19 @@ database's series order (creation order), which is also the merge order.
 """
 from __future__ import annotations
 
-import re
-from functools import lru_cache
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..context import QueryFailure
+from ..patterns import compile_regex, group_pattern
 from ..store import Database, Group, Series
 from .timeexpr import evaluate
 
 __all__ = ['compile_regex', 'group_pattern', 'group_members', 'select_names',
            'resolve_where', 'matches', 'series_row']
 
-# PCRE wording for the compile errors users are most likely to hit
-_RE_ERRORS = (
-    ('missing ), unterminated subpattern', 'missing closing parenthesis'),
-    ('unbalanced parenthesis', 'unmatched closing parenthesis'),
-    ('unterminated character set', 'missing terminating ] for character class'),
-    ('nothing to repeat', 'quantifier does not follow a repeatable item'),
-)
-
-
-@lru_cache(maxsize=256)
-def compile_regex(pattern: str, ignore_case: bool, anchored: bool = True) -> re.Pattern[str]:
-    """Compile a /pattern/ the way the server does: for series names anchored as
-    '^' + pattern + '$' (filter() searches, unanchored)."""
-    full = '^' + pattern + '$' if anchored else pattern
-    try:
-        return re.compile(full, re.IGNORECASE if ignore_case else 0)
-    except (re.error, OverflowError, RecursionError, ValueError) as exc:
-        text = getattr(exc, 'msg', None) or str(exc)
-        for py, pcre in _RE_ERRORS:
-            if text.startswith(py):
-                text = pcre
-                break
-        raise QueryFailure(
-            65, f"Cannot compile regular expression '{full}': {text}") from None
-
-
-def group_pattern(expression: str) -> re.Pattern[str]:
-    """The compiled pattern of a group expression as stored, e.g. '/aggr.*/i'."""
-    end = expression.rfind('/')
-    if expression.startswith('/') and end > 0:
-        return compile_regex(expression[1:end], 'i' in expression[end + 1:])
-    return compile_regex(expression, False)
-
 
 def group_members(db: Database, group: Group) -> List[str]:
-    rx = group_pattern(group.expression)
+    rx = group.regex
     return [name for name in db.series if rx.search(name) is not None]
 
 
