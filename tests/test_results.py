@@ -70,9 +70,14 @@ def test_to_dataframe_without_or_with_pandas() -> None:
         with pytest.raises(ImportError, match='pandas'):
             to_dataframe({'a': [[1, 2]]}, 's')
         return
-    df = to_dataframe({'a': [[1, 2]]}, 's')
+    df = to_dataframe({'a': [[1, 2]], 'b': [[1447250938001, 'x']], '__timeit__': []}, 'ms')
     assert list(df.columns) == ['series', 'time', 'value']
-    assert df.iloc[0]['value'] == 2
+    assert df['series'].tolist() == ['a', 'b']
+    assert df.iloc[0]['value'] == 2 and df.iloc[1]['value'] == 'x'
+    assert df.iloc[1]['time'] == dt.datetime(2015, 11, 11, 14, 8, 58, 1000, tzinfo=UTC)
+    listed = to_dataframe({'columns': ['name', 'length'], 'series': [['a', 3], ['b', 5]]})
+    assert listed.to_dict('records') == [{'name': 'a', 'length': 3},
+                                         {'name': 'b', 'length': 5}]
 
 
 async def test_client_select_typed_in_any_precision() -> None:
