@@ -9,6 +9,9 @@ import random
 import time
 from typing import List
 
+from _embedded_helpers import RawConn
+
+from siridb.embedded import EmbeddedServer
 from siridb.embedded.context import QueryContext, QueryFailure, ServerInfo
 from siridb.embedded.insert import insert
 from siridb.embedded.query import execute
@@ -148,3 +151,43 @@ def test_hostile_inputs_are_bounded() -> None:
         _check(ctx, query)
         assert time.monotonic() - started < 5.0, query[:40]
     assert execute(ctx, 'count series', None) == {'series': 3}
+
+
+async def test_fuzz_over_the_wire_only_query_errors_and_still_serving() -> None:
+    """Random and mutated query strings sent to a real server over loopback: every one
+    gets a reply (RES_QUERY or QueryError, never another type, never silence), other
+    connections keep working, and the data is still there afterwards."""
+    rng = random.Random(2024)
+    corpus = _corpus()
+    async with EmbeddedServer(port=0, databases={'fuzz': 's'}) as srv:
+        insert(srv.database('fuzz'), {
+            'aggr': [[1447250938 + 30 * i, i % 7] for i in range(40)],
+            'log': [[1447250938, 'one two'], [1447250968, 'two']]})
+        fuzzer = await RawConn.open(srv.host, srv.port)
+        watcher = await RawConn.open(srv.host, srv.port)
+        try:
+            await fuzzer.auth('fuzz')
+            await watcher.auth('fuzz')
+            deadline = time.monotonic() + 4.0
+            sent = 0
+            while sent < 2000 and time.monotonic() < deadline:
+                if rng.random() < 0.5:
+                    query = _mutate(rng, rng.choice(corpus))
+                else:
+                    query = ' '.join(rng.choice(TOKENS) for _ in range(rng.randint(0, 14)))
+                if query.lstrip().startswith(('drop', 'revoke', 'alter user', 'timeit drop',
+                                               'timeit revoke')):
+                    continue  # keep the data and the fuzzer's rights for the next queries
+                tp, reply = await fuzzer.request(0, [query, None])
+                assert tp in (0, 65), (query, tp, reply)
+                if tp == 65:
+                    assert reply['error_msg'] and reply['error_msg'] != INTERNAL, query
+                sent += 1
+                if sent % 200 == 0:
+                    assert await watcher.request(3) == (3, None)
+            assert sent > 200
+            tp, reply = await watcher.request(0, ['select count() from "aggr"', None])
+            assert (tp, reply['aggr'][0][1]) == (0, 40)
+        finally:
+            await fuzzer.close()
+            await watcher.close()
