@@ -25,7 +25,7 @@ _POINTS = ('Query has reached the maximum number of selected points ({}). Please
            'another time window, an aggregate function or select less series to reduce '
            'the number of points.')
 
-Result = Tuple[str, List[int], List[Any], int]
+Result = Tuple[str, Sequence[int], Sequence[Any], int]
 
 
 def _aggregates() -> ModuleType:
@@ -179,16 +179,23 @@ def run_select(db: Database, node: Node, now: int,
         results: List[Result] = []
         for name, tp, ts, vals in data:
             if specs and ag is not None:
-                rts, rvals, rtp = ag.apply_chain(specs, ts, vals, tp)
-                results.append((name, list(rts), list(rvals), rtp))
+                results.append((name, *ag.apply_chain(specs, ts, vals, tp)))
             else:
-                results.append((name, list(ts), list(vals), tp))
+                results.append((name, ts, vals, tp))
         if merge is not None:
             mts, mvals = _merge(results, using)
-            rows = [[convert_ts(t, factor, time_precision), v] for t, v in zip(mts, mvals)]
-            out[aggr['prefix'] + merge[0] + aggr['suffix']] = rows
+            out[aggr['prefix'] + merge[0] + aggr['suffix']] = _rows(
+                mts, mvals, factor, time_precision)
             continue
         for name, rts, rvals, _tp in results:
-            out[aggr['prefix'] + name + aggr['suffix']] = [
-                [convert_ts(t, factor, time_precision), v] for t, v in zip(rts, rvals)]
+            out[aggr['prefix'] + name + aggr['suffix']] = _rows(
+                rts, rvals, factor, time_precision)
     return out
+
+
+def _rows(ts: Sequence[int], vals: Sequence[Any], factor: int,
+          time_precision: Optional[int]) -> List[List[Any]]:
+    """``[[ts, value], ...]`` with the timestamps in the requested precision."""
+    if time_precision is not None and 1000 ** time_precision != factor:
+        ts = [convert_ts(t, factor, time_precision) for t in ts]
+    return list(map(list, zip(ts, vals)))
