@@ -180,3 +180,16 @@ def test_big_body_decoding_works_in_a_forked_child() -> None:
         'print(os.waitpid(pid, 0)[1])\n')
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == '0'
+
+
+def test_packages_before_a_fault_travel_on_the_error() -> None:
+    good = [pack(1, 0, ['a', None]), pack(2, 3)]
+    bad = struct.pack('<IHBB', 0, 3, 0, 0x12)
+    dec = Decoder()
+    with pytest.raises(ex.ProtocolError) as info:
+        dec.feed(b''.join(good) + bad + b'rest')
+    assert [(p.pid, p.tp) for p in info.value.packages] == [(1, 0), (2, 3)]
+    assert info.value.packages[0].data() == ['a', None]
+    with pytest.raises(ex.ProtocolError) as again:
+        dec.feed(b'')
+    assert again.value.packages == []

@@ -239,6 +239,29 @@ async def test_corrupt_input_fails_all_pending_and_closes(make: Any) -> None:
             await conn.wait_closed()
 
 
+async def test_intact_reply_before_corrupt_frame_in_one_chunk_is_delivered() -> None:
+    """A good reply and a corrupt frame arriving in one read: the good reply
+    resolves its request, the others fail with ProtocolError at once."""
+    held: List[Package] = []
+
+    def handler(conn: ScriptedConn, pkg: Package) -> None:
+        held.append(pkg)
+        if len(held) == 3:
+            good = pack(held[0].pid, 0, {'ok': 1})
+            conn.write(good + raw_header(2, held[1].pid, 0, check=0x00) + b'\x00\x00')
+
+    async with ScriptedServer(_only_auth(handler)) as srv:
+        conn = await _connect(srv)
+        try:
+            res = await asyncio.gather(*(conn.query(str(i), timeout=30) for i in range(3)),
+                                       return_exceptions=True)
+            assert res[0] == {'ok': 1}
+            assert all(isinstance(r, ex.ProtocolError) for r in res[1:]), res
+        finally:
+            conn.close()
+            await conn.wait_closed()
+
+
 # ------------------------------------------------------------------ pids
 async def test_pid_wraparound_with_out_of_order_replies() -> None:
     """70,000 requests on one connection, replies shuffled per batch."""

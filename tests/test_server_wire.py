@@ -459,3 +459,18 @@ async def test_unexpected_error_in_a_request_answers_and_keeps_serving(conn, ser
     tp, data = await conn.request(32, ['sa', 'siri', 3, {'dbname': 'full_disk'}])
     assert tp == pm.CPROTO_ERR_MSG and 'internal error' in data['error_msg']
     assert await conn.request(3) == (3, None)
+
+
+async def test_requests_before_a_corrupt_frame_in_one_read_are_handled(conn, server):
+    """An insert and a corrupt header arriving in one read: the insert is
+    stored, then the connection is closed."""
+    await conn.auth()
+    conn.send_raw(pack(7, 1, {'before-fault': [[1, 1]]}) +
+                  struct.pack('<IHBB', 0, 8, 0, 0x00))
+    # the insert's reply may or may not get out before the abort; then EOF
+    try:
+        rest = await asyncio.wait_for(conn.reader.read(), 5)
+    except ConnectionError:
+        rest = b''
+    assert len(rest) < 200
+    assert 'before-fault' in server.store.databases['dbtest'].series

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from ..connector.lib import protomap as pm
 from ..connector.lib.codec import MAX_QUERY, Decoder, Package, pack, unpack_body
@@ -75,10 +75,14 @@ class ServerProtocol(asyncio.Protocol):
         try:
             packages = self._decoder.feed(data)
         except ProtocolError as exc:
+            self._handle_all(exc.packages)  # intact requests before the fault
             log.warning('%s: closing connection from %s: %s',
                         self._server.name, self.peer, exc)
             self.abort()
             return
+        self._handle_all(packages)
+
+    def _handle_all(self, packages: List[Package]) -> None:
         if not packages:
             return
         # Requests build and decode millions of small lists (points); the

@@ -214,6 +214,9 @@ class Decoder:
     coalescing of packages across chunks is fine). A bad check byte or a
     length above ``max_payload`` raises ``ProtocolError``; after that the
     decoder refuses all further input, as the stream can no longer be trusted.
+    Packages that the same chunk completed before the fault are not lost: they
+    travel on the exception as ``exc.packages``, for the caller to handle
+    before it closes the connection.
     """
 
     __slots__ = ('_buf', '_failed', 'max_payload')
@@ -240,10 +243,10 @@ class Decoder:
             length, pid, tp, check = _unpack_header_from(buf, pos)
             if check != tp ^ 0xFF:
                 self._fail(f'invalid check byte in package header '
-                           f'(type {tp}, check {check})')
+                           f'(type {tp}, check {check})', out)
             if length > self.max_payload:
                 self._fail(f'package too large: {length} bytes '
-                           f'(limit {self.max_payload})')
+                           f'(limit {self.max_payload})', out)
             end = pos + HEADER_SIZE + length
             if end > n:
                 break
@@ -253,7 +256,9 @@ class Decoder:
             del buf[:pos]
         return out
 
-    def _fail(self, msg: str) -> None:
+    def _fail(self, msg: str, completed: List[Package]) -> None:
         self._buf.clear()
         self._failed = ProtocolError(msg)
-        raise self._failed
+        exc = ProtocolError(msg)
+        exc.packages = completed
+        raise exc

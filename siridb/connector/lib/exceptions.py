@@ -8,7 +8,7 @@ so old ``except`` clauses keep catching what they caught before.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Dict, Optional, Tuple, Type
+from typing import Any, Dict, List, Optional, Tuple, Type
 
 from . import protomap as pm
 
@@ -124,7 +124,13 @@ class ConnectionLostError(SiriDBError, ConnectionError):
 
 
 class ProtocolError(ConnectionLostError):
-    """A received package was corrupt; the connection is closed."""
+    """A received package was corrupt; the connection is closed.
+
+    When raised by the decoder, ``packages`` holds the intact packages that
+    arrived in the same chunk before the fault.
+    """
+
+    packages: List[Any] = []
 
 
 class ClientClosedError(SiriDBError, ConnectionError):

@@ -148,6 +148,8 @@ class SiriDBProtocol(asyncio.Protocol):
         try:
             packages = self._decoder.feed(data)
         except ProtocolError as exc:
+            for package in exc.packages:  # intact replies before the fault
+                self._on_package(package)
             self.abort(exc)
             return
         if self._loop is not None:
