@@ -15,7 +15,7 @@ from .options import PRECISIONS, ConnectionSettings
 if TYPE_CHECKING:
     from ..connector import SiriDBClient
 
-__all__ = ['open_client', 'db_precision', 'parse_url', 'time_precision_arg']
+__all__ = ['open_client', 'parse_url', 'time_precision_arg']
 
 
 def time_precision_arg(name: Optional[str]) -> Optional[int]:
@@ -51,18 +51,7 @@ async def open_client(settings: ConnectionSettings) -> AsyncIterator[SiriDBClien
         yield client
     finally:
         client.close()
-        wait_closed = getattr(client, 'wait_closed', None)
-        if wait_closed is not None:
-            await wait_closed()
-
-
-async def db_precision(client: SiriDBClient, timeout: float) -> str:
-    """The database's time precision name (s, ms, us or ns)."""
-    result = await client.query('show time_precision', timeout=timeout)
-    for item in result.get('data', []):
-        if item.get('name') == 'time_precision' and item.get('value') in PRECISIONS:
-            return str(item['value'])
-    raise ConnectError('the server did not report the database\'s time precision')
+        await client.wait_closed()
 
 
 def parse_url(url: str) -> Dict[str, Any]:

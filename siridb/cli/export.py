@@ -13,7 +13,7 @@ import json
 import sys
 from typing import IO, Any, Iterator, Optional, Tuple
 
-from .connect import db_precision, open_client, time_precision_arg
+from .connect import open_client, time_precision_arg
 from .exitcodes import OK, CliError, UsageError
 from .options import ConnectionSettings, connection_settings
 from .output import is_select_result, iso_timestamp, iter_points
@@ -47,7 +47,7 @@ async def _fetch(args: argparse.Namespace, settings: ConnectionSettings
             args.precision), timeout=settings.timeout)
         iso_precision = None
         if args.iso:
-            iso_precision = args.precision or await db_precision(client, settings.timeout)
+            iso_precision = args.precision or await client.time_precision(settings.timeout)
     return result, iso_precision
 
 

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from typing import IO, TYPE_CHECKING, List, Optional, Tuple
 
 from ..connector.lib.exceptions import AuthenticationError
-from .connect import db_precision, open_client
+from .connect import open_client
 from .exitcodes import OK, REQUEST_ERROR, UsageError
 from .options import ConnectionSettings, connection_settings
 from .rows import Point, Rejected, guess_format, read_rows
@@ -179,7 +179,7 @@ async def _import(args: argparse.Namespace, settings: ConnectionSettings,
 
     fmt = guess_format(args.file, args.format)
     async with open_client(settings) as client:
-        precision = await db_precision(client, settings.timeout)
+        precision = await client.time_precision(settings.timeout)
         bound = 4 * args.batch
         importer: Optional[Importer] = None
         session = WriteSession(

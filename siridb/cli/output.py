@@ -12,11 +12,10 @@ import io
 import json
 from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-__all__ = ['Table', 'tabulate', 'is_select_result', 'iter_points', 'iso_timestamp',
-           'render', 'render_table', 'render_csv', 'render_json', 'PRECISION_FACTORS']
+from ..connector.lib.timestamps import precision_factor
 
-#: units per second for each precision name
-PRECISION_FACTORS = {'s': 1, 'ms': 1_000, 'us': 1_000_000, 'ns': 1_000_000_000}
+__all__ = ['Table', 'tabulate', 'is_select_result', 'iter_points', 'iso_timestamp',
+           'render', 'render_table', 'render_csv', 'render_json']
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
@@ -38,7 +37,7 @@ def iso_timestamp(ts: Any, precision: str) -> Any:
     """``ts`` in ``precision`` units as an exact ISO 8601 UTC text (others unchanged)."""
     if not isinstance(ts, int) or isinstance(ts, bool):
         return ts
-    factor = PRECISION_FACTORS[precision]
+    factor = precision_factor(precision)
     seconds, frac = divmod(ts, factor)
     try:
         text = (_EPOCH + datetime.timedelta(seconds=seconds)).strftime('%Y-%m-%dT%H:%M:%S')

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from typing import Any, Optional, Tuple
 
-from .connect import db_precision, open_client, time_precision_arg
+from .connect import open_client, time_precision_arg
 from .exitcodes import OK
 from .options import ConnectionSettings, connection_settings
 from .output import render, write
@@ -22,7 +22,7 @@ async def run_query(settings: ConnectionSettings, query: str, precision: Optiona
                                     timeout=settings.timeout)
         iso_precision = None
         if iso:
-            iso_precision = precision or await db_precision(client, settings.timeout)
+            iso_precision = precision or await client.time_precision(settings.timeout)
     return result, iso_precision
 
 

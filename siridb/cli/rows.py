@@ -13,14 +13,12 @@ import math
 import re
 from typing import IO, Any, Iterator, NamedTuple, Optional, Union
 
-__all__ = ['Point', 'Rejected', 'read_rows', 'parse_timestamp', 'parse_csv_value',
-           'MAX_TS']
+from ..connector.lib.timestamps import max_timestamp, precision_factor
+
+__all__ = ['Point', 'Rejected', 'read_rows', 'parse_timestamp', 'parse_csv_value']
 
 _INT64_MIN = -(2 ** 63)
 _INT64_MAX = 2 ** 63 - 1
-#: the largest valid timestamp per precision (exclusive bound for s)
-MAX_TS = {'s': 2 ** 32 - 1, 'ms': _INT64_MAX, 'us': _INT64_MAX, 'ns': _INT64_MAX}
-_FACTORS = {'s': 1, 'ms': 1_000, 'us': 1_000_000, 'ns': 1_000_000_000}
 
 _INT_RE = re.compile(r'^[+-]?\d+$')
 _ISO_RE = re.compile(
@@ -62,7 +60,7 @@ def parse_timestamp(raw: Any, precision: str) -> int:
         ts = _parse_iso(raw.strip(), precision)
     else:
         raise ValueError('timestamp must be an integer or an ISO 8601 datetime')
-    if not 0 <= ts <= MAX_TS[precision]:
+    if not 0 <= ts <= max_timestamp(precision):
         raise ValueError(f'timestamp {ts} out of range for precision {precision}')
     return ts
 
@@ -83,7 +81,7 @@ def _parse_iso(text: str, precision: str) -> int:
         dt = dt.replace(tzinfo=datetime.timezone.utc)
     delta = dt - _EPOCH
     seconds = delta.days * 86400 + delta.seconds
-    factor = _FACTORS[precision]
+    factor = precision_factor(precision)
     sub = 0
     if frac:
         scaled = int(frac) * factor

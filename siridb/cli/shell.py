@@ -19,7 +19,7 @@ import time
 from typing import IO, TYPE_CHECKING, Any, List, Optional
 
 from ..connector.lib.exceptions import PoolError, SiriDBError
-from .connect import db_precision, open_client, time_precision_arg
+from .connect import open_client, time_precision_arg
 from .exitcodes import OK, REQUEST_ERROR, describe
 from .options import PRECISIONS, ConnectionSettings, connection_settings
 from .output import render, write
@@ -86,7 +86,6 @@ class Shell:
         self.iso: bool = args.iso
         self.timing = False
         self.interactive = sys.stdin.isatty()
-        self._db_precision: Optional[str] = None
         self.failed = 0
 
     def _run(self, coro: Any) -> Any:
@@ -135,9 +134,8 @@ class Shell:
                                            timeout=timeout)
 
     def _get_db_precision(self) -> str:
-        if self._db_precision is None:
-            self._db_precision = self._run(db_precision(self.client, self.settings.timeout))
-        return self._db_precision
+        precision: str = self._run(self.client.time_precision(self.settings.timeout))
+        return precision
 
     def command(self, line: str) -> bool:
         """Handle a backslash command; False means quit."""

@@ -40,9 +40,9 @@ class ClientFeatures:
         return cls(**cfg)
 
     # ------------------------------------------------------------ writes
-    async def time_precision(self) -> str:
+    async def time_precision(self, timeout: float = 60) -> str:
         """The database's time precision ('s', 'ms', 'us', 'ns'), asked once."""
-        return await database_precision(self)
+        return await database_precision(self, timeout)
 
     async def write(self, series: str, value: Value, timestamp: TimeValue = None,
                     timeout: float = 300) -> None:
