@@ -3,26 +3,23 @@ against the embedded server and check every reply by its ``compare`` mode.
 
 Each file is played once, in order, over one connection (state carries over
 from line to line, as in the recording); every line is its own test so that a
-failure names the line. Lines that depend on parts of the query language not
-built yet are listed in XFAIL (strict: remove an entry once it passes).
+failure names the line. Every line of every file must match.
 """
 from __future__ import annotations
 
 import asyncio
-import json
-import math
-import os
 import socket
 import struct
 import threading
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+from _conformance_helpers import matches
+from _conformance_helpers import records as _records
 
 from siridb.connector.lib.codec import packb, unpack_body
 from siridb.embedded import EmbeddedCluster, EmbeddedServer
 
-HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'conformance')
 HDR = struct.Struct('<IHBB')
 
 #: files played against one server, in this order, with the database the
@@ -31,73 +28,6 @@ SERVER_FILES: List[Tuple[str, Optional[str]]] = [
     ('service', None), ('auth', None), ('insert', 'conf_s'),
     ('query', 'conf_s'), ('admin', 'conf_s'), ('precision_ms', 'conf_ms'),
 ]
-#: must pass in full
-REQUIRED = ('service', 'auth', 'insert', 'precision_ms')
-
-#: (file, line index) of lines that fail while the query language is not
-#: complete; strict, so a line that starts to pass must be removed here
-XFAIL: Dict[str, List[int]] = {}
-
-
-def _records(name: str) -> List[Dict[str, Any]]:
-    with open(os.path.join(HERE, name + '.jsonl'), encoding='utf-8') as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-# -- comparison (rules of tests/conformance/README.md) ---------------------
-
-def _norm(v: Any) -> Any:
-    if isinstance(v, float) and math.isnan(v):
-        return 'NaN'
-    if isinstance(v, (list, tuple)):
-        return [_norm(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _norm(x) for k, x in v.items()}
-    return v
-
-
-def _unordered(v: Any) -> Any:
-    if isinstance(v, dict) and 'columns' in v:
-        return {k: (sorted(x, key=repr) if k != 'columns' and isinstance(x, list) else x)
-                for k, x in v.items()}
-    return v
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return type(a) is type(b) and a == b
-
-
-def _shape(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _shape(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return ['list']
-    return type(v).__name__
-
-
-def matches(rec: Dict[str, Any], got: Optional[Tuple[int, Any]]) -> bool:
-    exp = rec['response']
-    if exp is None or got is None:
-        return exp is None and got is None
-    tp, payload = got
-    if tp != exp['tp']:
-        return False
-    mode = rec.get('compare', 'exact')
-    want = exp['payload']
-    if mode == 'shape':
-        if isinstance(want, dict):
-            return isinstance(payload, dict) and _shape(payload) == _shape(want)
-        return type(payload) is type(want)
-    if mode == 'contains':
-        return isinstance(payload, list) and all(x in payload for x in want)
-    return _same(_norm(_unordered(payload)), _norm(_unordered(want)))
-
 
 # -- a blocking client and a server in a background loop -----------------
 
@@ -222,13 +152,7 @@ def _cases() -> List[Any]:
     cases = []
     for name in [n for n, _ in SERVER_FILES] + ['cluster']:
         for i, rec in enumerate(_records(name)):
-            marks = []
-            if i in XFAIL.get(name, ()):
-                assert name not in REQUIRED
-                marks.append(pytest.mark.xfail(
-                    strict=True, reason='query language part not built yet'))
-            cases.append(pytest.param(name, i, id=f'{name}:{i:03d}:{rec["name"]}',
-                                      marks=marks))
+            cases.append(pytest.param(name, i, id=f'{name}:{i:03d}:{rec["name"]}'))
     return cases
 
 

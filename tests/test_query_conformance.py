@@ -7,83 +7,16 @@ relative tolerance of 1e-9, an int is not a float.
 """
 from __future__ import annotations
 
-import json
-import math
-import pathlib
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 import qpack
+from _conformance_helpers import matches, records, unjson
 
 from siridb.embedded.context import QueryContext, QueryFailure, ServerInfo
 from siridb.embedded.insert import insert
 from siridb.embedded.query import execute
 from siridb.embedded.store import Database
-
-HERE = pathlib.Path(__file__).parent / 'conformance'
-
-
-def _load(name: str) -> List[Dict[str, Any]]:
-    with open(HERE / f'{name}.jsonl', encoding='utf-8') as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def _unjson(v: Any) -> Any:
-    if isinstance(v, dict):
-        if set(v) == {'__bytes__'}:
-            return bytes.fromhex(v['__bytes__'])
-        return {k: _unjson(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_unjson(x) for x in v]
-    return v
-
-
-def _norm(v: Any) -> Any:
-    if isinstance(v, float) and math.isnan(v):
-        return 'NaN'
-    if isinstance(v, (list, tuple)):
-        return [_norm(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _norm(x) for k, x in v.items()}
-    return v
-
-
-def _unordered(v: Any) -> Any:
-    if isinstance(v, dict) and 'columns' in v:
-        return {k: (sorted(x, key=repr) if k != 'columns' and isinstance(x, list) else x)
-                for k, x in v.items()}
-    return v
-
-
-def _shape(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _shape(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return ['list']
-    return type(v).__name__
-
-
-def close(a: Any, b: Any) -> bool:
-    a, b = _norm(a), _norm(b)
-    if isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) and type(a) is type(b)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b))
-    return bool(a == b) and type(a) is type(b)
-
-
-def _matches(rec: Dict[str, Any], tp: int, payload: Any) -> bool:
-    exp = rec['response']
-    if tp != exp['tp']:
-        return False
-    want = exp['payload']
-    if rec['compare'] == 'shape':
-        return _shape(payload) == _shape(want)
-    if rec['compare'] == 'contains':
-        return all(any(close(x, y) for y in payload) for x in want)
-    return close(_unordered(want), _unordered(payload))
 
 
 class Replayer:
@@ -97,7 +30,7 @@ class Replayer:
     def run(self, rec: Dict[str, Any]) -> Optional[Tuple[int, Any]]:
         req = rec['request']
         tp = req['tp']
-        payload = _unjson(req['payload'])
+        payload = unjson(req['payload'])
         if tp == 1:
             if req.get('raw_hex'):  # the map order as sent (JSON sorted the keys)
                 payload = qpack.unpackb(bytes.fromhex(req['raw_hex']), decode='utf-8')
@@ -127,7 +60,7 @@ class Replayer:
 
 def _fill_conf_s() -> Replayer:
     r = Replayer('conf_s', 's')
-    for rec in _load('insert'):
+    for rec in records('insert'):
         if rec['request']['tp'] == 1 and rec['response']['tp'] == 1:
             r.run(rec)
     return r
@@ -136,7 +69,7 @@ def _fill_conf_s() -> Replayer:
 def _cases() -> List[Any]:
     out = []
     for name in ('query', 'admin', 'precision_ms'):
-        for i, rec in enumerate(_load(name)):
+        for i, rec in enumerate(records(name)):
             out.append(pytest.param(name, i, id=f'{name}:{i}:{rec["name"]}'))
     return out
 
@@ -152,7 +85,7 @@ def _replayer(name: str) -> Replayer:
         elif name == 'admin':
             # admin.jsonl follows query.jsonl on the same database
             r = _fill_conf_s()
-            for rec in _load('query'):
+            for rec in records('query'):
                 r.run(rec)
             _STATE[name] = r
         else:
@@ -162,7 +95,7 @@ def _replayer(name: str) -> Replayer:
 
 @pytest.mark.parametrize('name,index', _cases())
 def test_line(name: str, index: int) -> None:
-    rec = _load(name)[index]
+    rec = records(name)[index]
     got = _replayer(name).run(rec)
     if got is None:
         pytest.skip('handled by the wire server')
@@ -173,7 +106,7 @@ def test_line(name: str, index: int) -> None:
         rows = payload['ms']
         assert [r[0] for r in rows] == [1447250938, 1447250939, 1447250941]
         return
-    assert _matches(rec, tp, payload), (rec['request']['payload'], rec['response'], got)
+    assert matches(rec, (tp, payload)), (rec['request']['payload'], rec['response'], got)
 
 
 def test_cluster_lines() -> None:
@@ -183,7 +116,7 @@ def test_cluster_lines() -> None:
                ServerInfo('127.0.0.1:9012', 1)]
     user = db.users['iris']
     checked = 0
-    for rec in _load('cluster'):
+    for rec in records('cluster'):
         req = rec['request']
         down = 'pool down' in rec['name']
         servers[2].online = not down
@@ -203,6 +136,6 @@ def test_cluster_lines() -> None:
             got: Tuple[int, Any] = (0, execute(ctx, query, precision))
         except QueryFailure as exc:
             got = (exc.tp, {'error_msg': exc.msg})
-        assert _matches(rec, *got), (query, rec['response'], got)
+        assert matches(rec, got), (query, rec['response'], got)
         checked += 1
     assert checked == 6

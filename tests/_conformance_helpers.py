@@ -1,0 +1,84 @@
+"""Reading the recorded transcripts (tests/conformance/*.jsonl) and comparing a reply
+with a recorded one by the line's ``compare`` mode, exactly as
+/work/shared/tools/play_conformance.py does (rows of list-style results as sets,
+floats with a relative tolerance of 1e-9, an int is not a float)."""
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from typing import Any, Dict, List, Optional, Tuple
+
+HERE = pathlib.Path(__file__).parent / 'conformance'
+
+
+def records(name: str) -> List[Dict[str, Any]]:
+    with open(HERE / f'{name}.jsonl', encoding='utf-8') as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def unjson(v: Any) -> Any:
+    """A recorded payload as sent (``{"__bytes__": hex}`` back to bytes)."""
+    if isinstance(v, dict):
+        if set(v) == {'__bytes__'}:
+            return bytes.fromhex(v['__bytes__'])
+        return {k: unjson(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [unjson(x) for x in v]
+    return v
+
+
+def _norm(v: Any) -> Any:
+    if isinstance(v, float) and math.isnan(v):
+        return 'NaN'
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _norm(x) for k, x in v.items()}
+    return v
+
+
+def _unordered(v: Any) -> Any:
+    if isinstance(v, dict) and 'columns' in v:
+        return {k: (sorted(x, key=repr) if k != 'columns' and isinstance(x, list) else x)
+                for k, x in v.items()}
+    return v
+
+
+def _shape(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _shape(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return ['list']
+    return type(v).__name__
+
+
+def close(a: Any, b: Any) -> bool:
+    """``a`` (received) equals ``b`` (recorded) by the comparison rules."""
+    a, b = _norm(a), _norm(b)
+    if isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) and type(a) is type(b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b))
+    return bool(a == b) and type(a) is type(b)
+
+
+def matches(rec: Dict[str, Any], got: Optional[Tuple[int, Any]]) -> bool:
+    """Whether ``got`` ((type, payload), or None for no reply) matches the line."""
+    exp = rec['response']
+    if exp is None or got is None:
+        return exp is None and got is None
+    tp, payload = got
+    if tp != exp['tp']:
+        return False
+    mode = rec.get('compare', 'exact')
+    want = exp['payload']
+    if mode == 'shape':
+        if isinstance(payload, dict):
+            return _shape(payload) == _shape(want)
+        return type(payload) is type(want)
+    if mode == 'contains':
+        return isinstance(payload, list) and all(x in payload for x in want)
+    return close(_unordered(payload), _unordered(want))
