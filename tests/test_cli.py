@@ -359,6 +359,20 @@ def test_admin_accounts_lifecycle(server: ServeProcess) -> None:
     assert 'ops' not in json.loads(out)
 
 
+def test_admin_with_url(server: ServeProcess) -> None:
+    # the service password may be in the URL (percent-encoded) or in the environment
+    proc = run_cli('admin', 'accounts', '--url', f'siridb://sa:siri@{server.addr}?timeout=5',
+                   env=cli_env(SIRIDB_SERVICE_PASSWORD=None))
+    assert proc.returncode == 0, proc.stderr
+    assert 'sa' in json.loads(proc.stdout)
+    proc = run_cli('admin', 'version', '--url', f'siridb://sa@{server.addr}')
+    assert proc.returncode == 0 and json.loads(proc.stdout) == '2.0.55', proc.stderr
+    proc = run_cli('admin', 'version', '--url', f'siridb://sa:nope@{server.addr}')
+    assert proc.returncode == 3 and 'nope' not in proc.stderr
+    proc = run_cli('admin', 'version', '--url', f'siridb://sa@{server.addr}/dbtest')
+    assert proc.returncode == 2 and 'no database' in proc.stderr
+
+
 def test_admin_wrong_service_password_exit_3(server: ServeProcess) -> None:
     code, _, err = admin(server, 'databases', SIRIDB_SERVICE_PASSWORD='nope')
     assert code == 3

@@ -75,6 +75,39 @@ def test_settings_from_url_without_password(monkeypatch: pytest.MonkeyPatch) -> 
     assert (s.password, s.dbname) == ('p@ss', 'other')
 
 
+def test_url_options_reach_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('SIRIDB_PASSWORD', 'pw')
+    s = connection_settings(_args(['query', '--url', 'siridb://bob@h1/db?timeout=4'
+                                   '&keepalive=no&max_wait_retry=2&inactive_time=7', 'q']))
+    assert s.timeout == 4
+    assert s.options == {'keepalive': False, 'max_wait_retry': 2, 'inactive_time': 7}
+    # --timeout wins over the URL; without either it is 30
+    s = connection_settings(_args(['query', '--url', 'siridb://bob@h1/db?timeout=4',
+                                   '--timeout', '9', 'q']))
+    assert s.timeout == 9
+    assert connection_settings(_args(['query', '--db', 'x', 'q'])).timeout == 30
+    assert main(['query', '--db', 'x', '--timeout', '0', 'q']) == 2
+
+
+def test_admin_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from siridb.cli.admin import _service_account
+
+    args = _args(['admin', 'version', '--url', 'siridb://ops:s%40cret@h1:9001?timeout=3'])
+    host, user, password = _service_account(args)
+    assert (str(host), user, password, args.timeout) == ('h1:9001', 'ops', 's@cret', 3)
+    args = _args(['admin', 'version', '--url', 'siridb://ops@h1:9001', '--host', 'h2',
+                  '--service-user', 'sa', '--timeout', '5'])
+    host, user, password = _service_account(args)
+    assert (str(host), user, password, args.timeout) == ('h2:9000', 'sa', None, 5)
+    args = _args(['admin', 'version'])
+    assert _service_account(args) == (HostSpec('127.0.0.1', 9000), 'sa', None)
+    assert args.timeout == 30
+    monkeypatch.setenv('SIRIDB_SERVICE_PASSWORD', 'x')
+    for url in ('siridb://sa@h1,h2', 'siridb://sa@h1/db', 'siridb://sa@h1?keepalive=no',
+                'siridb://sa@h1:abc'):
+        assert main(['admin', 'version', '--url', url]) == 2, url
+
+
 def test_missing_password_without_terminal_is_usage_error(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv('SIRIDB_PASSWORD', raising=False)

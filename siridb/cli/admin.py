@@ -9,10 +9,10 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
-from .exitcodes import OK
-from .options import HostSpec, parse_host, read_password
+from .exitcodes import OK, UsageError
+from .options import DEFAULT_PORT, HostSpec, parse_host, read_password
 from .output import Table, render_table, write
 
 __all__ = ['run']
@@ -62,10 +62,44 @@ async def _admin(args: argparse.Namespace, host: HostSpec, password: str,
         await svc.wait_closed()
 
 
+def _service_account(args: argparse.Namespace) -> Tuple[HostSpec, str, Optional[str]]:
+    """Server, service account and password (None: not in the URL) from
+    ``--url``, ``--host`` and ``--service-user`` (flags win); sets
+    ``args.timeout`` from the URL when ``--timeout`` was not given."""
+    host = HostSpec('127.0.0.1', DEFAULT_PORT)
+    user, password = 'sa', None
+    timeout = 30.0
+    if args.url:
+        from .connect import parse_url
+        parsed = parse_url(args.url, need_dbname=False)
+        if len(parsed['hostlist']) != 1:
+            raise UsageError('invalid --url: admin talks to exactly one server')
+        if parsed['dbname']:
+            raise UsageError('invalid --url: admin needs no database (leave the path empty)')
+        extra = sorted(set(parsed['options']) - {'timeout'})
+        if extra:
+            raise UsageError(f'invalid --url: option(s) {", ".join(extra)} do not apply '
+                             'to admin (only timeout)')
+        host = HostSpec(str(parsed['hostlist'][0][0]), int(parsed['hostlist'][0][1]))
+        user, password = parsed['username'], parsed['password']
+        timeout = parsed['options'].get('timeout', timeout)
+    if args.host:
+        host = parse_host(args.host)
+    if args.service_user:
+        user = args.service_user
+    if args.timeout is None:
+        args.timeout = timeout
+    elif args.timeout <= 0:
+        raise UsageError('--timeout must be positive')
+    return host, user, password
+
+
 def run(args: argparse.Namespace) -> int:
-    host = parse_host(args.host)
-    password = read_password('SIRIDB_SERVICE_PASSWORD',
-                             f'Password for service account {args.service_user}: ')
+    host, user, password = _service_account(args)
+    args.service_user = user
+    if password is None:
+        password = read_password('SIRIDB_SERVICE_PASSWORD',
+                                 f'Password for service account {user}: ')
     new_password = None
     if args.admin_command in ('new-account', 'change-password'):
         new_password = _new_password(args.account)

@@ -36,8 +36,9 @@ async def open_client(settings: ConnectionSettings) -> AsyncIterator[SiriDBClien
     """A connected pool client; raises when no server accepted the connection."""
     from ..connector import SiriDBClient
 
+    options: Dict[str, Any] = {'keepalive': True, **settings.options}
     client = SiriDBClient(settings.username, settings.password, settings.dbname,
-                          settings.hostlist(), keepalive=True, timeout=settings.timeout)
+                          settings.hostlist(), timeout=settings.timeout, **options)
     try:
         results = await client.connect(timeout=settings.timeout)
         failures = [r for r in results if isinstance(r, BaseException)]
@@ -54,7 +55,7 @@ async def open_client(settings: ConnectionSettings) -> AsyncIterator[SiriDBClien
         await client.wait_closed()
 
 
-def parse_url(url: str) -> Dict[str, Any]:
+def parse_url(url: str, need_dbname: bool = True) -> Dict[str, Any]:
     """``username``, ``password`` (None when the URL has none), ``dbname`` and
     ``hostlist`` from a ``siridb://`` URL; the password may be left out."""
     from ..connector.lib.url import parse_url as parse
@@ -66,9 +67,10 @@ def parse_url(url: str) -> Dict[str, Any]:
     if not has_password:  # siridb://user@host/db: password from env or prompt
         url = f'{scheme}{sep}{userinfo}:@{hosts}{slash}{path}'
     try:
-        parsed = parse(url)
+        parsed = parse(url, need_dbname=need_dbname)
     except ValueError as exc:
         raise UsageError(f'invalid --url: {exc}') from None
     return {'username': parsed.username,
             'password': parsed.password if has_password else None,
-            'dbname': parsed.dbname, 'hostlist': list(parsed.hostlist)}
+            'dbname': parsed.dbname, 'hostlist': list(parsed.hostlist),
+            'options': dict(parsed.options)}

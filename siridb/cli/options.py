@@ -112,6 +112,8 @@ class ConnectionSettings:
     hosts: List[HostSpec]
     timeout: float
     password: str = field(default='', repr=False)
+    #: other SiriDBClient arguments from the URL (inactive_time, max_wait_retry, keepalive)
+    options: Dict[str, Any] = field(default_factory=dict)
 
     def hostlist(self) -> List[Tuple[Any, ...]]:
         return [h.hostlist_item() for h in self.hosts]
@@ -130,8 +132,10 @@ def connection_settings(args: argparse.Namespace, need_password: bool = True
     dbname: Optional[str] = None
     password: Optional[str] = None
     hosts: List[HostSpec] = []
+    options: Dict[str, Any] = {}
     if args.url:
         parsed = _from_url(args.url)
+        options = dict(parsed.get('options', {}))
         username = parsed.get('username') or None
         password = parsed.get('password')
         dbname = parsed.get('dbname') or None
@@ -152,12 +156,13 @@ def connection_settings(args: argparse.Namespace, need_password: bool = True
         dbname = args.db
     if not dbname:
         raise UsageError('no database: give --db NAME (or a --url with a database)')
-    if args.timeout <= 0:
+    timeout = options.pop('timeout', 30.0) if args.timeout is None else args.timeout
+    if timeout <= 0:
         raise UsageError('--timeout must be positive')
     if password is None and need_password:
         password = read_password('SIRIDB_PASSWORD', f'Password for {username or "iris"}: ')
-    return ConnectionSettings(username or 'iris', dbname, hosts, args.timeout,
-                              password or '')
+    return ConnectionSettings(username or 'iris', dbname, hosts, timeout,
+                              password or '', options)
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -177,8 +182,9 @@ def _connection_parent() -> argparse.ArgumentParser:
     g.add_argument('--url', metavar='URL',
                    help='siridb://user[:password]@host[:port],.../dbname?backup=host:port '
                    '(options given as flags override it)')
-    g.add_argument('--timeout', type=float, default=30.0, metavar='SECONDS',
-                   help='timeout for connecting and for each request (default 30)')
+    g.add_argument('--timeout', type=float, default=None, metavar='SECONDS',
+                   help='timeout for connecting and for each request (default: the '
+                   'URL\'s timeout option, else 30)')
     return p
 
 
@@ -269,12 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
     asub.required = True
     svc = argparse.ArgumentParser(add_help=False)
     g = svc.add_argument_group('service connection options')
-    g.add_argument('--host', default=f'127.0.0.1:{DEFAULT_PORT}', metavar='HOST[:PORT]',
+    g.add_argument('--host', default=None, metavar='HOST[:PORT]',
                    help='the server (default 127.0.0.1:9000)')
-    g.add_argument('--service-user', default='sa', metavar='NAME',
+    g.add_argument('--service-user', default=None, metavar='NAME',
                    help='service account (default sa)')
-    g.add_argument('--timeout', type=float, default=30.0, metavar='SECONDS',
-                   help='request timeout (default 30)')
+    g.add_argument('--url', metavar='URL',
+                   help='siridb://account[:password]@host[:port] (one server; no database); '
+                   '--host and --service-user override it')
+    g.add_argument('--timeout', type=float, default=None, metavar='SECONDS',
+                   help='request timeout (default: the URL\'s timeout option, else 30)')
     g.add_argument('-f', '--format', choices=('table', 'json'), default=None,
                    help='output format for listings (default: table on a terminal, '
                    'else json)')
