@@ -53,7 +53,7 @@ def fake_query(monkeypatch):
             return {'x': 2 ** 70}
         return {'calc': 1, 'db': ctx.db.name, 'user': ctx.user.name}
 
-    monkeypatch.setattr(engine_mod, '_execute', execute)
+    monkeypatch.setattr(engine_mod, 'execute', execute)
     return calls
 
 
@@ -161,15 +161,6 @@ async def test_query_plumbing(conn, server, fake_query):
     server.pool_error(True)
     await conn.request(0, ['x', None])
     assert fake_query[-1][0].pool_down is True
-
-
-async def test_query_language_missing_is_a_query_error(conn, monkeypatch):
-    monkeypatch.setattr(engine_mod, '_execute', None)
-    monkeypatch.setattr(engine_mod.importlib, 'import_module',
-                        lambda name: (_ for _ in ()).throw(ImportError(name)))
-    await conn.auth()
-    assert await conn.request(0, ['list series', None]) == (
-        65, {'error_msg': 'Query language not available.'})
 
 
 async def test_insert_needs_insert_right(conn, server):

@@ -9,7 +9,6 @@ change to ``commit()``, which sends it once the change is durable (see
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import re
@@ -21,6 +20,7 @@ from .context import QueryContext, QueryFailure
 from .insert import apply_insert, parse_insert
 from .patterns import group_pattern
 from .persist import DirLock, LogFile, encode_record, read_records, sync_dir
+from .query import execute
 from .snapshot import load_snapshot, write_snapshot
 from .store import Database, Group, Store, User
 
@@ -51,24 +51,6 @@ _KIND_GENERATION = b'G'
 COMPACT_BYTES = 32 * 1024 * 1024
 
 _WORD = re.compile(r'\s*([A-Za-z_]+)')
-
-Execute = Callable[[QueryContext, str, Optional[int]], Dict[str, Any]]
-_execute: Optional[Execute] = None
-
-
-def _query_engine() -> Optional[Execute]:
-    """The query language's ``execute``, imported on first use."""
-    global _execute
-    if _execute is None:
-        try:
-            module = importlib.import_module(__package__ + '.query')
-            execute: Execute = module.execute
-        except Exception as exc:  # missing or broken: answer a QueryError
-            log.debug('query language not available: %r', exc)
-            return None
-        _execute = execute
-    return _execute
-
 
 def statement_keyword(query: str) -> str:
     """The first keyword of a query (after an optional ``timeit``), lower."""
@@ -166,9 +148,6 @@ class Engine:
               time_precision: Optional[int]) -> Tuple[Dict[str, Any], bool]:
         """Run a query: (reply payload, whether it changed logged state);
         raise QueryFailure for error replies."""
-        execute = _query_engine()
-        if execute is None:
-            raise QueryFailure(65, 'Query language not available.')
         keyword = statement_keyword(query) if self.durable else ''
         if keyword not in MUTATING:
             return execute(ctx, query, time_precision), False

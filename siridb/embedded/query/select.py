@@ -5,14 +5,13 @@ parse tree into `AggrSpec` chains, picks the points and shapes the reply.
 """
 from __future__ import annotations
 
-import importlib
 from bisect import bisect_left
 from operator import itemgetter
-from types import ModuleType
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..context import QueryFailure
 from ..store import TYPE_FLOAT, TYPE_INTEGER, TYPE_STRING, Database
+from . import aggregates as ag
 from .parser import Node
 from .selectors import compile_regex, matches, resolve_where, select_names, series_row
 from .timeexpr import evaluate, to_int
@@ -26,13 +25,6 @@ _POINTS = ('Query has reached the maximum number of selected points ({}). Please
            'the number of points.')
 
 Result = Tuple[str, Sequence[int], Sequence[Any], int]
-
-
-def _aggregates() -> ModuleType:
-    try:
-        return importlib.import_module(__package__ + '.aggregates')
-    except ImportError:
-        raise QueryFailure(65, 'Aggregate functions are not available.') from None
 
 
 def _operand(node: Tuple[Any, ...]) -> Any:
@@ -52,7 +44,6 @@ def _operand(node: Tuple[Any, ...]) -> Any:
 
 def build_specs(chain: Sequence[Node], db: Database, now: int) -> List[Any]:
     """Parse-tree chain -> checked list of aggregates.AggrSpec (`*` is the identity)."""
-    ag = _aggregates()
     specs: List[Any] = []
 
     def ev(expr: Tuple[Any, ...]) -> int:
@@ -131,7 +122,7 @@ def _merge(results: List[Result], using: List[Any]) -> Tuple[List[int], List[Any
     ts_out = [p[0] for p in points]
     vals_out = [float(p[1]) for p in points] if tp == TYPE_FLOAT else [p[1] for p in points]
     if using and ts_out:
-        ts_out, vals_out, tp = _aggregates().apply_chain(using, ts_out, vals_out, tp)
+        ts_out, vals_out, tp = ag.apply_chain(using, ts_out, vals_out, tp)
     return ts_out, vals_out
 
 
@@ -172,13 +163,12 @@ def run_select(db: Database, node: Node, now: int,
         total += max(0, hi - lo)
         data.append((name, s.tp, ts[lo:hi], vals[lo:hi]))
 
-    ag = _aggregates() if any(chains) else None
     factor = db.factor
     out: Dict[str, Any] = {}
     for aggr, specs in zip(aggrs, chains):
         results: List[Result] = []
         for name, tp, ts, vals in data:
-            if specs and ag is not None:
+            if specs:
                 results.append((name, *ag.apply_chain(specs, ts, vals, tp)))
             else:
                 results.append((name, ts, vals, tp))
