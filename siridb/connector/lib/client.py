@@ -299,10 +299,12 @@ class SiriDBClient(ClientFeatures):
                 raise PoolError(NO_CONNECTIONS)
             raise ClientClosedError('client is closed')
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (float('inf') if timeout is None else timeout)
+        now = loop.time()
+        deadline = now + (float('inf') if timeout is None else timeout)
         attempt = 0
         while True:
-            now = loop.time()
+            if attempt:
+                now = loop.time()
             h = choose_host(self._hosts, self._rng, now, allow_any_open and attempt == 0)
             if h is None or h.protocol is None:
                 raise PoolError(NO_CONNECTIONS) from self._down_reason()
@@ -311,22 +313,33 @@ class SiriDBClient(ClientFeatures):
                 raise RequestTimeoutError(
                     f'no reply within {timeout:g} s (retries included)')
             attempt += 1
+            # stats are counted inline (no extra coroutine per request): a
+            # request counts once sent, an error when its reply/failure comes
+            counters = None
             try:
-                return await self._track(h, h.protocol.send_package(
+                fut = h.protocol.send_package(
                     tp, body, is_binary=True,
-                    timeout=None if timeout is None else remaining))
-            except PoolError as exc:
-                if loop.time() + self._pool_retry_interval >= deadline:
+                    timeout=None if timeout is None else remaining)
+                counters = h.counters or self._counters(h)
+                counters.requests += 1
+                return await fut
+            except Exception as exc:
+                if counters is not None:
+                    counters.failed(exc)
+                if isinstance(exc, PoolError):
+                    if loop.time() + self._pool_retry_interval >= deadline:
+                        raise
+                    logger.info('%s:%s: %s; retrying in %g s', h.host, h.port, exc,
+                                self._pool_retry_interval)
+                    await asyncio.sleep(self._pool_retry_interval)
+                elif isinstance(exc, (ConnectionError, ServerError)):
+                    if self._closed:
+                        raise
+                    h.inactive_until = loop.time() + self._inactive_time
+                    logger.warning('%s:%s: %s; inactive for %g s, trying another server',
+                                   h.host, h.port, exc, self._inactive_time)
+                else:
                     raise
-                logger.info('%s:%s: %s; retrying in %g s', h.host, h.port, exc,
-                            self._pool_retry_interval)
-                await asyncio.sleep(self._pool_retry_interval)
-            except (ConnectionError, ServerError) as exc:
-                if self._closed:
-                    raise
-                h.inactive_until = loop.time() + self._inactive_time
-                logger.warning('%s:%s: %s; inactive for %g s, trying another server',
-                               h.host, h.port, exc, self._inactive_time)
 
     def _down_reason(self) -> Optional[BaseException]:
         """Why servers are down (an authentication failure first), shown as

@@ -16,7 +16,7 @@ from .service import ServiceAPI
 from .session import Value, WriteSession, database_precision
 from .session import write as _write
 from .session import write_many as _write_many
-from .stats import ServerStats, StatsRecorder
+from .stats import Counters, ServerStats, StatsRecorder
 from .timestamps import TimeValue
 from .url import parse_url
 
@@ -117,14 +117,10 @@ class ClientFeatures:
         rec = self._stats_recorder()
         return [rec.snapshot(h) for h in client.hosts]
 
-    async def _track(self, h: Any, fut: Any) -> Any:
-        rec = self._stats_recorder()
-        rec.request(h.host, h.port)
-        try:
-            return await fut
-        except Exception as exc:
-            rec.error(h.host, h.port, exc)
-            raise
+    def _counters(self, h: Any) -> Counters:
+        """The counters of host state ``h``, kept on it for the request path."""
+        counters = h.counters = self._stats_recorder().get(h.host, h.port)
+        return counters
 
     def _count_connect(self, h: Any) -> None:
         self._stats_recorder().connected(h.host, h.port)

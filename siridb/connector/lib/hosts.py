@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, List, Optional, Sequence
 
 if TYPE_CHECKING:
     from .protocol import SiriDBProtocol
+    from .stats import Counters
 
 __all__ = ['HostState', 'parse_hostlist', 'choose_host', 'weighted_choice']
 
@@ -19,7 +20,8 @@ class HostState:
     """One server of the pool: address, weight, backup flag and liveness."""
 
     __slots__ = ('host', 'port', 'weight', 'backup', 'protocol', 'up',
-                 'inactive_until', 'auth_failed', 'last_error', 'connecting')
+                 'inactive_until', 'auth_failed', 'last_error', 'connecting',
+                 'counters')
 
     def __init__(self, host: str, port: int, weight: int = 1,
                  backup: bool = False) -> None:
@@ -35,6 +37,8 @@ class HostState:
         self.auth_failed = False
         self.last_error: Optional[BaseException] = None
         self.connecting: Any = None
+        #: this server's stats counters (set by the client on first use)
+        self.counters: Optional[Counters] = None
 
     def available(self, now: float) -> bool:
         return self.up and now >= self.inactive_until

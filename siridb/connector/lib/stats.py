@@ -22,6 +22,11 @@ class Counters:
         self.connects = 0
         self.last_error: Optional[str] = None
 
+    def failed(self, exc: BaseException) -> None:
+        """Count a failed request."""
+        self.errors += 1
+        self.last_error = f'{type(exc).__name__}: {exc}'
+
 
 @dataclass(frozen=True)
 class ServerStats:
@@ -58,9 +63,7 @@ class StatsRecorder:
         self.get(host, port).requests += 1
 
     def error(self, host: str, port: int, exc: BaseException) -> None:
-        c = self.get(host, port)
-        c.errors += 1
-        c.last_error = f'{type(exc).__name__}: {exc}'
+        self.get(host, port).failed(exc)
 
     def connected(self, host: str, port: int) -> None:
         self.get(host, port).connects += 1
