@@ -443,3 +443,6 @@ def test_time_precision_must_be_a_small_int(ctx: QueryContext, precision: Any) -
     with pytest.raises(QueryFailure) as info:
         execute(ctx, 'select * from "aggr"', precision)
     assert info.value.tp == 65
+    # the same text as the wire side's check
+    assert info.value.msg == f'Invalid time precision: {precision!r} (expecting 0=s, ' \
+        '1=ms, 2=us, 3=ns or None)'

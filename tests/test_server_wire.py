@@ -157,7 +157,8 @@ async def test_query_plumbing(conn, server, fake_query):
     tp, data = await conn.request(0, ['huge int', None])
     assert tp == 65
     tp, data = await conn.request(0, ['x', 9])
-    assert tp == 65 and 'time precision' in data['error_msg']
+    assert (tp, data) == (65, {'error_msg': 'Invalid time precision: 9 (expecting '
+                                        '0=s, 1=ms, 2=us, 3=ns or None)'})
     server.pool_error(True)
     await conn.request(0, ['x', None])
     assert fake_query[-1][0].pool_down is True

@@ -58,7 +58,8 @@ def execute(ctx: QueryContext, query: str,
     started = time.perf_counter()
     if time_precision is not None and (
             type(time_precision) is not int or time_precision not in (0, 1, 2, 3)):
-        raise QueryFailure(65, 'Time precision must be None, 0 (s), 1 (ms), 2 (us) or 3 (ns).')
+        raise QueryFailure(65, f'Invalid time precision: {time_precision!r} (expecting '
+                               '0=s, 1=ms, 2=us, 3=ns or None)')
     try:
         stmt = parse(query)
         kind = stmt['kind']
