@@ -78,6 +78,22 @@ def test_dates() -> None:
     assert calc("'2015-11-11 14:00:00.123456789'", 'ns') == 1447250400123456789
 
 
+def test_the_date_formats_siridb_documents() -> None:
+    # docs.siridb.com, select ranges: "2021", "2021-01-30", "2021-01-30 12:00",
+    # "2021-01-30 14:31:45Z", "2021-01-30T14:31:45+0200"; and `before "2015-11"`
+    assert calc("'2021'") == 1609459200
+    assert calc("'2015-11'") == 1446336000
+    assert calc("'2021-01-30'") == 1611964800
+    assert calc("'2021-01-30 12:00'") == 1612008000
+    assert calc("'2021-01-30 14:31:45Z'") == 1612017105
+    assert calc("'2021-01-30T14:31:45+0200'") == 1612017105 - 7200
+    assert calc("'2021-01-30T14:31:45+02'") == 1612017105 - 7200
+    assert calc("'2021-01-30T14:31:45-02:30'") == 1612017105 + 9000
+    assert calc("'2015-11'", tz='Europe/Amsterdam') == 1446336000 - 3600
+    assert calc_error("'20151'") == 'Invalid date string.'
+    assert calc_error("'2015-1-'") == 'Invalid date string.'
+
+
 @pytest.mark.parametrize('text', ["'2015-13-45'", "'yesterday'", "'2015-02-30'",
                                   "'1969-12-31'", "''", "'0000-01-01'"])
 def test_invalid_dates(text: str) -> None:

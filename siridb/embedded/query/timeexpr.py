@@ -19,10 +19,12 @@ UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
 MAX_INT = 2 ** 63 - 1
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+#: the formats SiriDB documents: '2021', '2021-01', '2021-01-30', '2021-01-30 12:00',
+#: '2021-01-30 14:31:45Z', '2021-01-30T14:31:45+0200' (also +02:00 and +02)
 _DATE = re.compile(
-    r'(\d{4})-(\d{1,2})-(\d{1,2})'
-    r'(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?'
-    r'\s*(Z|[+-]\d{2}:?\d{2})?')
+    r'(\d{4})(?:-(\d{1,2})(?:-(\d{1,2})'
+    r'(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?)?)?'
+    r'\s*(Z|[+-]\d{2}(?::?\d{2})?)?')
 
 
 def _fail(msg: str) -> QueryFailure:
@@ -76,7 +78,7 @@ def parse_date(text: str, factor: int, tz_name: str) -> int:
         raise _fail('Invalid date string.')
     year, month, day, hour, minute, sec, frac, off = m.groups()
     try:
-        naive = datetime(int(year), int(month), int(day),
+        naive = datetime(int(year), int(month or 1), int(day or 1),
                          int(hour or 0), int(minute or 0), int(sec or 0))
         if off:
             if off == 'Z':
@@ -84,7 +86,7 @@ def parse_date(text: str, factor: int, tz_name: str) -> int:
             else:
                 sign = -1 if off[0] == '-' else 1
                 digits = off[1:].replace(':', '')
-                delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+                delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
                 aware = naive.replace(tzinfo=timezone(sign * delta))
         else:
             zone = get_zone(tz_name) or timezone.utc
