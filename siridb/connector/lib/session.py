@@ -403,7 +403,7 @@ class WriteSession:
             except RETRIABLE as exc:
                 self._last_error = exc
                 logger.warning('write session: cannot learn the time precision yet '
-                               '(%s: %s); retrying in %.2f s', type(exc).__name__, exc,
+                               '(%s: %s); retrying in %.2f s', type(exc).__name__, str(exc),
                                delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_delay)
@@ -635,7 +635,7 @@ class WriteSession:
                 sleep = delay * (0.5 + self._rng.random() / 2)
                 logger.warning('write session: sending %d point(s) failed (%s: %s); '
                                'retrying in %.2f s', len(batch), type(exc).__name__,
-                               exc, sleep)
+                               str(exc), sleep)  # a text: a kept record pins no traceback
                 await asyncio.sleep(sleep)
                 delay = min(delay * 2, self.retry_max_delay)
             except Exception as exc:
@@ -649,7 +649,7 @@ class WriteSession:
     async def _reject(self, batch: List[_P], exc: BaseException) -> None:
         self._rejected += len(batch)
         rejected = Rejected([Point(*p) for p in batch], exc)
-        logger.error('write session: server rejected %s', rejected)
+        logger.error('write session: server rejected %s', str(rejected))
         if self.on_error is None:
             self._unreported.append(rejected)
             return
