@@ -25,6 +25,8 @@ SAFE = [
     '.*', 'aggr.*', r'cpu\..*', r'([a-z]+\.)+com', '(foo|bar)+', 'a+b+c+', '.*one.*',
     '[0-9]{4}-[0-9]{2}', r'(\d{4}-)+x', '(?:ab)+', r'server-(?:eu|us)-\d+',
     r'(cpu|mem)\.[a-z]+', '(?>a+)+b', 'a++b', 'aggr2|log', '(ab)*', r'(a\d)+', '.*2',
+    # the examples of docs.siridb.com (match series)
+    'linux.*', '(?!linux).*', '((?!linux).)*', '.*cpu.*',
 ]
 
 
