@@ -297,6 +297,17 @@ async def test_write_many_accepts_lists_and_point_objects(
     assert await client.write_many([['l', 1, 1], Point('l', 2, 2), Obj('l', 3, 3.5)]) == 3
     assert stored(server, 'l') == [(1, 1), (2, 2), (3, 3)]  # integer series
 
+    # a named tuple is read by field name, whatever the order of its fields
+    from typing import NamedTuple
+
+    class Sample(NamedTuple):
+        series: str
+        value: float
+        ts: int
+
+    assert await client.write_many([Sample('n', 0.5, 7), Sample('n', 1.5, 8)]) == 2
+    assert stored(server, 'n') == [(7, 0.5), (8, 1.5)]
+
 
 async def test_write_many_bad_shapes(client: SiriDBClient) -> None:
     with pytest.raises(TypeError):

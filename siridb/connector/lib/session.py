@@ -157,11 +157,15 @@ def make_point(series: Any, value: Any, timestamp: TimeValue, precision: str) ->
 
 
 def _coerce(item: Any, precision: str) -> _P:
-    if isinstance(item, (tuple, list)) and len(item) == 3:
+    # a plain tuple/list is positional; an object (a named tuple too, whatever
+    # the order of its fields) is read by attribute name
+    if type(item) in (tuple, list) and len(item) == 3:
         series, ts, value = item
     elif hasattr(item, 'series') and hasattr(item, 'value'):
         series, value = item.series, item.value
         ts = getattr(item, 'timestamp', getattr(item, 'ts', None))
+    elif isinstance(item, (tuple, list)) and len(item) == 3:
+        series, ts, value = item
     else:
         raise TypeError('a point must be a (series, timestamp, value) tuple/list or an object '
                         'with series, timestamp and value attributes')
