@@ -24,7 +24,7 @@ from _adversity_helpers import (
     wait_until,
 )
 
-from siridb.connector import SiriDBClient, async_connect
+from siridb.connector import SiriDBClient, SiriDBConn, async_connect
 from siridb.connector.lib.exceptions import (
     ConnectionLostError,
     PoolError,
@@ -388,6 +388,29 @@ async def test_paused_server_is_routed_around(
     assert client.hosts[2].up  # connected, only skipped for inactive_time
     assert not client.hosts[2].available(asyncio.get_running_loop().time())
     await shut(client)
+
+
+async def test_single_server_conn_waits_for_a_refusing_server(
+        make_client: MakeClient, proxied: Tuple[EmbeddedServer, FaultProxy]) -> None:
+    server, proxy = proxied
+    proxy.refuse()  # every connection reset at once, as a server starting up
+    conn = SiriDBConn('iris', 'siri', 'dbtest', *proxy.address, keepalive=False,
+                      backoff_base=0.05, max_wait_retry=0.2, timeout=0.5)
+    try:
+        task = asyncio.ensure_future(conn.connect(timeout=5))
+        await wait_until(lambda: proxy.accepted >= 2, 3)  # it keeps trying
+        assert not task.done()
+        proxy.refuse(False)
+        await asyncio.wait_for(task, 3)
+        assert conn.is_connected()
+        assert await conn.insert({'sc': points(2)}) == inserted(2)
+        proxy.reset()  # and again after a reset, by itself
+        await wait_until(lambda: proxy.connections == 1 and conn.is_connected(), 3)
+        assert await conn.insert({'sc': points(3)}) == inserted(3)
+        assert stored(server, 'sc') == 5
+    finally:
+        conn.close()
+        await conn.wait_closed()
 
 
 # --------------------------------------------------------------- cancellation
