@@ -359,6 +359,34 @@ def test_admin_accounts_lifecycle(server: ServeProcess) -> None:
     assert 'ops' not in json.loads(out)
 
 
+def test_console_script_entry_point(server: ServeProcess) -> None:
+    """The ``siridb`` script pip installs (setup.cfg's entry point) runs the same
+    ``main`` and passes its exit code on; the installed script too when on PATH."""
+    import configparser
+    import shutil
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / 'setup.cfg')
+    spec = cfg['options.entry_points']['console_scripts'].strip()
+    assert spec == 'siridb = siridb.cli:main'
+    module, func = spec.split('=')[1].strip().split(':')
+    # what pip's generated wrapper does: import the entry point, sys.exit(its result)
+    wrapper = f'import sys; from {module} import {func}; sys.exit({func}())'
+    scripts = [[sys.executable, '-c', wrapper]]
+    installed = shutil.which('siridb')
+    if installed:
+        scripts.append([installed])
+    for script in scripts:
+        ok = subprocess.run([*script, 'query', *db(server), '-f', 'json', 'count series'],
+                            cwd=ROOT, env=cli_env(), capture_output=True, text=True,
+                            timeout=30)
+        assert ok.returncode == 0 and 'series' in json.loads(ok.stdout), ok.stderr
+        bad = subprocess.run([*script, 'query', *db(server), 'count series'], cwd=ROOT,
+                             env=cli_env(SIRIDB_PASSWORD='wrong'), capture_output=True,
+                             text=True, timeout=30)
+        assert bad.returncode == 3, bad.stderr
+
+
 def test_admin_with_url(server: ServeProcess) -> None:
     # the service password may be in the URL (percent-encoded) or in the environment
     proc = run_cli('admin', 'accounts', '--url', f'siridb://sa:siri@{server.addr}?timeout=5',
