@@ -1,7 +1,9 @@
 """The client ``asyncio.Protocol``: AUTH on connect, the pid table and timers.
 
 Many requests may be in flight; replies come in any order and are matched by
-pid. Timeouts are ``loop.call_at`` handles (no task per request). A pid whose
+pid. Timeouts: a heap of (deadline, pid) per connection and one
+``loop.call_at`` handle for the earliest live deadline (no timer object to
+create and cancel per request; a reply just drops its entry). A pid whose
 request timed out or was cancelled stays reserved until its reply arrives or
 the connection closes, so a late reply can never complete another request.
 Every failure of a request (timeout, connection loss, corrupt data, close)
@@ -12,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as _ssl
+from heapq import heapify, heappop, heappush
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import protomap as pm
-from .codec import HEADER_SIZE, MAX_PAYLOAD, Decoder, Package, pack, unpack_body
+from .codec import HEADER, MAX_PAYLOAD, Decoder, Package, packb, unpack_body
 from .exceptions import (
     ClientClosedError,
     ConnectionLostError,
@@ -41,7 +44,13 @@ _SUCCESS = frozenset({
     pm.CPROTO_ACK_SERVICE_DATA,
 })
 
-_Entry = Tuple['asyncio.Future[Any]', Optional[asyncio.TimerHandle]]
+#: pid -> (future, deadline (inf: none, or already timed out), timeout)
+_Entry = Tuple['asyncio.Future[Any]', float, float]
+_INF = float('inf')
+_pack_header = HEADER.pack
+#: the deadline heap is rebuilt from the live entries when it holds more than
+#: twice the pending requests plus this many (entries of answered requests)
+_HEAP_SLACK = 1024
 LostCallback = Callable[['SiriDBProtocol', Optional[BaseException]], None]
 
 
@@ -69,6 +78,9 @@ class SiriDBProtocol(asyncio.Protocol):
         self._dbname = dbname
         self._pending: Dict[int, _Entry] = {}
         self._pid = 0
+        self._deadlines: List[Tuple[float, int]] = []
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._timer_at = _INF
         self._decoder = Decoder()
         self._transport: Optional[asyncio.Transport] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -194,9 +206,7 @@ class SiriDBProtocol(asyncio.Protocol):
             logger.warning('reply of type %s for unknown pid %s dropped',
                            package.tp, package.pid)
             return
-        fut, timer = entry
-        if timer is not None:
-            timer.cancel()
+        fut = entry[0]
         if fut.done():
             logger.debug('late reply of type %s for pid %s dropped',
                          package.tp, package.pid)
@@ -219,7 +229,7 @@ class SiriDBProtocol(asyncio.Protocol):
     def _next_pid(self) -> int:
         pending = self._pending
         if len(pending) >= PID_SPACE:
-            stale = sum(1 for fut, _ in pending.values() if fut.done())
+            stale = sum(1 for entry in pending.values() if entry[0].done())
             if stale:
                 # the bound of reserved pids: a connection that left this many
                 # requests unanswered is dropped (the pool reconnects it)
@@ -248,23 +258,40 @@ class SiriDBProtocol(asyncio.Protocol):
         loop = self._loop
         if transport is None or loop is None or transport.is_closing():
             raise ConnectionLostError('connection is closed')
-        pid = self._next_pid()
-        payload = pack(pid, tipe, data, is_binary)
-        if len(payload) - HEADER_SIZE > MAX_PAYLOAD:
+        pending = self._pending
+        pid = self._pid
+        if pid in pending or len(pending) >= PID_SPACE:
+            pid = self._next_pid()
+        else:
+            self._pid = (pid + 1) & 0xFFFF
+        if data is None:
+            body = b''
+        elif is_binary:
+            body = data if type(data) is bytes else bytes(data)
+        else:
+            body = packb(data)
+        if len(body) > MAX_PAYLOAD:
             raise RequestTooLargeError(
-                f'request payload is {len(payload) - HEADER_SIZE} bytes, more than '
+                f'request payload is {len(body)} bytes, more than '
                 f'the server accepts ({MAX_PAYLOAD}); nothing was sent')
+        header = _pack_header(len(body), pid, tipe, tipe ^ 0xFF)
         fut: asyncio.Future[Any] = loop.create_future()
-        timer = None
-        if timeout is not None:
-            timer = loop.call_at(loop.time() + timeout, self._on_timeout,
-                                 pid, fut, timeout)
-        self._pending[pid] = (fut, timer)
+        if timeout is None:
+            pending[pid] = (fut, _INF, 0.0)
+        else:
+            deadline = loop.time() + timeout
+            pending[pid] = (fut, deadline, timeout)
+            heap = self._deadlines
+            heappush(heap, (deadline, pid))
+            if deadline < self._timer_at:
+                self._arm_timer(loop, deadline)
+            elif len(heap) > 2 * len(pending) + _HEAP_SLACK:
+                self._compact_deadlines()
         # writes made in one loop iteration go out in one system call
         wbuf = self._wbuf
         if not wbuf:
             loop.call_soon(self._flush)
-        wbuf.append(payload)
+        wbuf.append(header + body)
         return fut
 
     def _flush(self) -> None:
@@ -276,13 +303,45 @@ class SiriDBProtocol(asyncio.Protocol):
         if transport is not None and not transport.is_closing():
             transport.write(wbuf[0] if len(wbuf) == 1 else b''.join(wbuf))
 
-    def _on_timeout(self, pid: int, fut: asyncio.Future[Any], timeout: float) -> None:
-        entry = self._pending.get(pid)
-        if entry is not None and entry[0] is fut:
+    # --------------------------------------------------------- timeouts
+    def _arm_timer(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._on_deadline)
+        self._timer_at = when
+
+    def _compact_deadlines(self) -> None:
+        heap = [(entry[1], pid) for pid, entry in self._pending.items()
+                if entry[1] != _INF]
+        heapify(heap)
+        self._deadlines = heap
+
+    def _on_deadline(self) -> None:
+        """Fail the requests whose deadline passed; arm for the next live one."""
+        loop = self._loop
+        limit = self._timer_at
+        self._timer = None
+        self._timer_at = _INF
+        if loop is None:
+            return
+        limit = max(limit, loop.time())
+        heap = self._deadlines
+        pending = self._pending
+        while heap:
+            deadline, pid = heap[0]
+            entry = pending.get(pid)
+            if entry is None or entry[1] != deadline:
+                heappop(heap)  # answered, or the pid serves a newer request
+                continue
+            if deadline > limit:
+                self._arm_timer(loop, deadline)
+                return
+            heappop(heap)
+            fut, _, timeout = entry
             # keep the pid reserved: a late reply may still come
-            self._pending[pid] = (fut, None)
-        self._fail(fut, RequestTimeoutError(
-            f'no reply from the server within {timeout:g} s'))
+            pending[pid] = (fut, _INF, timeout)
+            self._fail(fut, RequestTimeoutError(
+                f'no reply from the server within {timeout:g} s'))
 
     @staticmethod
     def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:
@@ -293,10 +352,13 @@ class SiriDBProtocol(asyncio.Protocol):
     def _fail_all(self, make_exc: Callable[[], BaseException]) -> None:
         pending = self._pending
         self._pending = {}
-        for fut, timer in pending.values():
-            if timer is not None:
-                timer.cancel()
-            self._fail(fut, make_exc())
+        self._deadlines = []
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_at = _INF
+        for entry in pending.values():
+            self._fail(entry[0], make_exc())
 
     # ----------------------------------------------------------- state
     def is_connected(self) -> bool:

@@ -1,0 +1,125 @@
+"""Request timeouts of SiriDBProtocol (one deadline heap and one loop timer per
+connection): mixed and out-of-order deadlines, answered requests never time
+out, the heap stays bounded, close leaves no timer behind."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Dict, List
+
+from _driver_helpers import ScriptedConn, ScriptedServer
+
+from siridb.connector import SiriDBAsyncConnection, async_connect
+from siridb.connector.lib import exceptions as ex
+from siridb.connector.lib import protomap as pm
+from siridb.connector.lib.codec import Package
+
+
+def _stall_or_echo(stalled: List[Package]) -> Any:
+    def handler(conn: ScriptedConn, pkg: Package) -> None:
+        if pkg.tp == pm.CPROTO_REQ_AUTH:
+            conn.reply(pkg.pid, pm.CPROTO_RES_AUTH_SUCCESS)
+            return
+        data = pkg.data()
+        if isinstance(data, str) and data.startswith('stall'):
+            stalled.append(pkg)
+        else:
+            conn.reply(pkg.pid, pm.CPROTO_RES_QUERY, data)
+    return handler
+
+
+async def _connect(srv: ScriptedServer) -> SiriDBAsyncConnection:
+    return await async_connect('iris', 'siri', 'dbtest', srv.host, srv.port)
+
+
+async def test_each_request_times_out_at_its_own_deadline() -> None:
+    stalled: List[Package] = []
+    async with ScriptedServer(_stall_or_echo(stalled)) as srv:
+        conn = await _connect(srv)
+        proto = conn._protocol
+        assert proto is not None
+        loop = asyncio.get_running_loop()
+        failed_at: Dict[str, float] = {}
+        start = loop.time()
+
+        async def call(name: str, timeout: float) -> Any:
+            try:
+                return await proto.send_package(pm.CPROTO_REQ_QUERY, name, timeout=timeout)
+            except ex.RequestTimeoutError:
+                failed_at[name] = loop.time() - start
+                raise
+
+        try:
+            # a later request with an earlier deadline must not wait for the first
+            long = proto.send_package(pm.CPROTO_REQ_QUERY, 'stall-long', timeout=30)
+            res = await asyncio.gather(
+                call('stall-a', 0.6), call('stall-b', 0.2), call('echo', 0.3),
+                call('stall-c', 0.4), return_exceptions=True)
+            assert res[2] == 'echo'  # answered in time: never failed
+            for i in (0, 1, 3):
+                assert isinstance(res[i], ex.RequestTimeoutError)
+            assert 'within 0.6 s' in str(res[0])
+            assert sorted(failed_at, key=failed_at.__getitem__) == [
+                'stall-b', 'stall-c', 'stall-a']
+            for name, limit in (('stall-b', 0.2), ('stall-c', 0.4), ('stall-a', 0.6)):
+                assert limit - 0.01 <= failed_at[name] < limit + 1.0
+            assert not long.done()
+            # timed-out pids stay reserved, the unanswered one too
+            assert proto.pending == 4
+        finally:
+            conn.close()
+            await conn.wait_closed()
+        assert isinstance(long.exception(), ex.ClientClosedError)
+        # close fails what is left and cancels the timer
+        assert proto._timer is None
+        assert proto._deadlines == []
+
+
+async def test_request_without_timeout_waits_and_others_still_time_out() -> None:
+    stalled: List[Package] = []
+    async with ScriptedServer(_stall_or_echo(stalled)) as srv:
+        conn = await _connect(srv)
+        proto = conn._protocol
+        assert proto is not None
+        try:
+            forever = proto.send_package(pm.CPROTO_REQ_QUERY, 'stall-forever', timeout=None)
+            try:
+                await proto.send_package(pm.CPROTO_REQ_QUERY, 'stall-short', timeout=0.05)
+            except ex.RequestTimeoutError:
+                pass
+            else:
+                raise AssertionError('no timeout')
+            assert not forever.done()
+            srv.conns[0].reply(stalled[0].pid, pm.CPROTO_RES_QUERY, 'at last')
+            assert await forever == 'at last'
+        finally:
+            conn.close()
+            await conn.wait_closed()
+
+
+async def test_deadline_heap_stays_bounded_and_timeouts_still_fire() -> None:
+    stalled: List[Package] = []
+    async with ScriptedServer(_stall_or_echo(stalled)) as srv:
+        conn = await _connect(srv)
+        proto = conn._protocol
+        assert proto is not None
+        try:
+            slow = asyncio.ensure_future(
+                proto.send_package(pm.CPROTO_REQ_QUERY, 'stall', timeout=0.5))
+            most = 0
+            for start in range(0, 6000, 500):
+                futs = [proto.send_package(pm.CPROTO_REQ_QUERY, i, timeout=60)
+                        for i in range(start, start + 500)]
+                most = max(most, len(proto._deadlines))
+                assert await asyncio.gather(*futs) == list(range(start, start + 500))
+            # answered requests leave stale heap entries; they are dropped
+            assert most <= 2 * 501 + 1024 + 1
+            try:
+                await slow
+            except ex.RequestTimeoutError:
+                pass
+            else:
+                raise AssertionError('no timeout')
+            assert proto.pending == 1
+        finally:
+            conn.close()
+            await conn.wait_closed()
