@@ -18,7 +18,7 @@ from siridb.connector import (
     SessionClosedError,
     SiriDBClient,
 )
-from siridb.connector.lib.exceptions import InsertError
+from siridb.connector.lib.exceptions import InsertError, TooManyRequestsError
 from siridb.connector.lib.session import Rejected, WriteSession
 from siridb.embedded import EmbeddedServer
 
@@ -228,6 +228,32 @@ class BadValueClient(SiriDBClient):
             data = dict(data)
             data['bad'] = [[ts, None] for ts, _ in data['bad']]
         return await super().insert(data, timeout)
+
+
+class BusyOnceClient(SiriDBClient):
+    """The first insert finds every request id of its connection in use."""
+
+    busy = 1
+
+    async def insert(self, data: Any, timeout: float = 300) -> Any:
+        if self.busy:
+            self.busy -= 1
+            raise TooManyRequestsError('all 65536 request ids of this connection are '
+                                       'waiting for a reply')
+        return await super().insert(data, timeout)
+
+
+async def test_a_busy_connection_is_retried_not_rejected(server: EmbeddedServer) -> None:
+    c = fast_client(server, BusyOnceClient)
+    await c.connect()
+    try:
+        async with c.session(retry_delay=0.01, time_precision='ms') as s:
+            await s.write_many([('busy', i, i) for i in range(3)])
+        assert (s.written, s.rejected, s.retried) == (3, 0, 3)
+        assert stored(server, 'busy') == [(0, 0), (1, 1), (2, 2)]
+    finally:
+        c.close()
+        await c.wait_closed()
 
 
 async def test_rejected_series_are_reported_and_the_rest_written(

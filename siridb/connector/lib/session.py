@@ -41,6 +41,7 @@ from .exceptions import (
     PoolError,
     ServerError,
     SiriDBError,
+    TooManyRequestsError,
 )
 from .timestamps import TimeValue, precision_name, to_timestamp
 
@@ -59,7 +60,7 @@ _INT64_MAX = 2 ** 63 - 1
 #: errors after which the same package may succeed later (sent again)
 RETRIABLE: Tuple[Type[BaseException], ...] = (
     ConnectionError, OSError, TimeoutError, asyncio.TimeoutError, ServerError,
-    PoolError, LoadingDatabaseError)
+    PoolError, LoadingDatabaseError, TooManyRequestsError)
 
 Value = Union[int, float, str]
 
