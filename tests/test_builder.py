@@ -173,7 +173,15 @@ def test_time_ranges() -> None:
     assert (base.between("'2015-11-11'", 'now').build() ==
             "select * from \"s\" between '2015-11-11' and now")
     assert base.head(3).build() == 'select * from "s" head 3'
-    assert base.tail(2).after(1).build() == 'select * from "s" after 1'
+    assert base.tail(2).build() == 'select * from "s" tail 2'
+    # one range per select: a second one would silently replace the first
+    for first in (base.after(1), base.before(9), base.between(1, 9), base.head(2),
+                  base.tail(2)):
+        for second in (lambda q: q.after(1), lambda q: q.before(5),
+                       lambda q: q.between(1, 5), lambda q: q.head(1),
+                       lambda q: q.tail(1)):
+            with pytest.raises(ValueError, match='already has'):
+                second(first)
     for bad in [0, -1, True, 1.5]:
         with pytest.raises(ValueError):
             base.head(bad)  # type: ignore[arg-type]
@@ -216,6 +224,8 @@ def test_merge_as_hostile_name() -> None:
     assert q == 'select * from /.*/ merge as "m"" using sum(1h)"'
     with pytest.raises(ValueError):
         Select().from_all().merge_as('')
+    with pytest.raises(ValueError, match='already merges'):
+        Select().from_all().merge_as('a').merge_as('b')
 
 
 def test_list_and_count() -> None:

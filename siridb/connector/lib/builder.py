@@ -443,28 +443,38 @@ class Select(QueryBuilder):
         col = _Column(_check_aggregate(aggregate), prefix, suffix)
         return self._evolve(_columns=self._columns + (col,))
 
+    def _set_range(self, *rng: Any) -> Select:
+        # SiriDB takes one of after/before/between/head/tail: a second one would
+        # silently replace the first (after(a).before(b) is not between(a, b))
+        if self._range:
+            raise ValueError(f'the select already has "{self._range[0]}"; a select takes '
+                             'one of after, before, between, head or tail')
+        return self._evolve(_range=rng)
+
     def after(self, start: TimeArg) -> Select:
         """Points at or after ``start``."""
-        return self._evolve(_range=('after', _check_time(start)))
+        return self._set_range('after', _check_time(start))
 
     def before(self, end: TimeArg) -> Select:
         """Points before ``end`` (exclusive)."""
-        return self._evolve(_range=('before', _check_time(end)))
+        return self._set_range('before', _check_time(end))
 
     def between(self, start: TimeArg, end: TimeArg) -> Select:
         """Points with start <= ts < end."""
-        return self._evolve(_range=('between', _check_time(start), _check_time(end)))
+        return self._set_range('between', _check_time(start), _check_time(end))
 
     def head(self, n: int) -> Select:
         """The first ``n`` points of each series."""
-        return self._evolve(_range=('head', _positive(n)))
+        return self._set_range('head', _positive(n))
 
     def tail(self, n: int) -> Select:
         """The last ``n`` points of each series."""
-        return self._evolve(_range=('tail', _positive(n)))
+        return self._set_range('tail', _positive(n))
 
     def merge_as(self, name: str, using: Optional[str] = None) -> Select:
-        """Merge all selected series into one named ``name``."""
+        """Merge all selected series into one named ``name`` (once per select)."""
+        if self._merge is not None:
+            raise ValueError(f'the select already merges as {self._merge[0]!r}')
         quote(name)
         if not name:
             raise ValueError('merge name must be non-empty')
