@@ -1,9 +1,12 @@
 """The fault proxy itself, against a plain loopback echo server."""
 from __future__ import annotations
 
+import ast
 import asyncio
+import re
 import socket
-from typing import AsyncIterator, List, Tuple
+from pathlib import Path
+from typing import Any, AsyncIterator, Dict, List, Tuple
 
 import pytest
 
@@ -338,3 +341,24 @@ async def test_unresponsive_target_times_out_and_close_is_prompt() -> None:
         for s in fillers:
             s.close()
         lsock.close()
+
+
+def readme_blocks() -> List[str]:
+    """The ```python blocks of the README's adversity section."""
+    readme = (Path(__file__).resolve().parent.parent / 'README.md').read_text()
+    start = readme.index('<!-- section: adversity and fuzzing -->')
+    end = readme.index('<!-- section:', start + 1)
+    return re.findall(r'```python\n(.*?)```', readme[start:end], re.S)
+
+
+async def test_readme_proxy_snippet_runs_as_written() -> None:
+    # the README's fault proxy example, so that it never rots
+    blocks = readme_blocks()
+    assert len(blocks) == 1
+    code = compile(blocks[0], '<README>', 'exec', flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    namespace: Dict[str, Any] = {}
+    result = eval(code, namespace)
+    assert result is not None
+    await result
+    assert namespace['client'].is_closed
+    assert namespace['proxy'].accepted >= 1
