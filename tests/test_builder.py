@@ -5,7 +5,7 @@ import datetime as dt
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from siridb.connector.lib.builder import (
@@ -24,7 +24,8 @@ from siridb.connector.lib.builder import (
 HOSTILE = [
     'a"b', '"', '""', "it's", 'x" from * where "', 'a/b', '/', '\\', 'a\\"',
     'line1\nline2', '\r\n', 'tab\tname', 'temp float', '温度 ✓', '💥',
-    'select * from *', '`grp`', '# comment', "'", ' ', '\u2028',
+    'select * from *', '`grp`', '# comment', "'", ' ', '\u2028', 'form\x0cfeed',
+    'del\x7f', '\x1b[31m',
 ]
 
 
@@ -86,6 +87,8 @@ def test_hostile_series_name_in_select(name: str) -> None:
     ('abc', '/abc/'), ('a/b', '/a\\/b/'), ('a\\/b', '/a\\/b/'), ('a\\.b', '/a\\.b/'),
     ('x\ny', '/x\\ny/'), ('[/]', '/[\\/]/'), ('\\\\', '/\\\\/'), ('a\\\n', '/a\\n/'),
     ('\x01', '/\\x01/'), ('é.*', '/é.*/'),
+    # an escaped control character (as re.escape writes it) means the character
+    ('\\\x0c', '/\\x0c/'), ('\\\x7f', '/\\x7f/'), ('\\\x00', '/\\x00/'),
 ])
 def test_regex_literal(pattern: str, expected: str) -> None:
     assert regex_literal(pattern) == expected
@@ -287,3 +290,38 @@ async def test_builder_against_the_embedded_server() -> None:
             assert list(merged) == ['m " x']
             assert await c.query(Select().from_(regex('aggr.*') - series('aggr'))
                                  .head(1)) == {'aggr2': [[1447250938, 0]]}
+
+
+_NAMES = st.text(alphabet=st.characters(blacklist_characters='\x00'), min_size=1,
+                 max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_NAMES, _NAMES, _NAMES, _NAMES)
+def test_any_names_parse_back_to_exactly_themselves(name: str, other: str, prefix: str,
+                                                    merged: str) -> None:
+    """Through a SiriDB grammar parser (the embedded server's): whatever the
+    names hold, the query selects exactly them, with exactly that prefix, merge
+    name and where string, and nothing else."""
+    from siridb.embedded.query.parser import parse
+
+    q = (Select('count()', prefix=prefix).from_series(name, other)
+         .where('name', '!=', other).after('now - 1d').merge_as(merged, using='sum(1h)'))
+    node = parse(q.build())
+    assert node['kind'] == 'select'
+    assert node['selector'] == ('set', ('name', name), [(',', ('name', other))])
+    assert node['aggrs'][0]['prefix'] == prefix
+    assert node['where'] == ('cmp', 'name', '!=', ('str', other))
+    assert node['merge'][0] == merged
+    assert node['range'][0] == 'after'
+
+
+@settings(max_examples=300, deadline=None)
+@given(_NAMES)
+def test_escaped_regex_parses_back_to_a_pattern_for_exactly_that_name(name: str) -> None:
+    from siridb.embedded.query.parser import parse
+
+    node = parse(Select().from_regex(re.escape(name)).build())
+    kind, body, ignore_case = node['selector']
+    assert (kind, ignore_case) == ('regex', False)
+    assert re.fullmatch(body, name, re.S)

@@ -60,10 +60,13 @@ def regex_literal(pattern: str, ignore_case: bool = False) -> str:
             if i + 1 >= n:
                 raise ValueError('regular expression ends with a lone backslash')
             nxt = pattern[i + 1]
-            if nxt == '\x00' or (ord(nxt) < 32 and nxt not in '\n\r\t'):
-                raise ValueError('control character in regular expression')
             # an escaped '/' or control character: the escape that means the same
-            out.append(_REGEX_CHAR_ESCAPES.get(nxt, '\\' + nxt))
+            if nxt in _REGEX_CHAR_ESCAPES:
+                out.append(_REGEX_CHAR_ESCAPES[nxt])
+            elif ord(nxt) < 32 or nxt == '\x7f':
+                out.append(f'\\x{ord(nxt):02x}')
+            else:
+                out.append('\\' + nxt)
             i += 2
             continue
         if c in _REGEX_CHAR_ESCAPES:
