@@ -3,6 +3,7 @@
     python bench/run.py                    # full run (1,000,000 points)
     python bench/run.py --smoke            # seconds-long, for CI
     python bench/run.py --legacy-venv DIR  # also siridb-connector 2.1.6
+    python bench/run.py --server HOST:PORT --db NAME  # against a real SiriDB
 
 Runs each client in its own process (``bench/worker.py``) against its own
 new embedded server process (``python -m siridb.embedded``): ``raw``
@@ -77,10 +78,11 @@ def legacy_python(venv: Path) -> Path:
     return py
 
 
-def run_worker(python: str, impl: str, tag: str, port: int, ns: argparse.Namespace,
-               env: Dict[str, str]) -> Dict[str, Any]:
+def run_worker(python: str, impl: str, tag: str, host: str, port: int,
+               ns: argparse.Namespace, env: Dict[str, str]) -> Dict[str, Any]:
     cmd = [python, str(BENCH / 'worker.py'), '--impl', impl, '--tag', tag,
-           '--port', str(port), '--points', str(ns.points), '--batch', str(ns.batch),
+           '--host', host, '--port', str(port), '--db', ns.db,
+           '--points', str(ns.points), '--batch', str(ns.batch),
            '--small', str(ns.small), '--inflight', str(ns.inflight),
            '--reps', str(ns.reps)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(BENCH),
@@ -96,16 +98,20 @@ def run_worker(python: str, impl: str, tag: str, port: int, ns: argparse.Namespa
 def run_fresh(python: str, impl: str, tag: str, ns: argparse.Namespace,
               env: Dict[str, str]) -> Dict[str, Any]:
     """One worker against its own, new embedded server process, so that no
-    client meets a server already holding the points of the one before."""
+    client meets a server already holding the points of the one before.
+    With ``--server`` every worker uses that server instead."""
+    if ns.server:
+        host, _, port_text = ns.server.rpartition(':')
+        return run_worker(python, impl, tag, host, int(port_text), ns, env)
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, '-m', 'siridb.embedded', '--host', '127.0.0.1',
-         '--port', str(port), '--db', 'bench'],
+         '--port', str(port), '--db', ns.db],
         cwd=str(ROOT), env=env_with_checkout(),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, server)
-        return run_worker(python, impl, tag, port, ns, env)
+        return run_worker(python, impl, tag, '127.0.0.1', port, ns, env)
     finally:
         server.terminate()
         try:
@@ -250,6 +256,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument('--small', type=int)
     ap.add_argument('--inflight', type=int, default=256)
     ap.add_argument('--reps', type=int, help='runs of bulk and decode (best is kept)')
+    ap.add_argument('--server', metavar='HOST:PORT',
+                    help='use this running SiriDB (user iris/siri) instead of '
+                         'starting embedded servers')
+    ap.add_argument('--db', default='bench', help='database name (default bench)')
     ap.add_argument('--json', type=Path, default=RESULTS / 'latest.json')
     ns = ap.parse_args(argv)
     if ns.points is None:

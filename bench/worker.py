@@ -157,18 +157,18 @@ class RawClient:
         self.proto.transport.close()
 
 
-async def open_raw(port: int, db: str) -> RawClient:
+async def open_raw(host: str, port: int, db: str) -> RawClient:
     loop = asyncio.get_running_loop()
-    _t, proto = await loop.create_connection(RawProtocol, '127.0.0.1', port)
+    _t, proto = await loop.create_connection(RawProtocol, host, port)
     client = RawClient(proto)
     await client._call(2, ['iris', 'siri', db])
     return client
 
 
-async def open_client(port: int, db: str) -> Any:
+async def open_client(host: str, port: int, db: str) -> Any:
     from siridb.connector import SiriDBClient  # this checkout or 2.1.6
 
-    client = SiriDBClient('iris', 'siri', db, [('127.0.0.1', port)], keepalive=True)
+    client = SiriDBClient('iris', 'siri', db, [(host, port)], keepalive=True)
     result = await client.connect()
     errors = [r for r in result or [] if r is not None]
     if errors:
@@ -180,10 +180,10 @@ async def run(ns: argparse.Namespace) -> Dict[str, Any]:
     tag = ns.tag
     out: Dict[str, Any] = {'impl': ns.impl, 'python': sys.version.split()[0]}
     if ns.impl == 'raw':
-        client: Any = await open_raw(ns.port, ns.db)
+        client: Any = await open_raw(ns.host, ns.port, ns.db)
         out['version'] = f'qpack {getattr(qpack, "__version__", "?")}'
     else:
-        client = await open_client(ns.port, ns.db)
+        client = await open_client(ns.host, ns.port, ns.db)
         import siridb
 
         out['version'] = getattr(siridb, '__version__', '2.1.6?')
@@ -260,6 +260,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument('--impl', choices=('raw', 'client'), required=True)
     ap.add_argument('--tag', required=True)
+    ap.add_argument('--host', default='127.0.0.1')
     ap.add_argument('--port', type=int, required=True)
     ap.add_argument('--db', default='bench')
     ap.add_argument('--points', type=int, default=1_000_000)
