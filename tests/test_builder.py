@@ -325,3 +325,34 @@ def test_escaped_regex_parses_back_to_a_pattern_for_exactly_that_name(name: str)
     kind, body, ignore_case = node['selector']
     assert (kind, ignore_case) == ('regex', False)
     assert re.fullmatch(body, name, re.S)
+
+
+_AGG_TOKENS = ['mean', 'max', 'filter', 'limit', '(', ')', '(', ')', '1h', '5', '=>', ' ',
+               ',', '"', "'", '/', '\\', '`', '*', '~', '-', '#', 'from', 'merge', 'as',
+               'where', 'x', '"a"', "'b'", '/c/', '\n', ';', 'using', 'and']
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_AGG_TOKENS), min_size=1, max_size=12),
+       st.booleans())
+def test_an_accepted_aggregate_stays_inside_its_column(tokens: list, as_merge: bool) -> None:
+    """Whatever text the aggregate check lets through, the statement still has
+    exactly one column, selects exactly "s" and has no other clause (or fails
+    to parse: a QueryError, never another meaning)."""
+    from siridb.embedded.query.parser import parse
+
+    text = ''.join(tokens)
+    try:
+        q = (Select().from_series('s').merge_as('m', using=text) if as_merge
+             else Select(text).from_series('s'))
+    except ValueError:
+        return
+    try:
+        node = parse(q.build())
+    except Exception as exc:  # the embedded parser's QueryFailure
+        assert type(exc).__name__ == 'QueryFailure', exc
+        return
+    assert node['kind'] == 'select' and len(node['aggrs']) == 1
+    assert node['selector'] == ('name', 's')
+    assert node['where'] is None and node['range'] is None
+    assert node['merge'] == (('m', node['merge'][1]) if as_merge else None)
