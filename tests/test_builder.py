@@ -356,3 +356,28 @@ def test_an_accepted_aggregate_stays_inside_its_column(tokens: list, as_merge: b
     assert node['selector'] == ('name', 's')
     assert node['where'] is None and node['range'] is None
     assert node['merge'] == (('m', node['merge'][1]) if as_merge else None)
+
+
+_TIME_TOKENS = ['now', '1d', '5', '-', '+', '*', '/', '%', '(', ')', ' ', '"', "'",
+                "'2020-01-01'", '"x"', 'from', 'and', 'merge', ';', '\n', '#', 'select', ',',
+                '`', '\\', '2w']
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_TIME_TOKENS), min_size=1, max_size=8))
+def test_an_accepted_time_expression_stays_a_time_bound(tokens: list) -> None:
+    from siridb.embedded.query.parser import parse
+
+    text = ''.join(tokens)
+    try:
+        q = Select().from_series('s').between(text, text)
+    except ValueError:
+        return
+    try:
+        node = parse(q.build())
+    except Exception as exc:
+        assert type(exc).__name__ == 'QueryFailure', exc
+        return
+    assert node['selector'] == ('name', 's') and len(node['aggrs']) == 1
+    assert node['where'] is None and node['merge'] is None
+    assert node['range'][0] == 'between'
