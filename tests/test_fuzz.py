@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -44,8 +45,9 @@ def test_fuzz_reports_a_crashing_child(tmp_path: Path) -> None:
     assert summary['iterations'] > 2345
 
 
-@pytest.mark.skipif(getattr(qpack, '__version__', '') != '0.0.21',
-                    reason='the 0xFE/0xFF crash is known for qpack 0.0.21')
+@pytest.mark.skipif(getattr(qpack, '__version__', '') != '0.0.21'
+                    or not isinstance(qpack.unpackb, types.BuiltinFunctionType),
+                    reason='the 0xFE/0xFF crash is known for qpack 0.0.21 in C')
 def test_unguarded_qpack_crashes_are_caught(tmp_path: Path) -> None:
     # without the codec's guard, qpack 0.0.21 segfaults on bodies starting
     # with a close marker: the runner catches those crashes in the child
