@@ -221,6 +221,12 @@ def test_tabulate_other_shapes() -> None:
     ('select mean(1h) from (`g` | "x"', False),
     ('select * \\', False),
     ('select * from `grp', False),
+    # quotes and parentheses inside a regex do not count
+    ('list series /.*\\(.*/', True),
+    ('select * from /it\'s/', True),
+    ('select * from /a\\/"b/ | "c', False),
+    ('select * from /a(/ | ("x"', False),
+    ('select * after now / (2', False),
 ])
 def test_statement_complete(text: str, complete: bool) -> None:
     assert statement_complete(text) is complete

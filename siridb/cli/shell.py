@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sys
 import time
@@ -42,23 +43,36 @@ Ctrl-C cancels a running query, or clears the statement being typed.
 """
 
 
+#: a SiriDB regex literal: quotes and parentheses inside it do not count
+_REGEX = re.compile(r'/(?:[^/\\]|\\.)*/', re.S)
+
+
 def statement_complete(text: str) -> bool:
     """True when ``text`` is a whole statement: no open quote, backtick or
-    parenthesis, and the last line does not end with a backslash."""
+    parenthesis (outside ``/regex/`` literals), and the last line does not end
+    with a backslash."""
     if text.rstrip(' \t').endswith('\\'):
         return False
     quote: Optional[str] = None
     depth = 0
-    for ch in text:
+    i = 0
+    while i < len(text):
+        ch = text[i]
         if quote:
             if ch == quote:
                 quote = None  # a doubled quote re-opens at once: still balanced
         elif ch in '"\'`':
             quote = ch
+        elif ch == '/':
+            m = _REGEX.match(text, i)  # without a closing '/' it is a division
+            if m is not None:
+                i = m.end()
+                continue
         elif ch == '(':
             depth += 1
         elif ch == ')':
             depth -= 1
+        i += 1
     return quote is None and depth <= 0
 
 
