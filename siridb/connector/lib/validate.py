@@ -90,7 +90,35 @@ def _nested_deeper(data: Any, limit: int) -> bool:
     return True
 
 
+#: exact types a point of the fast path may hold (anything else, subclasses
+#: included, takes the general checks)
+_FLAT_VALUES = frozenset({int, float, str})
+_SEQUENCES = frozenset({list, tuple})
+
+
+def _is_small_flat(data: Any) -> bool:
+    """True for the common small insert, ``{str: [[int, int|float|str], ...]}``
+    with at most ``CHECKED_POINTS`` points: it nests 3 levels, so it needs
+    neither the nesting measure nor the big-stack thread."""
+    if type(data) is not dict:
+        return False
+    n = 0
+    for series, points in data.items():
+        if type(series) is not str or type(points) not in _SEQUENCES:
+            return False
+        n += len(points)
+        if n > CHECKED_POINTS:
+            return False
+        for point in points:
+            if (type(point) not in _SEQUENCES or len(point) != 2
+                    or type(point[0]) is not int or type(point[1]) not in _FLAT_VALUES):
+                return False
+    return True
+
+
 def _pack_checked(data: Any) -> bytes:
+    if _is_small_flat(data):
+        return packb(data)
     # qpack packs in C, recursing per nesting level without a limit: data
     # nested ~90,000 deep would overflow the C stack and kill the process
     if _count_points(data) > CHECKED_POINTS:
