@@ -135,6 +135,13 @@ def test_filter_nan_and_inf() -> None:
     got = points(A('filter', op='==', operand=NAN), ts, v, TYPE_FLOAT)
     assert len(got) == 1 and got[0][0] == 2 and is_nan(got[0][1])
     assert points(A('filter', op='>', operand=NAN), ts, v, TYPE_FLOAT) == []
+    assert points(A('filter', op='<', operand=NAN), ts, v, TYPE_FLOAT) == []
+    # NaN equals NaN for filter: >= and <= keep the NaN point (SiriDB's own tests)
+    for op in ('>=', '<='):
+        got = points(A('filter', op=op, operand=NAN), ts, v, TYPE_FLOAT)
+        assert len(got) == 1 and got[0][0] == 2 and is_nan(got[0][1]), op
+    assert points(A('filter', op='>=', operand=1.0), ts, v, TYPE_FLOAT) == \
+        [[1, 1.0], [3, INF]]
     assert points(A('filter', op='!=', operand=INF), ts, v, TYPE_FLOAT)[2] == [4, -2.0]
     assert points(A('filter', op='>', operand=0), ts, v, TYPE_FLOAT) == \
         [[1, 1.0], [3, INF]]

@@ -136,8 +136,24 @@ def test_aggregate_errors_reach_the_client(ctx: QueryContext) -> None:
 def test_filters(ctx: QueryContext) -> None:
     assert q(ctx, 'select filter(> 7) from "aggr"')['aggr'] == [[110, 8], [130, 12]]
     assert q(ctx, 'select filter(~"one") from "log"')['log'] == [[105, 'one two']]
-    assert q(ctx, 'select filter(/tw.*/) from "log"')['log'] == [[105, 'one two'],
-                                                                [115, 'two']]
+    # a filter regex is anchored like a selector (SiriDB's own tests: /l.*/ does not
+    # take 'another line'); == and != may precede it
+    assert q(ctx, 'select filter(/tw.*/) from "log"')['log'] == [[115, 'two']]
+    assert q(ctx, 'select filter(/.*tw.*/) from "log"')['log'] == [[105, 'one two'],
+                                                                  [115, 'two']]
+    assert q(ctx, 'select filter(== /tw.*/) from "log"')['log'] == [[115, 'two']]
+    assert q(ctx, 'select filter(!= /tw.*/) from "log"')['log'] == [[105, 'one two']]
+    assert q(ctx, 'select filter(/TWO/i) from "log"')['log'] == [[115, 'two']]
+    for op in ('~', '!~', '>', '<='):
+        assert err(ctx, f'select filter({op} /tw.*/) from "log"').startswith(
+            'Regular expressions can only be used with')
+    assert err(ctx, 'select filter(/x/) from "aggr"') == \
+        'Cannot use a string filter on number type.'
+    # limit takes an expression (SiriDB's own tests: limit(6 - 6, mean))
+    assert err(ctx, 'select limit(6 - 6, mean) from "aggr"') == \
+        'Limit must be an integer value larger than zero.'
+    assert q(ctx, 'select limit(1 + 1, count) from "aggr"') == \
+        q(ctx, 'select limit(2, count) from "aggr"')
     assert q(ctx, 'select filter(> 7.5) from "aggr2"')['aggr2'] == [[110, 12.0],
                                                                   [130, 18.0]]
 

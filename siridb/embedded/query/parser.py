@@ -20,11 +20,12 @@ T = TypeVar('T')
 
 MAX_WHERE_DEPTH = 5  # nested parentheses allowed in a where expression
 MAX_DEPTH = 48  # any nesting deeper than this is refused (keeps recursion bounded)
+#: the real server's text when its parser reaches its recursion limit
+MAX_DEPTH_ERROR = 'Memory allocation error or maximum recursion depth reached.'
 
 _WS = re.compile(r'\s*')
 _WORD = re.compile(r'[a-z_]+')
 _INT = re.compile(r'[0-9]+')
-_SIGNED_INT = re.compile(r'-?[0-9]+')
 _NUMBER = re.compile(
     r'-?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|inf(?![a-z_])|nan(?![a-z_]))')
 _TIME_STR = re.compile(r'([0-9]+)([smhdw])(?![a-z_0-9])')
@@ -153,8 +154,7 @@ class Parser:
     def enter(self) -> None:
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise QueryFailure(
-                65, f'Query error at position {self.pos}. Max nesting depth reached.')
+            raise QueryFailure(65, MAX_DEPTH_ERROR)
 
     def leave(self) -> None:
         self.depth -= 1
@@ -336,23 +336,20 @@ class Parser:
         elif name == 'offset':
             node['offset'] = self.time_expr()
         elif name == 'limit':
-            node['limit'] = self.rx('integer', _SIGNED_INT).group()
+            node['limit'] = self.time_expr()  # limit(6 - 6, mean) is valid
             self.tok(',')
             node['limit_fn'] = self.kw(*LIMIT_FNS)
         elif name == 'filter':
             op = self.opt_tok(*FILTER_OPS)
-            if op is None:
-                rx = self.opt(self.regex)
-                if rx is not None:
-                    node['op'], node['operand'] = 'regex', ('regex',) + rx
-                    self.tok(')')
-                    return node
             node['op'] = op or '=='
             s = self.opt(self.string)
             if s is not None:
                 node['operand'] = ('str', s)
             else:
-                node['operand'] = ('num', self.rx('number', _NUMBER).group())
+                num = self.opt(lambda: self.rx('number', _NUMBER).group())
+                # filter(/re/), filter(== /re/), filter(!= /re/)
+                node['operand'] = ('num', num) if num is not None else \
+                    ('regex',) + self.regex()
         self.tok(')')
         return node
 

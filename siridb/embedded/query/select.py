@@ -32,7 +32,7 @@ def _operand(node: Tuple[Any, ...]) -> Any:
     if kind == 'str':
         return node[1]
     if kind == 'regex':
-        return compile_regex(node[1], node[2], False)
+        return compile_regex(node[1], node[2])  # anchored, like a selector
     text = node[1]
     if text.lstrip('-').isdigit():
         return to_int(text)
@@ -61,7 +61,7 @@ def build_specs(chain: Sequence[Node], db: Database, now: int) -> List[Any]:
         if name == 'offset':
             kw['offset'] = ev(fn['offset'])
         elif name == 'limit':
-            kw['limit'] = to_int(fn['limit'])
+            kw['limit'] = ev(fn['limit'])
             kw['fn'] = fn['limit_fn']
         elif name == 'filter':
             kw['op'] = fn['op']
