@@ -96,10 +96,15 @@ def weighted_choice(hosts: Sequence[HostState], rng: random.Random) -> HostState
 def choose_host(hosts: Sequence[HostState], rng: random.Random, now: float,
                 allow_any_open: bool = False) -> Optional[HostState]:
     """The server for the next request, or None when none is usable."""
-    available = [h for h in hosts if h.available(now)]
-    if available:
-        primary = [h for h in available if not h.backup]
-        return weighted_choice(primary or available, rng)
+    if len(hosts) == 1:  # the common single-server pool: no lists, no rng
+        h = hosts[0]
+        if h.up and now >= h.inactive_until:
+            return h
+    usable = [h for h in hosts if h.up and now >= h.inactive_until and not h.backup]
+    if not usable:
+        usable = [h for h in hosts if h.up and now >= h.inactive_until]
+    if usable:
+        return weighted_choice(usable, rng)
     if allow_any_open:
         opened = [h for h in hosts if h.up]
         if opened:
