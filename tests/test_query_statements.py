@@ -266,6 +266,14 @@ def test_groups(ctx: QueryContext) -> None:
     assert err(ctx, 'alter group `g` set name "x"') == "Cannot find group: 'g'"
     assert q(ctx, 'drop group `h`') == {'success_msg': "Successfully dropped group 'h'."}
     assert err(ctx, 'drop group `h`') == "Group 'h' does not exist."
+    # the texts of SiriDB's own tests (plural even for 1)
+    assert err(ctx, 'create group `` for /x/') == \
+        'Group name should be at least 1 characters.'
+    assert err(ctx, 'create group `%s` for /x/' % ('a' * 300)) == \
+        'Group name should be at most 255 characters.'
+    # a trailing comment is fine
+    assert q(ctx, 'create group `all` for /.*/ # bla') == \
+        {'success_msg': "Successfully created group 'all'."}
 
 
 def test_tags(ctx: QueryContext) -> None:
@@ -303,10 +311,31 @@ def test_groups_and_tags_share_a_namespace(ctx: QueryContext) -> None:
 def test_access_text() -> None:
     assert access_text(ACCESS_PROFILES['full']) == 'full'
     assert access_text(ACCESS_PROFILES['read'] | ACCESS['insert']) == 'read and insert'
+    # the largest profile, then the other rights alphabetically (SiriDB's own tests)
     assert access_text(ACCESS_PROFILES['read'] | ACCESS['insert'] | ACCESS['drop']) == \
-        'read, insert and drop'
+        'read, drop and insert'
+    assert access_text(ACCESS['show'] | ACCESS['count'] | ACCESS['alter'] |
+                       ACCESS['drop']) == 'alter, count, drop and show'
     assert access_text(ACCESS['show']) == 'show'
     assert access_text(0) == 'no access'
+
+
+def test_where_access_compares_rights(ctx: QueryContext) -> None:
+    # the sequence of SiriDB's own user tests
+    q(ctx, 'create user "sasientje" set password "blabla"')
+    assert q(ctx, 'list users where access < modify')['users'] == [['sasientje', 'no access']]
+    q(ctx, 'grant modify to user "sasientje"')
+    assert q(ctx, 'list users where access < full')['users'] == [['sasientje', 'modify']]
+    assert q(ctx, 'list users where access >= modify')['users'] == \
+        [['iris', 'full'], ['sasientje', 'modify']]
+    q(ctx, 'revoke write from user "sasientje"')
+    q(ctx, 'grant show, count to user "sasientje"')
+    assert q(ctx, 'list users where access < modify')['users'] == \
+        [['sasientje', 'alter, count, drop and show']]
+    assert q(ctx, 'count users where access == full') == {'users': 1}
+    # a quoted string compares the rendered text
+    assert q(ctx, 'list users where access ~ "count"')['users'] == \
+        [['sasientje', 'alter, count, drop and show']]
 
 
 def test_users(ctx: QueryContext) -> None:

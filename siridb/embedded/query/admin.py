@@ -35,7 +35,7 @@ def _check_free(db: Database, name: str) -> None:
 
 def _check_group_or_tag_name(name: str, what: str) -> None:
     if not name:
-        raise _fail(f'{what} name should be at least 1 character.')
+        raise _fail(f'{what} name should be at least 1 characters.')
     if len(name) > 255:
         raise _fail(f'{what} name should be at most 255 characters.')
 

@@ -16,7 +16,9 @@ __all__ = ['access_text', 'rows_for', 'run_list', 'run_count', 'run_show', 'run_
 
 
 def access_text(mask: int) -> str:
-    """Render an access mask the way the server does: 'full', 'read and insert'."""
+    """Render an access mask the way the server does: the largest profile, then the
+    other rights in alphabetical order: 'full', 'read and insert', 'alter, count, drop
+    and show'."""
     parts: List[str] = []
     rest = mask
     for profile, bits in ACCESS_PROFILES.items():  # largest profile first
@@ -24,7 +26,7 @@ def access_text(mask: int) -> str:
             parts.append(profile)
             rest = mask & ~bits
             break
-    parts.extend(name for name, bit in ACCESS.items() if rest & bit)
+    parts.extend(sorted(name for name, bit in ACCESS.items() if rest & bit))
     if not parts:
         return 'no access'
     if len(parts) == 1:
@@ -43,7 +45,8 @@ def rows_for(ctx: QueryContext, node: Node) -> List[Dict[str, Any]]:
     if target == 'series':
         return [series_row(db.series[n]) for n in select_names(db, node.get('selector'))]
     if target == 'users':
-        return [{'name': u.name, 'access': access_text(u.access)} for u in db.users.values()]
+        return [{'name': u.name, 'access': access_text(u.access), 'access_mask': u.access}
+                for u in db.users.values()]
     if target == 'groups':
         return [{'name': g.name, 'series': len(group_members(db, g)),
                  'expression': g.expression} for g in db.groups.values()]

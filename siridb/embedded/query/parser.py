@@ -310,6 +310,15 @@ class Parser:
         if kind == 'bool':
             op = self.tok('==', '!=')
             return ('cmp', prop, op, ('bool', self.kw('true', 'false') == 'true'))
+        if prop == 'access':
+            # `where access < modify` compares rights (SiriDB's own tests); a quoted
+            # string compares the rendered text
+            op = self.tok(*CMP_OPS)
+            if op not in ('~', '!~'):
+                word = self.opt(lambda: self.kw(*ACCESS_WORDS))
+                if word is not None:
+                    return ('cmp', 'access_mask', op, ('access', word))
+            return ('cmp', prop, op, ('str', self.string()))
         if kind == 'str':
             op = self.tok(*CMP_OPS)
             return ('cmp', prop, op, ('str', self.string()))

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..context import QueryFailure
 from ..patterns import compile_regex, group_pattern
-from ..store import Database, Group, Series
+from ..store import ACCESS, ACCESS_PROFILES, Database, Group, Series
 from .timeexpr import evaluate
 
 __all__ = ['compile_regex', 'group_pattern', 'group_members', 'select_names',
@@ -80,6 +80,8 @@ def resolve_where(db: Database, node: Optional[Tuple[Any, ...]], now: int) -> Op
     _, prop, op, (vkind, value) = node
     if vkind == 'time':
         value = evaluate(value, db.factor, now, db.timezone)
+    elif vkind == 'access':
+        value = ACCESS_PROFILES.get(value) or ACCESS[value]
     return ('cmp', prop, op, value)
 
 
