@@ -138,3 +138,12 @@ def test_long_flat_expressions_do_not_recurse() -> None:
 def test_help_topics() -> None:
     assert parse('help list series')['topic'] == ['list', 'series']
     assert parse('?')['topic'] == []
+
+
+def test_group_and_regex_elements_are_not_named_in_expecting() -> None:
+    # SiriDB's own tests (itest/test_parentheses.py) expect exactly this text
+    assert error('list series /.*/ - ' + '(' * 10 + ')' * 10) == (
+        'Query error at position 29. Expecting *, all, single_quote_str, '
+        'double_quote_str or (')
+    # nothing named at all: the position only
+    assert error('create group ') == 'Query error at position 13.'
