@@ -298,6 +298,8 @@ class SiriDBClient(ClientFeatures):
             if not self._opened:  # as 2.1.6: no connections yet
                 raise PoolError(NO_CONNECTIONS)
             raise ClientClosedError('client is closed')
+        if type(body) is not bytes:
+            body = b'' if body is None else bytes(body)
         loop = asyncio.get_running_loop()
         now = loop.time()
         deadline = now + (float('inf') if timeout is None else timeout)
@@ -317,9 +319,8 @@ class SiriDBClient(ClientFeatures):
             # request counts once sent, an error when its reply/failure comes
             counters = None
             try:
-                fut = h.protocol.send_package(
-                    tp, body, is_binary=True,
-                    timeout=None if timeout is None else remaining)
+                fut = h.protocol.send_body(
+                    tp, body, deadline, None if timeout is None else remaining)
                 counters = h.counters or self._counters(h)
                 counters.requests += 1
                 return await fut

@@ -56,6 +56,9 @@ class Package(NamedTuple):
         return unpack_body(self.body)
 
 
+_new_package: Callable[[type, Any], Package] = tuple.__new__
+
+
 def packb(data: Any) -> bytes:
     """qpack-pack ``data``; an int outside int64 raises OverflowError, never
     SystemError."""
@@ -250,7 +253,8 @@ class Decoder:
             end = pos + HEADER_SIZE + length
             if end > n:
                 break
-            out.append(Package(pid, tp, bytes(buf[pos + HEADER_SIZE:end])))
+            # tuple.__new__: a NamedTuple's own __new__ is a Python call
+            out.append(_new_package(Package, (pid, tp, bytes(buf[pos + HEADER_SIZE:end]))))
             pos = end
         if pos:
             del buf[:pos]

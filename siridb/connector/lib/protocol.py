@@ -201,24 +201,22 @@ class SiriDBProtocol(asyncio.Protocol):
 
     # --------------------------------------------------------- replies
     def _on_package(self, package: Package) -> None:
-        entry = self._pending.pop(package.pid, None)
+        pid, tp, body = package
+        entry = self._pending.pop(pid, None)
         if entry is None:
-            logger.warning('reply of type %s for unknown pid %s dropped',
-                           package.tp, package.pid)
+            logger.warning('reply of type %s for unknown pid %s dropped', tp, pid)
             return
         fut = entry[0]
         if fut.done():
-            logger.debug('late reply of type %s for pid %s dropped',
-                         package.tp, package.pid)
+            logger.debug('late reply of type %s for pid %s dropped', tp, pid)
             return
-        tp = package.tp
         try:
             if tp in _SUCCESS:
-                fut.set_result(unpack_body(package.body))
+                fut.set_result(unpack_body(body))
             elif tp == pm.CPROTO_RES_FILE:
-                fut.set_result(package.body)
+                fut.set_result(body)
             elif pm.is_error(tp):
-                fut.set_exception(error_for_response(tp, unpack_body(package.body)))
+                fut.set_exception(error_for_response(tp, unpack_body(body)))
             else:
                 fut.set_exception(error_for_response(tp, None))
         except ProtocolError as exc:
@@ -254,6 +252,26 @@ class SiriDBProtocol(asyncio.Protocol):
         ``timeout`` None waits forever; else the future fails with
         ``RequestTimeoutError`` (also a ``TimeoutError``).
         """
+        loop = self._loop
+        if loop is None or not self.is_connected():
+            raise ConnectionLostError('connection is closed')
+        if len(self._pending) >= PID_SPACE:
+            self._next_pid()  # raises: no request id is free
+        if data is None:
+            body = b''
+        elif is_binary:
+            body = data if type(data) is bytes else bytes(data)
+        else:
+            body = packb(data)
+        return self.send_body(tipe, body,
+                              _INF if timeout is None else loop.time() + timeout,
+                              timeout)
+
+    def send_body(self, tipe: int, body: bytes, deadline: float,
+                  timeout: Optional[float]) -> asyncio.Future[Any]:
+        """``send_package`` for an already packed ``body`` with an absolute
+        ``deadline`` (loop time, inf for none); ``timeout`` is what a
+        ``RequestTimeoutError`` message reports. The pool's request path."""
         transport = self._transport
         loop = self._loop
         if transport is None or loop is None or transport.is_closing():
@@ -264,23 +282,16 @@ class SiriDBProtocol(asyncio.Protocol):
             pid = self._next_pid()
         else:
             self._pid = (pid + 1) & 0xFFFF
-        if data is None:
-            body = b''
-        elif is_binary:
-            body = data if type(data) is bytes else bytes(data)
-        else:
-            body = packb(data)
         if len(body) > MAX_PAYLOAD:
             raise RequestTooLargeError(
                 f'request payload is {len(body)} bytes, more than '
                 f'the server accepts ({MAX_PAYLOAD}); nothing was sent')
         header = _pack_header(len(body), pid, tipe, tipe ^ 0xFF)
         fut: asyncio.Future[Any] = loop.create_future()
-        if timeout is None:
+        if deadline == _INF:
             pending[pid] = (fut, _INF, 0.0)
         else:
-            deadline = loop.time() + timeout
-            pending[pid] = (fut, deadline, timeout)
+            pending[pid] = (fut, deadline, 0.0 if timeout is None else timeout)
             heap = self._deadlines
             heappush(heap, (deadline, pid))
             if deadline < self._timer_at:

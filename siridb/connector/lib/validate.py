@@ -53,6 +53,8 @@ def check_time_precision(time_precision: Any) -> Optional[int]:
 
 def pack_query(query: Any, time_precision: Any = None) -> bytes:
     """The QUERY payload ``[query, time_precision]`` after both checks."""
+    if time_precision is None and type(query) is str:  # the common case
+        return packb([query, None])
     return packb([check_query(query), check_time_precision(time_precision)])
 
 
