@@ -232,6 +232,15 @@ def test_list_pools_and_servers(ctx: QueryContext) -> None:
     assert res['servers'] == [['127.0.0.1:9000', 0, '2.0.55', True, 'running']]
     res = q(ctx, 'list servers address, port, uptime where online == true')
     assert res['servers'][0][:2] == ['127.0.0.1', 9000]
+    # the columns SiriDB's own server tests list and filter on
+    assert q(ctx, 'list servers active_tasks where active_tasks == 1 and idle_time >= 0 '
+                  'and idle_percentage <= 100')['servers'] == [[1]]
+    assert q(ctx, 'list servers log_level')['servers'] == [['info']]
+    assert q(ctx, 'count servers where active_handles > 1') == {'servers': 1}
+    uuid = q(ctx, 'list servers uuid')['servers'][0][0]
+    assert q(ctx, 'show uuid')['data'] == [{'name': 'uuid', 'value': uuid}]
+    res = q(ctx, 'list servers buffer_size, sync_progress, reindex_progress')
+    assert res['servers'] == [[1024, 'not syncing', 'not reindexing']]
 
 
 def test_show(ctx: QueryContext) -> None:

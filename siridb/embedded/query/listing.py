@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Any, Dict, List
 
-from ..context import QueryContext, QueryFailure
+from ..context import QueryContext, QueryFailure, ServerInfo
 from ..store import ACCESS, ACCESS_PROFILES
 from .parser import SHOW_PROPS, Node
 from .selectors import group_members, matches, resolve_where, select_names, series_row
@@ -61,14 +61,28 @@ def rows_for(ctx: QueryContext, node: Node) -> List[Dict[str, Any]]:
         return [{'pool': p, 'servers': sum(1 for s in ctx.servers if s.pool == p),
                  'series': counts.get(p, 0)} for p in pools]
     now = time.time()
-    rows = []
-    for s in ctx.servers:
-        host, _, port = s.name.rpartition(':')
-        rows.append({'address': host, 'name': s.name, 'port': int(port) if port.isdigit()
-                     else 0, 'pool': s.pool, 'version': s.version, 'online': s.online,
-                     'status': s.status, 'uptime': int(now - s.started),
-                     'uuid': _server_uuid(s.name)})
-    return rows
+    return [_server_props(ctx, server, now) for server in ctx.servers]
+
+
+def _server_props(ctx: QueryContext, server: ServerInfo, now: float) -> Dict[str, Any]:
+    """What `list servers` and `show` report about one server (plausible values for
+    what an in-memory server does not have: files, handles, libuv)."""
+    db = ctx.db
+    host, _, port = server.name.rpartition(':')
+    return {
+        'active_handles': len(ctx.servers) + 1, 'active_tasks': 1,  # this query
+        'address': host, 'buffer_path': f'/var/lib/siridb/{db.name}/buffer/',
+        'buffer_size': db.buffer_size, 'dbpath': f'/var/lib/siridb/{db.name}/',
+        'fifo_files': 0, 'idle_percentage': 100, 'idle_time': 0, 'ip_support': 'ALL',
+        'libuv': '1.44.2', 'log_level': 'info', 'max_open_files': 32768,
+        'mem_usage': _mem_usage_mb(), 'name': server.name, 'online': server.online,
+        'open_files': 0, 'pool': server.pool,
+        'port': int(port) if port.isdigit() else 0, 'received_points': 0,
+        'reindex_progress': 'not reindexing', 'selected_points': 0, 'startup_time': 0,
+        'status': server.status, 'sync_progress': 'not syncing',
+        'uptime': int(now - server.started), 'uuid': _server_uuid(server.name),
+        'version': server.version,
+    }
 
 
 def _filtered(ctx: QueryContext, node: Node, now: int) -> List[Dict[str, Any]]:
@@ -114,27 +128,15 @@ def run_show(ctx: QueryContext, node: Node) -> Dict[str, Any]:
     db = ctx.db
     server = ctx.server
     props: List[str] = node['props'] or list(SHOW_PROPS)
-    now = time.time()
-    values: Dict[str, Any] = {
-        'active_handles': len(ctx.servers), 'active_tasks': 0,
-        'buffer_path': f'/var/lib/siridb/{db.name}/buffer/', 'buffer_size': db.buffer_size,
-        'dbname': db.name, 'dbpath': f'/var/lib/siridb/{db.name}/',
-        'drop_threshold': float(db.drop_threshold),
+    values = _server_props(ctx, server, time.time())
+    values.update({
+        'dbname': db.name, 'drop_threshold': float(db.drop_threshold),
         'duration_log': db.duration_seconds(db.duration_log) * db.factor,
         'duration_num': db.duration_seconds(db.duration_num) * db.factor,
-        'fifo_files': 0, 'idle_percentage': 100, 'idle_time': 0, 'ip_support': 'ALL',
-        'libuv': '1.44.2', 'list_limit': db.list_limit, 'log_level': 'info',
-        'max_open_files': 32768, 'open_files': 0, 'pool': server.pool,
-        'received_points': 0, 'reindex_progress': 'not reindexing',
-        'select_points_limit': db.select_points_limit, 'selected_points': 0,
-        'server': server.name, 'startup_time': 0, 'status': server.status,
-        'sync_progress': 'not syncing', 'time_precision': db.precision,
-        'timezone': db.timezone, 'uptime': int(now - server.started),
-        'uuid': _server_uuid(server.name), 'version': server.version,
+        'list_limit': db.list_limit, 'select_points_limit': db.select_points_limit,
+        'server': server.name, 'time_precision': db.precision, 'timezone': db.timezone,
         'who_am_i': ctx.user.name,
-    }
-    if 'mem_usage' in props:
-        values['mem_usage'] = _mem_usage_mb()
+    })
     return {'data': [{'name': p, 'value': values[p]} for p in props]}
 
 

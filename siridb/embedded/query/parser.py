@@ -61,7 +61,12 @@ LIST_COLUMNS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
     'tags': (('name', 'series'), ('name',)),
     'pools': (('pool', 'servers', 'series'), ('pool', 'servers', 'series')),
     'servers': (('address', 'name', 'port', 'pool', 'version', 'online', 'status',
-                 'uptime', 'uuid'), ('name', 'pool', 'version', 'online', 'status')),
+                 'uptime', 'uuid', 'active_handles', 'active_tasks', 'buffer_path',
+                 'buffer_size', 'dbpath', 'fifo_files', 'idle_percentage', 'idle_time',
+                 'ip_support', 'libuv', 'log_level', 'max_open_files', 'mem_usage',
+                 'open_files', 'received_points', 'reindex_progress', 'selected_points',
+                 'startup_time', 'sync_progress'),
+                ('name', 'pool', 'version', 'online', 'status')),
 }
 #: what list/count accept, in the real grammar's order (shards: not supported here)
 LIST_TARGETS = ('series', 'users', 'shards', 'groups', 'tags', 'pools', 'servers')
@@ -71,6 +76,12 @@ _PROP_KIND = {
     'pool': 'num', 'access': 'str', 'series': 'num', 'expression': 'str',
     'servers': 'num', 'address': 'str', 'port': 'num', 'version': 'str',
     'online': 'bool', 'status': 'str', 'uptime': 'num', 'uuid': 'str',
+    'active_handles': 'num', 'active_tasks': 'num', 'buffer_path': 'str',
+    'buffer_size': 'num', 'dbpath': 'str', 'fifo_files': 'num', 'idle_percentage': 'num',
+    'idle_time': 'num', 'ip_support': 'str', 'libuv': 'str', 'log_level': 'str',
+    'max_open_files': 'num', 'mem_usage': 'num', 'open_files': 'num',
+    'received_points': 'num', 'reindex_progress': 'str', 'selected_points': 'num',
+    'startup_time': 'num', 'sync_progress': 'str',
 }
 
 
