@@ -479,8 +479,35 @@ def test_mutations_replay_deterministically() -> None:
     assert states[0] == states[1]
 
 
+def test_alter_server_log_level() -> None:
+    # the texts and the sequence of SiriDB's own server tests
+    db = Database('t', 's')
+    servers = [ServerInfo('localhost:9010'), ServerInfo('localhost:9011', pool=1)]
+    ctx = QueryContext(db, db.users['iris'], servers[0], servers)
+    for port in (9010, 9011):
+        assert q(ctx, f'alter server "localhost:{port}" set log_level error') == {
+            'success_msg': f"Successfully set log level to 'error' on 'localhost:{port}'."}
+    assert q(ctx, 'list servers log_level')['servers'] == [['error'], ['error']]
+    for (uuid,) in q(ctx, 'list servers uuid')['servers']:
+        q(ctx, f'alter server {uuid} set log_level debug')
+    assert q(ctx, 'list servers log_level')['servers'] == [['debug'], ['debug']]
+    assert q(ctx, 'alter servers set log_level info') == {
+        'success_msg': "Successfully set log level to 'info' on 2 servers."}
+    assert q(ctx, 'alter servers where pool == 1 set log_level warning') == {
+        'success_msg': "Successfully set log level to 'warning' on 1 servers."}
+    assert q(ctx, 'list servers log_level')['servers'] == [['info'], ['warning']]
+    assert q(ctx, 'show log_level')['data'] == [{'name': 'log_level', 'value': 'info'}]
+    assert err(ctx, 'alter server "localhost:{}" set log_level unknown') == (
+        'Query error at position 42. Expecting debug, info, warning, error or critical')
+    assert err(ctx, 'alter server "nope:1" set log_level info') == \
+        "Cannot find server: 'nope:1'"
+    ro = QueryContext(db, User('ro', 'secret', ACCESS_PROFILES['read']), servers[0], servers)
+    assert err(ro, 'alter servers set log_level info', 69) == \
+        "Access denied. User 'ro' has no 'alter' privileges."
+
+
 @pytest.mark.parametrize('query', ['list shards', 'count shards', 'drop shards',
-                                   'alter servers set log_level debug',
+                                   'alter servers set address "x"',
                                    'alter server "127.0.0.1:9000" set backup_mode true',
                                    'drop server "127.0.0.1:9000"'])
 def test_unsupported_statements_answer_a_clear_error(ctx: QueryContext, query: str) -> None:

@@ -4,10 +4,12 @@ Each is deterministic given its text (the server replays them on restart).
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Dict, List, Tuple
 
 from ..context import QueryContext, QueryFailure
 from ..store import ACCESS, ACCESS_PROFILES, Database, Group, User
+from .listing import server_props, server_uuid
 from .parser import Node
 from .selectors import compile_regex, matches, resolve_where, select_names, series_row
 from .timeexpr import get_zone, to_int
@@ -137,6 +139,24 @@ def _drop_series(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
     return _ok(f'Successfully dropped {n} series.')
 
 
+def _alter_server(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
+    """Set the log level a server reports (texts of SiriDB's own server tests)."""
+    level = node['log_level']
+    if node['server'] is not None:
+        wanted = node['server']
+        for server in ctx.servers:
+            if wanted in (server.name, server_uuid(server.name)):
+                server.log_level = level
+                return _ok(f"Successfully set log level to '{level}' on '{server.name}'.")
+        raise _fail(f"Cannot find server: '{wanted}'")  # our text
+    where = resolve_where(ctx.db, node['where'], now)
+    servers = [s for s in ctx.servers
+               if matches(where, server_props(ctx, s, time.time()))]
+    for server in servers:
+        server.log_level = level
+    return _ok(f"Successfully set log level to '{level}' on {len(servers)} servers.")
+
+
 def _rename(d: Dict[str, Any], old: str, new: str) -> None:
     d[new] = d.pop(old)
 
@@ -235,4 +255,6 @@ def run_admin(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
         return _ok(f"Successfully revoked permissions from user '{name}'.")
     if kind == 'alter_database':
         return _alter_database(db, node['prop'], node['value'])
+    if kind == 'alter_server':
+        return _alter_server(ctx, node, now)
     raise _fail(f'Statement not supported: {kind}')  # pragma: no cover

@@ -12,7 +12,8 @@ from .parser import SHOW_PROPS, Node
 from .selectors import group_members, matches, resolve_where, select_names, series_row
 from .timeexpr import to_int
 
-__all__ = ['access_text', 'rows_for', 'run_list', 'run_count', 'run_show', 'run_help']
+__all__ = ['access_text', 'rows_for', 'run_list', 'run_count', 'run_show', 'run_help',
+           'server_props', 'server_uuid']
 
 
 def access_text(mask: int) -> str:
@@ -34,7 +35,7 @@ def access_text(mask: int) -> str:
     return ', '.join(parts[:-1]) + ' and ' + parts[-1]
 
 
-def _server_uuid(name: str) -> str:
+def server_uuid(name: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, 'siridb-embedded:' + name))
 
 
@@ -61,10 +62,10 @@ def rows_for(ctx: QueryContext, node: Node) -> List[Dict[str, Any]]:
         return [{'pool': p, 'servers': sum(1 for s in ctx.servers if s.pool == p),
                  'series': counts.get(p, 0)} for p in pools]
     now = time.time()
-    return [_server_props(ctx, server, now) for server in ctx.servers]
+    return [server_props(ctx, server, now) for server in ctx.servers]
 
 
-def _server_props(ctx: QueryContext, server: ServerInfo, now: float) -> Dict[str, Any]:
+def server_props(ctx: QueryContext, server: ServerInfo, now: float) -> Dict[str, Any]:
     """What `list servers` and `show` report about one server (plausible values for
     what an in-memory server does not have: files, handles, libuv)."""
     db = ctx.db
@@ -74,13 +75,13 @@ def _server_props(ctx: QueryContext, server: ServerInfo, now: float) -> Dict[str
         'address': host, 'buffer_path': f'/var/lib/siridb/{db.name}/buffer/',
         'buffer_size': db.buffer_size, 'dbpath': f'/var/lib/siridb/{db.name}/',
         'fifo_files': 0, 'idle_percentage': 100, 'idle_time': 0, 'ip_support': 'ALL',
-        'libuv': '1.44.2', 'log_level': 'info', 'max_open_files': 32768,
+        'libuv': '1.44.2', 'log_level': server.log_level, 'max_open_files': 32768,
         'mem_usage': _mem_usage_mb(), 'name': server.name, 'online': server.online,
         'open_files': 0, 'pool': server.pool,
         'port': int(port) if port.isdigit() else 0, 'received_points': 0,
         'reindex_progress': 'not reindexing', 'selected_points': 0, 'startup_time': 0,
         'status': server.status, 'sync_progress': 'not syncing',
-        'uptime': int(now - server.started), 'uuid': _server_uuid(server.name),
+        'uptime': int(now - server.started), 'uuid': server_uuid(server.name),
         'version': server.version,
     }
 
@@ -128,7 +129,7 @@ def run_show(ctx: QueryContext, node: Node) -> Dict[str, Any]:
     db = ctx.db
     server = ctx.server
     props: List[str] = node['props'] or list(SHOW_PROPS)
-    values = _server_props(ctx, server, time.time())
+    values = server_props(ctx, server, time.time())
     values.update({
         'dbname': db.name, 'drop_threshold': float(db.drop_threshold),
         'duration_log': db.duration_seconds(db.duration_log) * db.factor,

@@ -34,6 +34,8 @@ _DQ = re.compile(r'"[^"]*(?:""[^"]*)*"')
 _GRAVE = re.compile(r'`[^`]*(?:``[^`]*)*`')
 _REGEX = re.compile(r'/[^/\\]*(?:\\.[^/\\]*)*/i?')
 _COMMENT = re.compile(r'#.*')
+_UUID = re.compile(r'[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}')
+LOG_LEVELS = ('debug', 'info', 'warning', 'error', 'critical')
 
 GROUP_FNS = ('mean', 'median', 'median_low', 'median_high', 'sum', 'min', 'max', 'count',
              'variance', 'pvariance', 'stddev', 'first', 'last', 'difference')
@@ -486,7 +488,7 @@ class Parser:
         self.kw('alter')
         what = self.kw('database', 'group', 'series', 'server', 'servers', 'tag', 'user')
         if what in ('server', 'servers'):
-            return self._unsupported('alter ' + what)
+            return self._alter_server(what)
         if what == 'database':
             self.kw('set')
             prop = self.kw('drop_threshold', 'list_limit', 'select_points_limit', 'timezone')
@@ -518,6 +520,21 @@ class Parser:
         self.kw('set')
         prop = self.kw('password', 'name')
         return {'kind': 'alter_user', 'name': name, 'prop': prop, 'value': self.string()}
+
+    def _alter_server(self, what: str) -> Node:
+        """`alter server "host:port"|uuid set log_level L`, `alter servers [where ...]
+        set log_level L`; other server settings are not supported here."""
+        node: Node = {'kind': 'alter_server', 'server': None, 'where': None}
+        if what == 'server':
+            name = self.opt(self.string)
+            node['server'] = name if name is not None else self.rx('uuid', _UUID).group()
+        else:
+            node['where'] = self.opt(lambda: self.where(LIST_COLUMNS['servers'][0]))
+        self.kw('set')
+        if self.opt_kw('log_level') is None:
+            return self._unsupported(f'alter {what} ... set (other than log_level)')
+        node['log_level'] = self.kw(*LOG_LEVELS)
+        return node
 
     def drop_stmt(self) -> Node:
         self.kw('drop')
