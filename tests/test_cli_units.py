@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+from typing import Any
 
 import pytest
 
@@ -230,6 +231,43 @@ def test_tabulate_other_shapes() -> None:
 ])
 def test_statement_complete(text: str, complete: bool) -> None:
     assert statement_complete(text) is complete
+
+
+def test_ctrl_c_before_the_query_handler_only_cancels_the_statement() -> None:
+    """A Ctrl-C that lands just before the shell installs its SIGINT handler
+    (or just after the line was read) cancels that statement, not the shell."""
+    import asyncio
+    import signal
+
+    from siridb.cli.options import ConnectionSettings
+    from siridb.cli.shell import Shell
+
+    class RacyLoop(asyncio.SelectorEventLoop):
+        def add_signal_handler(self, sig: int, callback: Any, *args: Any) -> None:
+            raise KeyboardInterrupt  # the signal arrived first
+
+    class NoQueryClient:
+        async def query(self, *args: Any, **kwargs: Any) -> Any:
+            raise AssertionError('the query must not run')
+
+    loop = RacyLoop()
+    try:
+        settings = ConnectionSettings('iris', 'db', [HostSpec('h')], 5.0)
+        args = _args(['shell', '--db', 'db'])
+        out, err = io.StringIO(), io.StringIO()
+        shell = Shell(loop, NoQueryClient(), settings, args, out, err)  # type: ignore[arg-type]
+        assert shell.execute('list series') is False
+        assert err.getvalue() == 'Query cancelled.\n' and out.getvalue() == ''
+        assert not asyncio.all_tasks(loop)  # the task was cancelled and awaited
+
+        def interrupted(statement: str) -> bool:
+            raise KeyboardInterrupt
+        shell.execute = interrupted  # type: ignore[method-assign]
+        assert shell._execute_interruptible('list series') is False
+        assert err.getvalue().count('Query cancelled.') == 2
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        loop.close()
 
 
 class _Session:

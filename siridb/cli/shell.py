@@ -105,11 +105,18 @@ class Shell:
     def _run(self, coro: Any) -> Any:
         """Run ``coro``; Ctrl-C meanwhile cancels it (raises CancelledError)."""
         task = self.loop.create_task(coro)
-        self.loop.add_signal_handler(signal.SIGINT, task.cancel)
         try:
-            return self.loop.run_until_complete(task)
-        finally:
-            self.loop.remove_signal_handler(signal.SIGINT)
+            self.loop.add_signal_handler(signal.SIGINT, task.cancel)
+            try:
+                return self.loop.run_until_complete(task)
+            finally:
+                self.loop.remove_signal_handler(signal.SIGINT)
+        except KeyboardInterrupt:
+            # Ctrl-C just before the handler was installed: the same as during
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                self.loop.run_until_complete(task)
+            raise asyncio.CancelledError from None
 
     def execute(self, statement: str) -> bool:
         """Run one statement and print its result or error; True on success."""
@@ -210,8 +217,17 @@ class Shell:
             statement = text.strip()
             while statement.endswith(';'):
                 statement = statement[:-1].rstrip()
-            if statement and not self.execute(statement):
+            if statement and not self._execute_interruptible(statement):
                 self.failed += 1
+
+    def _execute_interruptible(self, statement: str) -> bool:
+        """``execute``, where a Ctrl-C that lands outside the query (just after
+        the line was read) also only cancels this statement."""
+        try:
+            return self.execute(statement)
+        except KeyboardInterrupt:
+            write(self.err, 'Query cancelled.\n')
+            return False
 
 
 def _setup_history(path: Optional[str]) -> Optional[str]:
