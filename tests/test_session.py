@@ -335,6 +335,19 @@ async def test_write_many_accepts_lists_and_point_objects(
     assert stored(server, 'n') == [(7, 0.5), (8, 1.5)]
 
 
+async def test_numpy_numbers_are_written(server: EmbeddedServer,
+                                         client: SiriDBClient) -> None:
+    np = pytest.importorskip('numpy')
+    await client.write_many([('np.i', np.int64(5), np.int64(7)),
+                             ('np.f', np.float64(1.25), np.float64(2.5)),
+                             ('np.s', np.int64(6), np.str_('x'))])
+    assert stored(server, 'np.i') == [(5, 7)]
+    assert stored(server, 'np.f') == [(1250, 2.5)]  # float seconds -> ms
+    assert stored(server, 'np.s') == [(6, 'x')]
+    with pytest.raises(TypeError):
+        await client.write('np.b', np.bool_(True), 1)
+
+
 async def test_write_many_bad_shapes(client: SiriDBClient) -> None:
     with pytest.raises(TypeError):
         await client.write_many('abc')

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import numbers
 import time
 from decimal import Decimal
 from fractions import Fraction
@@ -89,6 +90,47 @@ def test_int_is_database_precision_and_range_checked() -> None:
         to_timestamp(-1, 'ms')
     with pytest.raises(ValueError):
         to_timestamp(dt.datetime(1969, 12, 31, 23, 59, 59), 's')
+
+
+class ReprFloat(float):
+    """A float subclass printing like numpy 2's float64 ('np.float64(0.3)')."""
+
+    def __repr__(self) -> str:
+        return f'np.float64({float.__repr__(self)})'
+
+
+class Int64:
+    """An integer type that is not an int (like numpy.int64)."""
+
+    def __init__(self, v: int) -> None:
+        self.v = v
+
+    def __int__(self) -> int:
+        return self.v
+
+    def __index__(self) -> int:
+        return self.v
+
+
+numbers.Integral.register(Int64)
+
+
+@pytest.mark.parametrize('p', PRECISIONS)
+def test_number_types_of_other_libraries(p: str) -> None:
+    f = precision_factor(p)
+    assert to_timestamp(ReprFloat(0.3), p) == 3 * f // 10
+    assert to_timestamp(ReprFloat(1447250938.25), p) == 1447250938 * f + f // 4
+    assert to_timestamp(Int64(1447250938), p) == 1447250938
+    with pytest.raises(ValueError, match='out of range'):
+        to_timestamp(Int64(-1), p)
+
+
+def test_numpy_numbers_when_installed() -> None:
+    np = pytest.importorskip('numpy')
+    assert to_timestamp(np.float64(1447250938.25), 'ms') == 1447250938250
+    assert to_timestamp(np.int64(1447250938250), 'ms') == 1447250938250
+    with pytest.raises(TypeError):
+        to_timestamp(np.bool_(True), 'ms')
 
 
 @pytest.mark.parametrize('bad', [True, '1447250938', [1], b'1'])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import numbers
 import random
 from collections import deque
 from dataclasses import dataclass
@@ -137,14 +138,15 @@ class FlushTimeoutError(SessionError, TimeoutError):
 def _check_value(value: Any) -> Value:
     if isinstance(value, bool) or value is None:
         raise TypeError(f'a value must be int, float or str, not {value!r}')
-    if isinstance(value, int):
-        if not _INT64_MIN <= value <= _INT64_MAX:
-            raise ValueError(f'integer value {value} is outside the signed 64-bit range')
-        return int(value)
+    if isinstance(value, (int, numbers.Integral)):  # numpy.int64 too
+        number = int(value)
+        if not _INT64_MIN <= number <= _INT64_MAX:
+            raise ValueError(f'integer value {number} is outside the signed 64-bit range')
+        return number
     if isinstance(value, float):
         return float(value)
     if isinstance(value, str):
-        return value
+        return str(value)
     raise TypeError(f'a value must be int, float or str, not {type(value).__name__}')
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import numbers
 import time
 from decimal import Decimal
 from fractions import Fraction
@@ -87,7 +88,8 @@ def _datetime_to_us(value: _dt.datetime) -> int:
 def to_timestamp(value: TimeValue, precision: Precision) -> int:
     """Convert ``value`` to an integer timestamp in ``precision``, exactly.
 
-    - int: taken as already in the database precision.
+    - int (or another ``numbers.Integral`` such as ``numpy.int64``): taken as
+      already in the database precision.
     - datetime: aware, or naive taken as UTC; sub-precision parts are floored.
     - float / Decimal / Fraction: seconds since the epoch. A float is read as
       its shortest decimal form (``repr``), so ``0.3`` is 300 ms, never 299;
@@ -112,13 +114,16 @@ def to_timestamp(value: TimeValue, precision: Precision) -> int:
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f'timestamp must be finite, got {value!r}')
-        ts = math.floor(Fraction(Decimal(repr(value))) * factor)
+        # float's own repr: a subclass (numpy.float64) may print 'np.float64(0.3)'
+        ts = math.floor(Fraction(Decimal(float.__repr__(value))) * factor)
     elif isinstance(value, Decimal):
         if not value.is_finite():
             raise ValueError(f'timestamp must be finite, got {value!r}')
         ts = math.floor(Fraction(value) * factor)
     elif isinstance(value, Fraction):
         ts = math.floor(value * factor)
+    elif isinstance(value, numbers.Integral):  # e.g. numpy.int64
+        ts = int(value)
     else:
         raise TypeError(
             'timestamp must be int, float, Decimal, datetime or None, '
