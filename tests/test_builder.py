@@ -213,6 +213,12 @@ def test_unsafe_time_expressions_refused(expr: str) -> None:
         Select().from_series('s').after(expr)
 
 
+def test_numpy_time_bounds_when_installed() -> None:
+    np = pytest.importorskip('numpy')
+    q = Select().from_series('s').between(np.int64(5), np.float64(1.5))
+    assert q.build('ms') == 'select * from "s" between 5 and 1500'
+
+
 def test_bad_time_types() -> None:
     with pytest.raises(TypeError):
         Select().from_series('s').after(True)

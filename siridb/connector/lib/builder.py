@@ -10,6 +10,7 @@ quote or parenthesis) is refused with ValueError.
 from __future__ import annotations
 
 import datetime as _dt
+import numbers
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -218,7 +219,7 @@ def _time_text(value: TimeArg, precision: Optional[Precision]) -> str:
         return _check_time_expr(value)
     if isinstance(value, bool):
         raise TypeError('a time bound cannot be a bool')
-    if isinstance(value, int):
+    if isinstance(value, (int, numbers.Integral)):  # numpy.int64 too
         if value < 0:
             raise ValueError(f'negative timestamp {value}')
         return str(int(value))
