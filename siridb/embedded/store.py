@@ -11,6 +11,7 @@ import re
 import time
 import uuid
 from array import array
+from itertools import count
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 __all__ = [
@@ -46,11 +47,15 @@ ACCESS_PROFILES: Dict[str, int] = {
 
 Values = Union['array[int]', 'array[float]', List[str]]
 
+#: creation numbers of series: a database's series dict is in creation order,
+#: so sorting names by ``Series.seq`` gives that order without a full scan
+_SERIES_SEQ = count()
+
 
 class Series:
     """One series: a fixed type (set by its first value) and its points."""
 
-    __slots__ = ('name', 'tp', 'ts', 'values', '_sorted', 'pool')
+    __slots__ = ('name', 'tp', 'ts', 'values', '_sorted', 'pool', 'seq')
 
     def __init__(self, name: str, tp: int, pool: int = 0) -> None:
         self.name = name
@@ -65,6 +70,7 @@ class Series:
             self.values = []
         self._sorted = True
         self.pool = pool
+        self.seq = next(_SERIES_SEQ)
 
     @property
     def type_name(self) -> str:

@@ -57,11 +57,14 @@ def select_names(db: Database, node: Optional[Tuple[Any, ...]]) -> List[str]:
     """Names of the series a selector picks (None = all), in database order."""
     if node is None or node[0] == 'all':
         return list(db.series)
+    if node[0] == 'name':  # the common case: one series, no set to build
+        return [node[1]] if node[1] in db.series else []
     names = _eval(db, node)
-    if len(names) * 4 < len(db.series):
-        order = {n: i for i, n in enumerate(db.series)}  # cheap for small sets
-        return sorted(names, key=order.__getitem__)
-    return [n for n in db.series if n in names]
+    series = db.series
+    if len(names) * 4 < len(series):
+        # creation numbers follow the dict's order: O(k log k), not O(series)
+        return sorted(names, key=lambda n: series[n].seq)
+    return [n for n in series if n in names]
 
 
 def series_row(s: Series) -> Dict[str, Any]:

@@ -1,0 +1,72 @@
+"""The embedded server's small requests stay independent of the stored volume.
+
+Small selects must not walk every series of the database, and the result keeps
+the database's series order (creation order) for any selection size.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, List
+
+import pytest
+
+from siridb.embedded.context import QueryContext, ServerInfo
+from siridb.embedded.insert import insert
+from siridb.embedded.query import execute
+from siridb.embedded.store import Database, Series
+
+
+class NoScanDict(Dict[str, Series]):
+    """A series dict that fails when someone iterates over all of it."""
+
+    armed = False
+
+    def __iter__(self) -> Iterator[str]:
+        if self.armed:
+            raise AssertionError('a small request scanned every series')
+        return super().__iter__()
+
+    def keys(self) -> Any:
+        if self.armed:
+            raise AssertionError('a small request scanned every series')
+        return super().keys()
+
+
+def make_db(n: int = 200) -> Database:
+    db = Database('dbtest', 'ms')
+    insert(db, {f's{i:03d}': [[1000 + i, i]] for i in range(n)})
+    return db
+
+
+def ctx_of(db: Database) -> QueryContext:
+    return QueryContext(db, db.users['iris'], ServerInfo('127.0.0.1:9000'))
+
+
+def test_select_one_series_does_not_scan_all_series() -> None:
+    db = make_db()
+    guarded = NoScanDict(db.series)
+    db.series = guarded
+    ctx = ctx_of(db)
+    guarded.armed = True
+    try:
+        assert execute(ctx, 'select * from "s150"', None) == {'s150': [[1150, 150]]}
+        assert execute(ctx, 'select * from "s150", "s007"', None) == {
+            's007': [[1007, 7]], 's150': [[1150, 150]]}
+        assert execute(ctx, 'select * from "nope"', None) == {}
+    finally:
+        guarded.armed = False
+
+
+@pytest.mark.parametrize('picked', [
+    ['s009', 's002'],  # a small selection (sorted by creation number)
+    [f's{i:03d}' for i in range(0, 12, 1)][::-1],  # a large one (dict scan)
+])
+def test_selection_keeps_creation_order_after_drop_and_recreate(picked: List[str]) -> None:
+    db = make_db(12)
+    ctx = ctx_of(db)
+    execute(ctx, 'drop series "s005"', None)
+    insert(db, {'s005': [[5, 5]]})  # recreated: now the newest series
+    selector = ', '.join(f'"{n}"' for n in picked + ['s005'])
+    got = list(execute(ctx, f'select * from {selector}', None))
+    expected = [n for n in db.series if n in set(picked) | {'s005'}]
+    assert got == expected
+    assert got[-1] == 's005'
