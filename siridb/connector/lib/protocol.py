@@ -17,8 +17,19 @@ import ssl as _ssl
 from heapq import heapify, heappop, heappush
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import qpack
+
 from . import protomap as pm
-from .codec import HEADER, MAX_PAYLOAD, Decoder, Package, packb, unpack_body
+from .codec import (
+    DECODE_ERRORS,
+    HEADER,
+    MAX_PAYLOAD,
+    SAFE_BODY_SIZE,
+    Decoder,
+    Package,
+    packb,
+    unpack_body,
+)
 from .exceptions import (
     ClientClosedError,
     ConnectionLostError,
@@ -48,6 +59,7 @@ _SUCCESS = frozenset({
 _Entry = Tuple['asyncio.Future[Any]', float, float]
 _INF = float('inf')
 _pack_header = HEADER.pack
+_unpackb = qpack.unpackb
 #: the deadline heap is rebuilt from the live entries when it holds more than
 #: twice the pending requests plus this many (entries of answered requests)
 _HEAP_SLACK = 1024
@@ -166,11 +178,28 @@ class SiriDBProtocol(asyncio.Protocol):
             return
         if self._loop is not None:
             self.last_reply = self._loop.time()
+        pending = self._pending
         for package in packages:
+            # fast path: a small success reply to a waiting request
+            pid, tp, body = package
+            entry = pending.get(pid)
+            if (entry is not None and tp in _SUCCESS and body
+                    and len(body) <= SAFE_BODY_SIZE and body[0] < 0xFE):
+                fut = entry[0]
+                if not fut.done():
+                    try:
+                        result = _unpackb(body, decode='utf-8')
+                    except DECODE_ERRORS:
+                        pass  # _on_package reports it
+                    else:
+                        del pending[pid]
+                        fut.set_result(result)
+                        continue
             self._on_package(package)
             transport = self._transport
             if transport is None or transport.is_closing():
                 return  # aborted after a corrupt reply
+            pending = self._pending
 
     def eof_received(self) -> Optional[bool]:
         return False  # close the transport
