@@ -8,7 +8,10 @@ from __future__ import annotations
 from typing import Any, Dict, Iterator, List
 
 import pytest
+from _embedded_helpers import RawConn
 
+from siridb.connector.lib.codec import pack
+from siridb.embedded import EmbeddedServer
 from siridb.embedded.context import QueryContext, ServerInfo
 from siridb.embedded.insert import insert
 from siridb.embedded.query import execute
@@ -70,3 +73,47 @@ def test_selection_keeps_creation_order_after_drop_and_recreate(picked: List[str
     expected = [n for n in db.series if n in set(picked) | {'s005'}]
     assert got == expected
     assert got[-1] == 's005'
+
+
+async def test_replies_to_one_read_of_requests_leave_in_one_write() -> None:
+    """Pipelined requests arriving together are answered in order, with one
+    transport write (one send) per read instead of one per reply."""
+    async with EmbeddedServer(port=0) as srv:
+        conn = await RawConn.open(srv.host, srv.port)
+        try:
+            await conn.auth()
+            assert await conn.request(1, {'t': [[1, 1], [2, 2], [3, 3]]}) == (
+                1, {'success_msg': 'Successfully inserted 3 point(s).'})
+            (proto,) = srv.connections
+            transport: Any = proto._transport
+            writes: List[int] = []
+            real_write = transport.write
+
+            def counting_write(data: bytes) -> None:
+                writes.append(len(data))
+                real_write(data)
+
+            transport.write = counting_write
+            reads: List[int] = []
+            real_received = proto.data_received
+
+            def counting_received(data: bytes) -> None:
+                reads.append(len(data))
+                real_received(data)
+
+            proto.data_received = counting_received  # type: ignore[method-assign]
+            batch = []
+            for i in range(30):
+                batch.append(pack(100 + 3 * i, 1, {f'w{i % 4}': [[10 + i, i]]}))
+                batch.append(pack(101 + 3 * i, 0, ['select * from "t"', None]))
+                batch.append(pack(102 + 3 * i, 3))
+            conn.send_raw(b''.join(batch))
+            got = [await conn.recv() for _ in range(90)]
+            assert [r[0] for r in got if r is not None] == list(range(100, 190))
+            assert got[0] == (100, 1, {'success_msg': 'Successfully inserted 1 point(s).'})
+            assert got[1] == (101, 0, {'t': [[1, 1], [2, 2], [3, 3]]})
+            assert got[2] == (102, 3, None)
+            assert sum(reads) == len(b''.join(batch))
+            assert len(writes) == len(reads)  # 1 on loopback, as a rule
+        finally:
+            await conn.close()

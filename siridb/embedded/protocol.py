@@ -50,6 +50,9 @@ class ServerProtocol(asyncio.Protocol):
         self._decoder = Decoder()
         self._session = Session()
         self._transport: Optional[asyncio.Transport] = None
+        #: replies of the packages being handled, written together (one
+        #: send per batch of requests instead of one per reply)
+        self._out: Optional[List[bytes]] = None
         self.peer = '?'
 
     # -- asyncio.Protocol ----------------------------------------------
@@ -90,6 +93,8 @@ class ServerProtocol(asyncio.Protocol):
         # select), so it is paused while requests run and resumed after.
         gc_was_enabled = gc.isenabled()
         gc.disable()
+        out: List[bytes] = []
+        self._out = out
         try:
             for pkg in packages:
                 if self._transport is None or self._transport.is_closing():
@@ -103,6 +108,9 @@ class ServerProtocol(asyncio.Protocol):
                     self._send(pkg.pid, pm.CPROTO_ERR_MSG,
                                {'error_msg': REQUEST_FAILED})
         finally:
+            self._out = None
+            if out:
+                self._write(out[0] if len(out) == 1 else b''.join(out))
             if gc_was_enabled:
                 gc.enable()
 
@@ -113,9 +121,7 @@ class ServerProtocol(asyncio.Protocol):
     # -- requests ------------------------------------------------------
 
     def _send(self, pid: int, tp: int, data: Any = None) -> None:
-        transport = self._transport
-        if transport is not None and not transport.is_closing():
-            transport.write(pack(pid, tp, data))
+        self._write(pack(pid, tp, data))
 
     def _error(self, pid: int, tp: int, msg: str) -> None:
         self._send(pid, tp, {'error_msg': msg})
@@ -200,6 +206,10 @@ class ServerProtocol(asyncio.Protocol):
             self._write(body)
 
     def _write(self, data: bytes) -> None:
+        out = self._out
+        if out is not None:  # inside _handle_all: sent once it is done
+            out.append(data)
+            return
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.write(data)
