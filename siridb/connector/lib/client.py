@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 import ssl as _ssl
+import time
 import warnings
 import weakref
 from types import TracebackType
@@ -37,6 +38,8 @@ __all__ = ['SiriDBClient']
 logger = logging.getLogger('siridb.connector')
 
 NO_CONNECTIONS = 'No available connections found'
+_BASE_TIME = asyncio.BaseEventLoop.time
+_monotonic = time.monotonic
 
 
 class SiriDBClient(ClientFeatures):
@@ -301,7 +304,8 @@ class SiriDBClient(ClientFeatures):
         if type(body) is not bytes:
             body = b'' if body is None else bytes(body)
         loop = asyncio.get_running_loop()
-        now = loop.time()
+        # the standard loops' time() is time.monotonic(): call it directly
+        now = _monotonic() if type(loop).time is _BASE_TIME else loop.time()
         deadline = now + (float('inf') if timeout is None else timeout)
         attempt = 0
         while True:

@@ -59,6 +59,9 @@ _SUCCESS = frozenset({
 _Entry = Tuple['asyncio.Future[Any]', float, float]
 _INF = float('inf')
 _pack_header = HEADER.pack
+#: the standard loops' create_future, skipped for a direct Future() call
+_BASE_CREATE_FUTURE = asyncio.BaseEventLoop.create_future
+_Future = asyncio.Future
 _unpackb = qpack.unpackb
 #: the deadline heap is rebuilt from the live entries when it holds more than
 #: twice the pending requests plus this many (entries of answered requests)
@@ -81,6 +84,7 @@ class SiriDBProtocol(asyncio.Protocol):
     """
 
     auth_timeout: Optional[float] = DEFAULT_AUTH_TIMEOUT
+    _std_futures = False
 
     def __init__(self, username: Optional[str] = None,
                  password: Optional[str] = None,
@@ -93,6 +97,7 @@ class SiriDBProtocol(asyncio.Protocol):
         self._deadlines: List[Tuple[float, int]] = []
         self._timer: Optional[asyncio.TimerHandle] = None
         self._timer_at = _INF
+        self._std_futures = False
         self._decoder = Decoder()
         self._transport: Optional[asyncio.Transport] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -113,6 +118,7 @@ class SiriDBProtocol(asyncio.Protocol):
 
     def _init_futures(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._std_futures = type(loop).create_future is _BASE_CREATE_FUTURE
         self.auth_future: asyncio.Future[Any] = loop.create_future()
         self._closed_future = loop.create_future()
 
@@ -137,6 +143,7 @@ class SiriDBProtocol(asyncio.Protocol):
         if self._loop is None or self._closed_future is None:
             self._init_futures(loop)
         self._loop = loop
+        self._std_futures = type(loop).create_future is _BASE_CREATE_FUTURE
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         self.last_reply = loop.time()
@@ -316,7 +323,8 @@ class SiriDBProtocol(asyncio.Protocol):
                 f'request payload is {len(body)} bytes, more than '
                 f'the server accepts ({MAX_PAYLOAD}); nothing was sent')
         header = _pack_header(len(body), pid, tipe, tipe ^ 0xFF)
-        fut: asyncio.Future[Any] = loop.create_future()
+        fut: asyncio.Future[Any] = (_Future(loop=loop) if self._std_futures
+                                    else loop.create_future())
         if deadline == _INF:
             pending[pid] = (fut, _INF, 0.0)
         else:

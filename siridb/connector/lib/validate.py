@@ -6,13 +6,16 @@ and insert payloads here, so the rules are the same everywhere.
 from __future__ import annotations
 
 import gc
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
+
+import qpack
 
 from .codec import MAX_PAYLOAD, packb, run_deep
 from .exceptions import InsertDataError
 
 __all__ = ['check_query', 'check_time_precision', 'pack_query', 'pack_insert']
 
+_qpack_packb: Callable[[Any], bytes] = qpack.packb
 _PRECISION_NAMES = {'s': 0, 'ms': 1, 'us': 2, 'ns': 3}
 
 
@@ -119,8 +122,6 @@ def _is_small_flat(data: Any) -> bool:
 
 
 def _pack_checked(data: Any) -> bytes:
-    if _is_small_flat(data):
-        return packb(data)
     # qpack packs in C, recursing per nesting level without a limit: data
     # nested ~90,000 deep would overflow the C stack and kill the process
     if _count_points(data) > CHECKED_POINTS:
@@ -140,6 +141,14 @@ def pack_insert(data: Any, max_payload: int = MAX_PAYLOAD) -> bytes:
     Data that packs but that the server will reject is returned as is, so the
     caller gets the server's exact ``InsertError`` text.
     """
+    if _is_small_flat(data):
+        try:
+            body = _qpack_packb(data)
+        except Exception:
+            pass  # the general path below raises the fitting InsertDataError
+        else:
+            if len(body) <= max_payload:
+                return body
     try:
         body = _pack_checked(data)
     except InsertDataError:
