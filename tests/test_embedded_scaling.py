@@ -5,6 +5,7 @@ the database's series order (creation order) for any selection size.
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any, Dict, Iterator, List
 
 import pytest
@@ -12,7 +13,7 @@ from _embedded_helpers import RawConn
 
 from siridb.connector.lib.codec import pack
 from siridb.embedded import EmbeddedServer
-from siridb.embedded.context import QueryContext, ServerInfo
+from siridb.embedded.context import QueryContext, QueryFailure, ServerInfo
 from siridb.embedded.insert import insert
 from siridb.embedded.query import execute
 from siridb.embedded.store import Database, Series
@@ -117,3 +118,40 @@ async def test_replies_to_one_read_of_requests_leave_in_one_write() -> None:
             assert len(writes) == len(reads)  # 1 on loopback, as a rule
         finally:
             await conn.close()
+
+
+def test_repeated_select_is_parsed_once_and_sees_new_data(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    execute_mod = importlib.import_module('siridb.embedded.query.execute')
+    calls: List[str] = []
+    real_parse = execute_mod.parse
+
+    def counting_parse(text: str) -> Dict[str, Any]:
+        calls.append(text)
+        return real_parse(text)
+
+    monkeypatch.setattr(execute_mod, 'parse', counting_parse)
+    monkeypatch.setattr(execute_mod, '_SELECT_CACHE', {})
+    db = make_db(3)
+    ctx = ctx_of(db)
+    query = 'select max(2) prefix "m-", * from "s001", "s002" after 1001'
+    first = execute(ctx, query, None)
+    assert first == {'m-s001': [[1002, 1]], 'm-s002': [[1002, 2]],
+                     's001': [[1001, 1]], 's002': [[1002, 2]]}
+    insert(db, {'s001': [[1003, 7]], 's002': [[999, 9]]})
+    again = execute(ctx, query, 1)  # other precision, new points: same tree
+    assert again == {'m-s001': [[1002, 1], [1004, 7]], 'm-s002': [[1002, 2]],
+                     's001': [[1001, 1], [1003, 7]], 's002': [[1002, 2]]}
+    assert execute(ctx, 'timeit ' + query, None)['__timeit__'][0]['server'] == \
+        '127.0.0.1:9000'
+    assert execute(ctx, query, None) == execute(ctx, query, None)
+    assert calls == [query, 'timeit ' + query]
+    # other statements are parsed each time (their trees may end up in replies)
+    execute(ctx, 'list series', None)
+    execute(ctx, 'list series', None)
+    assert calls[2:] == ['list series', 'list series']
+    # a syntax error is never cached
+    for _ in range(2):
+        with pytest.raises(QueryFailure, match="Query error at position"):
+            execute(ctx, 'select * frm "s001"', None)
+    assert calls[4:] == ['select * frm "s001"'] * 2

@@ -16,6 +16,12 @@ __all__ = ['execute', 'required_right']
 
 log = logging.getLogger('siridb.embedded')
 
+#: parse trees of recent select statements by query text: a client repeating
+#: the same small select skips the parser (trees are only read, never changed)
+_SELECT_CACHE: Dict[str, Dict[str, Any]] = {}
+_SELECT_CACHE_SIZE = 512
+_SELECT_CACHE_TEXT = 2048  # longer texts are parsed every time
+
 _NO_ACCESS_POOL = 'At least one pool is lacking an accessible server to process this request'
 _NO_ONLINE_POOL = 'At least one pool is lacking an online server to process this request'
 
@@ -28,6 +34,19 @@ def required_right(kind: str) -> Optional[str]:
         if kind.startswith(prefix + '_'):
             return prefix
     return None
+
+
+def _parse(query: str) -> Dict[str, Any]:
+    """``parse(query)``, from the cache for a select seen recently."""
+    stmt = _SELECT_CACHE.get(query)
+    if stmt is not None:
+        return stmt
+    stmt = parse(query)
+    if stmt['kind'] == 'select' and len(query) <= _SELECT_CACHE_TEXT:
+        if len(_SELECT_CACHE) >= _SELECT_CACHE_SIZE:
+            _SELECT_CACHE.clear()
+        _SELECT_CACHE[query] = stmt
+    return stmt
 
 
 def _run(ctx: QueryContext, stmt: Dict[str, Any], now: int,
@@ -61,7 +80,7 @@ def execute(ctx: QueryContext, query: str,
         raise QueryFailure(65, f'Invalid time precision: {time_precision!r} (expecting '
                                '0=s, 1=ms, 2=us, 3=ns or None)')
     try:
-        stmt = parse(query)
+        stmt = _parse(query)
         kind = stmt['kind']
         if kind == 'unsupported':
             raise QueryFailure(
