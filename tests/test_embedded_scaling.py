@@ -10,9 +10,12 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 from _embedded_helpers import RawConn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from siridb.connector.lib.codec import pack
 from siridb.embedded import EmbeddedServer
+from siridb.embedded import insert as insert_mod
 from siridb.embedded.context import QueryContext, QueryFailure, ServerInfo
 from siridb.embedded.insert import insert
 from siridb.embedded.query import execute
@@ -155,3 +158,32 @@ def test_repeated_select_is_parsed_once_and_sees_new_data(
         with pytest.raises(QueryFailure, match="Query error at position"):
             execute(ctx, 'select * frm "s001"', None)
     assert calls[4:] == ['select * frm "s001"'] * 2
+
+
+_TS = st.one_of(
+    st.integers(-2, 3), st.integers(-2 ** 64, 2 ** 64),
+    st.sampled_from([-1, 0, 2 ** 32 - 1, 2 ** 32, 2 ** 63 - 1, 2 ** 63]),
+    st.floats(), st.text(max_size=1), st.booleans(), st.none())
+_VALUE = st.one_of(
+    st.integers(-2 ** 64, 2 ** 64), st.floats(), st.text(max_size=2), st.booleans(),
+    st.none(), st.lists(st.integers(), max_size=1))
+_POINT = st.tuples(_TS, _VALUE).map(list)
+_POINTS = st.lists(st.one_of(_POINT, _POINT, _POINT, st.lists(_VALUE, max_size=3), _VALUE),
+                   max_size=10)
+
+
+@given(pts=_POINTS, max_ts=st.sampled_from([2 ** 32 - 1, 2 ** 63 - 1]))
+@settings(max_examples=500, deadline=None)
+def test_small_insert_fast_path_matches_bulk_checks(pts: List[Any], max_ts: int) -> None:
+    """Point lists of up to 8 points skip the bulk checks: same chunks, same
+    error texts as the bulk path."""
+    def run(small: int) -> Any:
+        insert_mod._SMALL = small
+        try:
+            return insert_mod.parse_insert({'s': pts}, max_ts)
+        except QueryFailure as exc:
+            return exc.tp, exc.msg
+        finally:
+            insert_mod._SMALL = 8
+
+    assert run(8) == run(0)

@@ -47,6 +47,8 @@ Chunk = Tuple[str, List[int], List[Any]]
 _ts_of = itemgetter(0)
 _value_of = itemgetter(1)
 _VALUE_TYPES = frozenset((int, float, str))
+#: point lists up to this length are checked point by point (see _points)
+_SMALL = 8
 
 
 def _fail(msg: str) -> QueryFailure:
@@ -65,6 +67,22 @@ def _points(name: str, pts: Any, max_ts: int) -> Tuple[Chunk, bool]:
         raise _fail(ERR_ARRAY)
     if not pts or not _is_point(pts[0]):
         raise _fail(ERR_AT_LEAST_ONE)
+    if len(pts) <= _SMALL:
+        # a few points: one plain pass beats the bulk checks' set() and
+        # min()/max() calls; anything unusual takes the bulk path below
+        ts: List[int] = []
+        values: List[Any] = []
+        for p in pts:
+            if type(p) is not list or len(p) != 2:
+                break
+            t, v = p
+            if type(t) is not int or t < 0 or t > max_ts or \
+                    type(v) not in _VALUE_TYPES:
+                break
+            ts.append(t)
+            values.append(v)
+        else:
+            return (name, ts, values), False
     broken = False
     if set(map(type, pts)) != {list} or set(map(len, pts)) != {2}:
         # the real parser reads points while they are 2-item arrays
