@@ -187,3 +187,19 @@ def test_small_insert_fast_path_matches_bulk_checks(pts: List[Any], max_ts: int)
             insert_mod._SMALL = 8
 
     assert run(8) == run(0)
+
+
+def test_select_all_points_is_independent_of_the_store() -> None:
+    """`select *` builds its rows from the stored arrays without slicing them:
+    later inserts (in or out of order) leave an earlier result alone."""
+    db = make_db(2)
+    ctx = ctx_of(db)
+    insert(db, {'str': [[5, 'b'], [3, 'a']]})
+    first = execute(ctx, 'select * from "s001", "str"', None)
+    assert first == {'s001': [[1001, 1]], 'str': [[3, 'a'], [5, 'b']]}
+    first['s001'][0][1] = 99
+    insert(db, {'s001': [[1, -1]], 'str': [[4, 'c']]})
+    assert execute(ctx, 'select * from "s001", "str"', None) == {
+        's001': [[1, -1], [1001, 1]], 'str': [[3, 'a'], [4, 'c'], [5, 'b']]}
+    assert execute(ctx, 'select * from "s001" merge as "m"', 1) == {
+        'm': [[1, -1], [1001, 1]]}

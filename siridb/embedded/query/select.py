@@ -45,6 +45,8 @@ def _operand(node: Tuple[Any, ...]) -> Any:
 def build_specs(chain: Sequence[Node], db: Database, now: int) -> List[Any]:
     """Parse-tree chain -> checked list of aggregates.AggrSpec (`*` is the identity)."""
     specs: List[Any] = []
+    if len(chain) == 1 and chain[0]['fn'] == '*':  # plain `select *`
+        return specs
 
     def ev(expr: Tuple[Any, ...]) -> int:
         return evaluate(expr, db.factor, now, db.timezone)
@@ -149,17 +151,26 @@ def run_select(db: Database, node: Node, now: int,
     limit = db.select_points_limit
     total = 0
     data: List[Tuple[str, int, Sequence[int], Sequence[Any]]] = []
+    # the rows are built from the stored arrays themselves when every point
+    # is taken and no aggregate runs (nothing then holds on to them)
+    whole = start is None and end is None and head is None and tail is None and \
+        not any(chains)
+    series = db.series
     for name in names:
-        s = db.series[name]
+        s = series[name]
         ts, vals = s.points()
+        if total > limit:
+            raise QueryFailure(65, _POINTS.format(limit))
+        if whole:
+            total += len(ts)
+            data.append((name, s.tp, ts, vals))
+            continue
         lo = 0 if start is None else bisect_left(ts, start)
         hi = len(ts) if end is None else bisect_left(ts, end)
         if head is not None:
             hi = min(hi, lo + head)
         if tail is not None:
             lo = max(lo, hi - tail)
-        if total > limit:
-            raise QueryFailure(65, _POINTS.format(limit))
         total += max(0, hi - lo)
         data.append((name, s.tp, ts[lo:hi], vals[lo:hi]))
 
