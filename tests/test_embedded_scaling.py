@@ -6,6 +6,7 @@ the database's series order (creation order) for any selection size.
 from __future__ import annotations
 
 import importlib
+from array import array
 from typing import Any, Dict, Iterator, List
 
 import pytest
@@ -19,7 +20,7 @@ from siridb.embedded import insert as insert_mod
 from siridb.embedded.context import QueryContext, QueryFailure, ServerInfo
 from siridb.embedded.insert import insert
 from siridb.embedded.query import execute
-from siridb.embedded.store import Database, Series
+from siridb.embedded.store import TYPE_FLOAT, TYPE_INTEGER, TYPE_STRING, Database, Series
 
 
 class NoScanDict(Dict[str, Series]):
@@ -203,3 +204,44 @@ def test_select_all_points_is_independent_of_the_store() -> None:
         's001': [[1, -1], [1001, 1]], 'str': [[3, 'a'], [4, 'c'], [5, 'b']]}
     assert execute(ctx, 'select * from "s001" merge as "m"', 1) == {
         'm': [[1, -1], [1001, 1]]}
+
+
+_CHUNKS = st.lists(st.lists(st.integers(0, 40), min_size=1, max_size=20), max_size=12)
+
+
+@given(chunks=_CHUNKS, tp=st.sampled_from([TYPE_INTEGER, TYPE_FLOAT, TYPE_STRING]))
+@settings(max_examples=300, deadline=None)
+def test_series_points_are_a_stable_sort_of_every_insert(chunks: List[List[int]],
+                                                          tp: int) -> None:
+    """Small out-of-order inserts go in place (no full sort on the next read);
+    reads between inserts and at the end always give every point sorted by
+    time, points of equal time in insertion order."""
+    s = Series('s', tp)
+    inserted: List[Any] = []
+    for n, chunk in enumerate(chunks):
+        raw = [n * 100 + i for i in range(len(chunk))]
+        vals: Any = [str(v) for v in raw] if tp == TYPE_STRING else \
+            array('d' if tp == TYPE_FLOAT else 'q', raw)
+        s.extend(array('q', chunk) if n % 2 else chunk, vals)
+        inserted.extend(zip(chunk, vals))
+        if n % 3 == 0:
+            ts, values = s.points()
+            expected = sorted(inserted, key=lambda p: p[0])
+            assert list(zip(ts, values)) == expected
+    ts, values = s.points()
+    assert list(zip(ts, values)) == sorted(inserted, key=lambda p: p[0])
+    assert len(s) == len(inserted)
+
+
+def test_small_out_of_order_insert_keeps_a_big_series_sorted() -> None:
+    s = Series('big', TYPE_INTEGER)
+    s.extend(list(range(0, 20000, 2)), array('q', range(10000)))
+    s.extend([7, 7, 3], array('q', [-1, -2, -3]))  # out of order, small
+    assert s._sorted  # put in place, nothing left to sort on read
+    ts, values = s.points()
+    assert list(ts[:8]) == [0, 2, 3, 4, 6, 7, 7, 8]
+    assert list(values[:8]) == [0, 1, -3, 2, 3, -1, -2, 4]
+    s.extend(list(range(100, 0, -5)), array('q', range(20)))  # 20 points: sort on read
+    assert not s._sorted
+    ts, _ = s.points()
+    assert list(ts) == sorted(ts) and len(ts) == 10023
