@@ -1,6 +1,7 @@
 """Request timeouts of SiriDBProtocol (one deadline heap and one loop timer per
 connection): mixed and out-of-order deadlines, answered requests never time
-out, the heap stays bounded, close leaves no timer behind."""
+out, the heap stays bounded, close leaves no timer behind; and write batches
+of WRITE_BATCH requests leave without waiting for the end of the iteration."""
 from __future__ import annotations
 
 import asyncio
@@ -12,6 +13,7 @@ from siridb.connector import SiriDBAsyncConnection, async_connect
 from siridb.connector.lib import exceptions as ex
 from siridb.connector.lib import protomap as pm
 from siridb.connector.lib.codec import Package
+from siridb.connector.lib.protocol import WRITE_BATCH
 
 
 def _stall_or_echo(stalled: List[Package]) -> Any:
@@ -120,6 +122,29 @@ async def test_deadline_heap_stays_bounded_and_timeouts_still_fire() -> None:
             else:
                 raise AssertionError('no timeout')
             assert proto.pending == 1
+        finally:
+            conn.close()
+            await conn.wait_closed()
+
+
+async def test_a_full_write_batch_goes_out_at_once() -> None:
+    stalled: List[Package] = []
+    async with ScriptedServer(_stall_or_echo(stalled)) as srv:
+        conn = await _connect(srv)
+        proto = conn._protocol
+        assert proto is not None
+        try:
+            futs = [proto.send_package(pm.CPROTO_REQ_QUERY, i, timeout=30)
+                    for i in range(WRITE_BATCH - 1)]
+            assert len(proto._wbuf) == WRITE_BATCH - 1  # still queued
+            futs.append(proto.send_package(pm.CPROTO_REQ_QUERY, WRITE_BATCH - 1, timeout=30))
+            assert proto._wbuf == []  # the full batch was written without waiting
+            futs += [proto.send_package(pm.CPROTO_REQ_QUERY, i, timeout=30)
+                     for i in range(WRITE_BATCH, WRITE_BATCH + 3)]
+            assert len(proto._wbuf) == 3  # the rest leaves at the end of the iteration
+            await asyncio.sleep(0)
+            assert proto._wbuf == []
+            assert await asyncio.gather(*futs) == list(range(WRITE_BATCH + 3))
         finally:
             conn.close()
             await conn.wait_closed()

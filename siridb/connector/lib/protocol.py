@@ -41,11 +41,15 @@ from .exceptions import (
     error_for_response,
 )
 
-__all__ = ['SiriDBProtocol', 'open_protocol', 'PID_SPACE', 'DEFAULT_AUTH_TIMEOUT']
+__all__ = ['SiriDBProtocol', 'open_protocol', 'PID_SPACE', 'DEFAULT_AUTH_TIMEOUT', 'WRITE_BATCH']
 
 logger = logging.getLogger('siridb.connector')
 
 PID_SPACE = 65536
+#: this many requests queued in one loop iteration are written at once: the
+#: server works on them while the client makes the next ones (one write per
+#: iteration made client and server take turns: 256 in flight ran ~40% slower)
+WRITE_BATCH = 64
 DEFAULT_AUTH_TIMEOUT = 10.0
 
 #: replies that resolve the request with the decoded payload
@@ -85,6 +89,7 @@ class SiriDBProtocol(asyncio.Protocol):
 
     auth_timeout: Optional[float] = DEFAULT_AUTH_TIMEOUT
     _std_futures = False
+    _flush_scheduled = False
 
     def __init__(self, username: Optional[str] = None,
                  password: Optional[str] = None,
@@ -335,14 +340,23 @@ class SiriDBProtocol(asyncio.Protocol):
                 self._arm_timer(loop, deadline)
             elif len(heap) > 2 * len(pending) + _HEAP_SLACK:
                 self._compact_deadlines()
-        # writes made in one loop iteration go out in one system call
+        # writes made in one loop iteration go out in one system call, or in
+        # one per WRITE_BATCH requests, so the server can start on the first
+        # ones while the rest are being made
         wbuf = self._wbuf
-        if not wbuf:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
             loop.call_soon(self._flush)
         wbuf.append(header + body)
+        if len(wbuf) >= WRITE_BATCH:
+            self._write_now()
         return fut
 
     def _flush(self) -> None:
+        self._flush_scheduled = False
+        self._write_now()
+
+    def _write_now(self) -> None:
         wbuf = self._wbuf
         if not wbuf:
             return
