@@ -245,3 +245,29 @@ def test_small_out_of_order_insert_keeps_a_big_series_sorted() -> None:
     assert not s._sorted
     ts, _ = s.points()
     assert list(ts) == sorted(ts) and len(ts) == 10023
+
+
+async def test_query_context_is_reused_until_database_user_or_pools_change() -> None:
+    async with EmbeddedServer(port=0, databases=['dbtest', 'other']) as srv:
+        db = srv.database('dbtest')
+        iris = db.users['iris']
+        ctx = srv.query_context(db, iris)
+        assert srv.query_context(db, iris) is ctx
+        assert (ctx.db, ctx.user, ctx.servers, ctx.pool_down) == (db, iris, [srv.info], False)
+        other = srv.database('other')
+        assert srv.query_context(other, other.users['iris']).db is other
+        srv.pool_error(True)
+        assert srv.query_context(db, iris).pool_down is True
+        srv.pool_error(False)
+        assert srv.query_context(db, iris).pool_down is False
+        conn = await RawConn.open(srv.host, srv.port)
+        try:
+            await conn.auth()
+            query = ['select * from "x"', None]
+            assert await conn.request(0, query) == (0, {})
+            srv.pool_error(True)
+            assert (await conn.request(0, query))[0] == 68
+            srv.pool_error(False)
+            assert await conn.request(0, query) == (0, {})
+        finally:
+            await conn.close()

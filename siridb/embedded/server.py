@@ -94,6 +94,7 @@ class EmbeddedServer:
         self.paused = False
         self._pool_error = False
         self._server: Optional[asyncio.AbstractServer] = None
+        self._last_ctx: Optional[QueryContext] = None
 
     # -- public API ----------------------------------------------------
 
@@ -188,9 +189,19 @@ class EmbeddedServer:
         return self.cluster is not None and self.cluster.pool_missing()
 
     def query_context(self, db: Database, user: User) -> QueryContext:
-        servers = [self.info] if self.cluster is None else self.cluster.infos
-        return QueryContext(db=db, user=user, server=self.info,
-                            servers=servers, pool_down=self.pool_down)
+        pool_down = self.pool_down
+        if self.cluster is not None:
+            return QueryContext(db=db, user=user, server=self.info,
+                                servers=self.cluster.infos, pool_down=pool_down)
+        # a lone server reuses its last context (statements only read it):
+        # no new object per query while database, user and pool state stay
+        ctx = self._last_ctx
+        if ctx is None or ctx.db is not db or ctx.user is not user or \
+                ctx.pool_down != pool_down:
+            ctx = self._last_ctx = QueryContext(
+                db=db, user=user, server=self.info, servers=[self.info],
+                pool_down=pool_down)
+        return ctx
 
     async def __aenter__(self) -> EmbeddedServer:
         await self.start()
