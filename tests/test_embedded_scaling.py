@@ -271,3 +271,40 @@ async def test_query_context_is_reused_until_database_user_or_pools_change() -> 
             assert await conn.request(0, query) == (0, {})
         finally:
             await conn.close()
+
+
+async def test_durable_acks_of_one_flush_leave_in_one_write(tmp_path: Any) -> None:
+    """With a data directory (fsync before acknowledging), the replies that
+    wait for the same fsync leave together, in request order."""
+    async with EmbeddedServer(port=0, data_dir=str(tmp_path)) as srv:
+        conn = await RawConn.open(srv.host, srv.port)
+        try:
+            await conn.auth()
+            (proto,) = srv.connections
+            transport: Any = proto._transport
+            writes: List[int] = []
+            real_write = transport.write
+
+            def counting_write(data: bytes) -> None:
+                writes.append(len(data))
+                real_write(data)
+
+            transport.write = counting_write
+            reads: List[int] = []
+            real_received = proto.data_received
+
+            def counting_received(data: bytes) -> None:
+                reads.append(len(data))
+                real_received(data)
+
+            proto.data_received = counting_received  # type: ignore[method-assign]
+            batch = [pack(200 + i, 1, {f'd{i % 3}': [[i, i]]}) for i in range(60)]
+            conn.send_raw(b''.join(batch))
+            got = [await conn.recv() for _ in range(60)]
+            assert [r[:2] for r in got if r is not None] == [(200 + i, 1) for i in range(60)]
+            assert sum(reads) == len(b''.join(batch))
+            assert 1 <= len(writes) <= len(reads)  # one per fsync, not one per reply
+        finally:
+            await conn.close()
+    async with EmbeddedServer(port=0, data_dir=str(tmp_path)) as srv:
+        assert sum(len(s) for s in srv.database().series.values()) == 60

@@ -211,12 +211,17 @@ class Engine:
 
     # -- commits -------------------------------------------------------
 
+    @property
+    def defers_acks(self) -> bool:
+        """Whether ``commit()`` waits for an fsync (else it replies at once)."""
+        return self._server_log is not None and self.fsync != 'never'
+
     def commit(self, reply: Callable[[], None],
                fail: Optional[Callable[[], None]] = None) -> None:
         """Send ``reply`` once every change made so far is durable; if the
         fsync fails, call ``fail`` instead (e.g. close the connection: the
         change must not be acknowledged)."""
-        if self._server_log is None or self.fsync == 'never':
+        if not self.defers_acks:
             reply()
             return
         self._pending.append((reply, fail))

@@ -53,6 +53,8 @@ class ServerProtocol(asyncio.Protocol):
         #: replies of the packages being handled, written together (one
         #: send per batch of requests instead of one per reply)
         self._out: Optional[List[bytes]] = None
+        #: replies to changes waiting for the engine's next fsync
+        self._acks: List[bytes] = []
         self.peer = '?'
 
     # -- asyncio.Protocol ----------------------------------------------
@@ -201,9 +203,30 @@ class ServerProtocol(asyncio.Protocol):
             self._error(pid, pm.CPROTO_ERR_QUERY, INTERNAL_ERROR)
             return
         if changed:
-            self._engine.commit(lambda: self._write(body), self.abort)
+            self._ack(body)
         else:
             self._write(body)
+
+    def _ack(self, data: bytes) -> None:
+        """Send the reply to a change once the change is durable. While the
+        engine waits for its fsync, this connection's replies are gathered
+        and leave in one write when it is done."""
+        if not self._engine.defers_acks:
+            self._write(data)
+            return
+        acks = self._acks
+        if not acks:
+            self._engine.commit(self._send_acks, self._acks_failed)
+        acks.append(data)
+
+    def _send_acks(self) -> None:
+        acks, self._acks = self._acks, []
+        if acks:
+            self._write(acks[0] if len(acks) == 1 else b''.join(acks))
+
+    def _acks_failed(self) -> None:
+        self._acks = []
+        self.abort()
 
     def _write(self, data: bytes) -> None:
         out = self._out
@@ -244,7 +267,7 @@ class ServerProtocol(asyncio.Protocol):
             self._error(pid, exc.tp, exc.msg)
             return
         reply = pack(pid, pm.CPROTO_RES_INSERT, {'success_msg': success_msg(n)})
-        self._engine.commit(lambda: self._write(reply), self.abort)
+        self._ack(reply)
 
     def _service(self, pkg: Package) -> None:
         try:
@@ -253,4 +276,4 @@ class ServerProtocol(asyncio.Protocol):
             data = None
         tp, payload = handle_service(self._engine, data)
         reply = pack(pkg.pid, tp, payload)
-        self._engine.commit(lambda: self._write(reply), self.abort)
+        self._ack(reply)
