@@ -209,17 +209,20 @@ def test_select_all_points_is_independent_of_the_store() -> None:
 _CHUNKS = st.lists(st.lists(st.integers(0, 40), min_size=1, max_size=20), max_size=12)
 
 
-@given(chunks=_CHUNKS, tp=st.sampled_from([TYPE_INTEGER, TYPE_FLOAT, TYPE_STRING]))
-@settings(max_examples=300, deadline=None)
+@given(chunks=_CHUNKS, tp=st.sampled_from([TYPE_INTEGER, TYPE_FLOAT, TYPE_STRING]),
+       prefix=st.sampled_from([0, 1, 50, 400]))
+@settings(max_examples=400, deadline=None)
 def test_series_points_are_a_stable_sort_of_every_insert(chunks: List[List[int]],
-                                                          tp: int) -> None:
-    """Small out-of-order inserts go in place (no full sort on the next read);
+                                                          tp: int, prefix: int) -> None:
+    """Small out-of-order inserts go in place, larger ones are merged into the
+    sorted points on the next read (or sorted with them when they are many):
     reads between inserts and at the end always give every point sorted by
     time, points of equal time in insertion order."""
     s = Series('s', tp)
     inserted: List[Any] = []
+    chunks = [[i // 10 for i in range(prefix)]] + chunks if prefix else chunks
     for n, chunk in enumerate(chunks):
-        raw = [n * 100 + i for i in range(len(chunk))]
+        raw = [n * 1000 + i for i in range(len(chunk))]
         vals: Any = [str(v) for v in raw] if tp == TYPE_STRING else \
             array('d' if tp == TYPE_FLOAT else 'q', raw)
         s.extend(array('q', chunk) if n % 2 else chunk, vals)
@@ -231,6 +234,19 @@ def test_series_points_are_a_stable_sort_of_every_insert(chunks: List[List[int]]
     ts, values = s.points()
     assert list(zip(ts, values)) == sorted(inserted, key=lambda p: p[0])
     assert len(s) == len(inserted)
+
+
+def test_late_points_are_merged_into_a_big_series_on_read() -> None:
+    s = Series('big', TYPE_FLOAT)
+    s.extend(list(range(0, 2000, 2)), array('d', range(1000)))
+    late = [1999, 1, 1, 0, 2000, 500, 17, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19]
+    s.extend(late, array('d', [-float(i) for i in range(1, 18)]))
+    assert not s._sorted
+    ts, values = s.points()
+    assert len(ts) == 1017 and list(ts) == sorted(ts)
+    assert list(zip(ts[:6], values[:6])) == [
+        (0, 0.0), (0, -4.0), (1, -2.0), (1, -3.0), (1, -8.0), (2, 1.0)]
+    assert list(zip(ts[-3:], values[-3:])) == [(1998, 999.0), (1999, -1.0), (2000, -5.0)]
 
 
 def test_small_out_of_order_insert_keeps_a_big_series_sorted() -> None:

@@ -54,12 +54,16 @@ _SERIES_SEQ = count()
 
 #: out-of-order requests of up to this many points are put in place
 _INSERT_IN_PLACE = 16
+#: a read merges the late points into the sorted ones (instead of sorting
+#: all) while they are at most 1/_MERGE_RATIO of the series
+_MERGE_RATIO = 8
 
 
 class Series:
     """One series: a fixed type (set by its first value) and its points."""
 
-    __slots__ = ('name', 'tp', 'ts', 'values', '_sorted', 'pool', 'seq')
+    __slots__ = ('name', 'tp', 'ts', 'values', '_sorted', '_sorted_len', 'pool',
+                 'seq')
 
     def __init__(self, name: str, tp: int, pool: int = 0) -> None:
         self.name = name
@@ -73,6 +77,8 @@ class Series:
         else:
             self.values = []
         self._sorted = True
+        #: while not sorted: how many leading points are (the rest came later)
+        self._sorted_len = 0
         self.pool = pool
         self.seq = next(_SERIES_SEQ)
 
@@ -93,11 +99,13 @@ class Series:
                     self._insert_sorted(ts, values)
                     return
                 self._sorted = False
+                self._sorted_len = len(self.ts)
             else:
                 # sorted() is linear on ordered input and runs in C
                 lst = ts if isinstance(ts, list) else list(ts)
                 if lst != sorted(lst):
                     self._sorted = False
+                    self._sorted_len = len(self.ts)
         self.ts.extend(ts)
         self.values.extend(values)
 
@@ -114,6 +122,10 @@ class Series:
             own_values.insert(i, v)
 
     def _sort(self) -> None:
+        n = len(self.ts)
+        if (n - self._sorted_len) * _MERGE_RATIO <= n:
+            self._merge_tail()
+            return
         ts = self.ts
         # a stable sort keeps duplicate timestamps in insertion order
         order = sorted(range(len(ts)), key=ts.__getitem__)
@@ -124,6 +136,33 @@ class Series:
             self.values = array(vals.typecode, map(vals.__getitem__, order))
         else:
             self.values = list(map(vals.__getitem__, order))
+        self._sorted = True
+
+    def _merge_tail(self) -> None:
+        """Sort the points that came after the sorted prefix and merge them
+        in: a binary search per late point and C slice copies of the prefix,
+        instead of a full sort. Late points go after prefix points of the same
+        time, and keep their own order among equal times (a stable sort)."""
+        ts = self.ts
+        vals = self.values
+        p = self._sorted_len
+        late = sorted(range(p, len(ts)), key=ts.__getitem__)
+        new_ts: array[int] = array('q')
+        new_vals: Any = array(vals.typecode) if isinstance(vals, array) else []
+        prev = 0
+        for i in late:
+            t = ts[i]
+            pos = bisect_right(ts, t, prev, p)
+            if pos > prev:
+                new_ts += ts[prev:pos]
+                new_vals += vals[prev:pos]
+                prev = pos
+            new_ts.append(t)
+            new_vals.append(vals[i])
+        new_ts += ts[prev:p]
+        new_vals += vals[prev:p]
+        self.ts = new_ts
+        self.values = new_vals
         self._sorted = True
 
     def points(self) -> Tuple[Sequence[int], Sequence[Any]]:
