@@ -2,8 +2,9 @@
 
 Knows nothing of sockets or of the query language. Numeric series keep their
 points in typed arrays (8 bytes per timestamp and per value), string series a
-list of str; points are sorted by time lazily, on read, with a stable sort so
-that duplicate timestamps keep their insertion order.
+list of str; points are kept in time order, duplicate timestamps in insertion
+order (a stable sort): a few out-of-order points go in place at once, more are
+sorted lazily on the next read.
 """
 from __future__ import annotations
 
