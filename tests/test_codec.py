@@ -193,3 +193,33 @@ def test_packages_before_a_fault_travel_on_the_error() -> None:
     with pytest.raises(ex.ProtocolError) as again:
         dec.feed(b'')
     assert again.value.packages == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 700_000), min_size=1, max_size=4),
+       st.lists(st.integers(1, 3_000_000), max_size=12), st.randoms())
+def test_big_bodies_collected_over_chunks_decode_the_same(sizes, cuts, rnd) -> None:
+    """Bodies above Decoder.BIG_BODY are gathered as chunks and joined once;
+    any split of a stream with big and small packages gives the same packages."""
+    bodies = [bytes(rnd.getrandbits(8) for _ in range(16)) * (n // 16) for n in sizes]
+    stream = b''.join(encode(i, 0, b) for i, b in enumerate(bodies))
+    points = sorted({c % (len(stream) + 1) for c in cuts})
+    dec = Decoder()
+    got = []
+    prev = 0
+    for c in points + [len(stream)]:
+        got += dec.feed(stream[prev:c])
+        prev = c
+    assert [(p.pid, p.body) for p in got] == list(enumerate(bodies))
+    assert dec.buffered == 0
+
+
+def test_corrupt_header_right_after_a_big_body_keeps_the_body() -> None:
+    big = encode(1, 0, b'\xee' * (Decoder.BIG_BODY + 10))
+    dec = Decoder()
+    assert dec.feed(big[:1000]) == []
+    assert dec.buffered == 1000 - HEADER_SIZE
+    with pytest.raises(ex.ProtocolError) as info:
+        dec.feed(big[1000:] + struct.pack('<IHBB', 0, 2, 0, 0x01))
+    assert [p.pid for p in info.value.packages] == [1]
+    assert len(info.value.packages[0].body) == Decoder.BIG_BODY + 10

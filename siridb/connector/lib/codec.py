@@ -11,7 +11,7 @@ import os
 import queue
 import struct
 import threading
-from typing import Any, Callable, List, NamedTuple, Optional, TypeVar
+from typing import Any, Callable, List, NamedTuple, Optional, Tuple, TypeVar
 
 import qpack
 
@@ -222,21 +222,53 @@ class Decoder:
     before it closes the connection.
     """
 
-    __slots__ = ('_buf', '_failed', 'max_payload')
+    __slots__ = ('_buf', '_failed', 'max_payload', '_big', '_chunks', '_have')
+
+    #: a body at least this big that arrives over several chunks is collected
+    #: as a list of chunks and joined once, instead of being copied into the
+    #: growing buffer chunk by chunk and sliced out again
+    BIG_BODY = 262_144
 
     def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
         self._buf = bytearray()
         self._failed: Optional[ProtocolError] = None
         self.max_payload = max_payload
+        self._big: Optional[Tuple[int, int, int]] = None  # pid, tp, length
+        self._chunks: List[bytes] = []
+        self._have = 0
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete package."""
-        return len(self._buf)
+        return len(self._buf) + self._have
 
     def feed(self, data: bytes) -> List[Package]:
         if self._failed is not None:
             raise self._failed
+        if self._big is None:
+            return self._feed(data)
+        pid, tp, length = self._big
+        chunks = self._chunks
+        missing = length - self._have
+        if len(data) < missing:
+            chunks.append(data)
+            self._have += len(data)
+            return []
+        chunks.append(data[:missing] if len(data) > missing else data)
+        body = b''.join(chunks)
+        self._big = None
+        self._chunks = []
+        self._have = 0
+        out = [_new_package(Package, (pid, tp, body))]
+        if len(data) > missing:
+            try:
+                out += self._feed(data[missing:])
+            except ProtocolError as exc:
+                exc.packages[:0] = out
+                raise
+        return out
+
+    def _feed(self, data: bytes) -> List[Package]:
         buf = self._buf
         buf += data
         n = len(buf)
@@ -252,6 +284,12 @@ class Decoder:
                            f'(limit {self.max_payload})', out)
             end = pos + HEADER_SIZE + length
             if end > n:
+                if length >= self.BIG_BODY:  # collect the rest chunk by chunk
+                    self._big = (pid, tp, length)
+                    self._chunks = [bytes(buf[pos + HEADER_SIZE:])]
+                    self._have = n - pos - HEADER_SIZE
+                    buf.clear()
+                    return out
                 break
             # tuple.__new__: a NamedTuple's own __new__ is a Python call
             out.append(_new_package(Package, (pid, tp, bytes(buf[pos + HEADER_SIZE:end]))))
