@@ -334,7 +334,9 @@ class SiriDBClient(ClientFeatures):
                 if isinstance(exc, PoolError):
                     if loop.time() + self._pool_retry_interval >= deadline:
                         raise
-                    logger.info('%s:%s: %s; retrying in %g s', h.host, h.port, exc,
+                    # the text, not the exception: a handler that keeps records
+                    # would keep its traceback and so the request body alive
+                    logger.info('%s:%s: %s; retrying in %g s', h.host, h.port, str(exc),
                                 self._pool_retry_interval)
                     await asyncio.sleep(self._pool_retry_interval)
                 elif isinstance(exc, (ConnectionError, ServerError)):
@@ -342,7 +344,7 @@ class SiriDBClient(ClientFeatures):
                         raise
                     h.inactive_until = loop.time() + self._inactive_time
                     logger.warning('%s:%s: %s; inactive for %g s, trying another server',
-                                   h.host, h.port, exc, self._inactive_time)
+                                   h.host, h.port, str(exc), self._inactive_time)
                 else:
                     raise
 
