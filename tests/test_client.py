@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import random
+import socket
 import threading
 from typing import Any, List
 
@@ -44,6 +45,26 @@ async def test_insert_and_query_roundtrip() -> None:
             assert await client.query('count series') == {'series': 2}
             assert len(srv.store.databases['dbtest'].series) == 2
         assert client.is_closed and not client.connected
+
+
+@pytest.mark.skipif(not hasattr(socket, 'AF_UNIX'), reason='needs unix sockets')
+async def test_pool_over_a_unix_socket_and_tcp(tmp_path: Any) -> None:
+    """A hostlist host that is an absolute path is a unix socket; it mixes
+    with TCP hosts and fails over like any other."""
+    path = str(tmp_path / 'siridb.sock')
+    async with EmbeddedServer(databases={'dbtest': 's'}, unix_path=path) as usrv, \
+            EmbeddedServer(databases={'dbtest': 's'}) as tsrv:
+        async with _client([(path, 0, {'weight': 9}), (tsrv.host, tsrv.port)]) as client:
+            assert await client.connect() == [None, None]
+            for i in range(20):
+                await client.insert({'u': [[i + 1, i]]})
+            stored = len(usrv.store.databases['dbtest'].series.get('u', ()))
+            assert stored > len(tsrv.store.databases['dbtest'].series.get('u', ()))
+            await usrv.stop()
+            await client.insert({'after': [[1, 1]]})  # fails over to TCP
+            assert 'after' in tsrv.store.databases['dbtest'].series
+    with pytest.raises(ValueError):
+        SiriDBClient('iris', 'siri', 'dbtest', [('localhost', 0)])
 
 
 async def test_server_rejection_text_is_exact() -> None:

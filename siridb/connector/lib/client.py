@@ -167,8 +167,9 @@ class SiriDBClient(ClientFeatures):
             return protocol
 
         try:
-            protocol = await open_protocol(factory, h.host, h.port, timeout=timeout,
-                                           ssl=self._ssl)
+            protocol = await open_protocol(
+                factory, h.host, h.port, timeout=timeout, ssl=self._ssl,
+                unix_path=h.host if h.host.startswith('/') else None)
         except AuthenticationError as exc:
             h.auth_failed = True
             logger.error('authentication failed on %s:%s (database %r, user %r): %s',

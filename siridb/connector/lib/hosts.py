@@ -49,7 +49,11 @@ class HostState:
 
 
 def parse_hostlist(hostlist: Any) -> List[HostState]:
-    """``[(host, port), (host, port, {'weight': 1..9, 'backup': bool}), ...]``."""
+    """``[(host, port), (host, port, {'weight': 1..9, 'backup': bool}), ...]``.
+
+    A host that is an absolute path (``'/run/siridb.sock'``) is a unix socket;
+    its port is not used (any int 0-65535).
+    """
     if isinstance(hostlist, (str, bytes)) or not hasattr(hostlist, '__iter__'):
         raise TypeError('hostlist must be a list of (host, port[, options]) items')
     out: List[HostState] = []
@@ -62,8 +66,9 @@ def parse_hostlist(hostlist: Any) -> List[HostState]:
         opts = item[2] if len(item) == 3 else {}
         if not isinstance(host, str) or not host:
             raise TypeError(f'host must be a non-empty str, got {host!r}')
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise ValueError(f'port must be an int 1-65535, got {port!r}')
+        lowest = 0 if host.startswith('/') else 1  # a unix socket needs no port
+        if isinstance(port, bool) or not isinstance(port, int) or not lowest <= port < 65536:
+            raise ValueError(f'port must be an int {lowest}-65535, got {port!r}')
         if not isinstance(opts, dict):
             raise TypeError(f'host options must be a dict, got {opts!r}')
         unknown = set(opts) - {'weight', 'backup'}
