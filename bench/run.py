@@ -255,7 +255,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument('--batch', type=int, default=10_000)
     ap.add_argument('--small', type=int)
     ap.add_argument('--inflight', type=int, default=256)
-    ap.add_argument('--reps', type=int, help='runs of bulk and decode (best is kept)')
+    ap.add_argument('--reps', type=int, help='runs of each workload (best is kept)')
     ap.add_argument('--server', metavar='HOST:PORT',
                     help='use this running SiriDB (user iris/siri) instead of '
                          'starting embedded servers')
