@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 from array import array
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 from _embedded_helpers import RawConn
@@ -47,6 +47,28 @@ def make_db(n: int = 200) -> Database:
 
 def ctx_of(db: Database) -> QueryContext:
     return QueryContext(db, db.users['iris'], ServerInfo('127.0.0.1:9000'))
+
+def _count_io(proto: Any) -> Tuple[List[int], List[int]]:
+    """Record the size of every transport write and every read of one server
+    connection: (writes, reads), filled in as they happen."""
+    transport: Any = proto._transport
+    writes: List[int] = []
+    reads: List[int] = []
+    real_write = transport.write
+    real_received = proto.data_received
+
+    def counting_write(data: bytes) -> None:
+        writes.append(len(data))
+        real_write(data)
+
+    def counting_received(data: bytes) -> None:
+        reads.append(len(data))
+        real_received(data)
+
+    transport.write = counting_write
+    proto.data_received = counting_received
+    return writes, reads
+
 
 
 def test_select_one_series_does_not_scan_all_series() -> None:
@@ -90,23 +112,7 @@ async def test_replies_to_one_read_of_requests_leave_in_one_write() -> None:
             assert await conn.request(1, {'t': [[1, 1], [2, 2], [3, 3]]}) == (
                 1, {'success_msg': 'Successfully inserted 3 point(s).'})
             (proto,) = srv.connections
-            transport: Any = proto._transport
-            writes: List[int] = []
-            real_write = transport.write
-
-            def counting_write(data: bytes) -> None:
-                writes.append(len(data))
-                real_write(data)
-
-            transport.write = counting_write
-            reads: List[int] = []
-            real_received = proto.data_received
-
-            def counting_received(data: bytes) -> None:
-                reads.append(len(data))
-                real_received(data)
-
-            proto.data_received = counting_received  # type: ignore[method-assign]
+            writes, reads = _count_io(proto)
             batch = []
             for i in range(30):
                 batch.append(pack(100 + 3 * i, 1, {f'w{i % 4}': [[10 + i, i]]}))
@@ -297,23 +303,7 @@ async def test_durable_acks_of_one_flush_leave_in_one_write(tmp_path: Any) -> No
         try:
             await conn.auth()
             (proto,) = srv.connections
-            transport: Any = proto._transport
-            writes: List[int] = []
-            real_write = transport.write
-
-            def counting_write(data: bytes) -> None:
-                writes.append(len(data))
-                real_write(data)
-
-            transport.write = counting_write
-            reads: List[int] = []
-            real_received = proto.data_received
-
-            def counting_received(data: bytes) -> None:
-                reads.append(len(data))
-                real_received(data)
-
-            proto.data_received = counting_received  # type: ignore[method-assign]
+            writes, reads = _count_io(proto)
             batch = [pack(200 + i, 1, {f'd{i % 3}': [[i, i]]}) for i in range(60)]
             conn.send_raw(b''.join(batch))
             got = [await conn.recv() for _ in range(60)]
