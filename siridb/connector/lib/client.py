@@ -14,11 +14,11 @@ import ssl as _ssl
 import time
 import warnings
 import weakref
-from types import TracebackType
-from typing import Any, List, Optional, Type
+from typing import Any, List, Optional
 
 from . import protomap as pm
 from .backoff import Backoff
+from .closing import AsyncClosing
 from .codec import packb
 from .exceptions import (
     AuthenticationError,
@@ -42,7 +42,7 @@ _BASE_TIME = asyncio.BaseEventLoop.time
 _monotonic = time.monotonic
 
 
-class SiriDBClient(ClientFeatures):
+class SiriDBClient(ClientFeatures, AsyncClosing):
     """A pool of connections to the servers of one SiriDB database.
 
     ``hostlist``: ``[(host, port), (host, port, {'weight': 1..9, 'backup':
@@ -392,12 +392,6 @@ class SiriDBClient(ClientFeatures):
     async def __aenter__(self) -> SiriDBClient:
         await self.connect()
         return self
-
-    async def __aexit__(self, et: Optional[Type[BaseException]],
-                        ev: Optional[BaseException],
-                        tb: Optional[TracebackType]) -> None:
-        self.close()
-        await self.wait_closed()
 
     def __del__(self) -> None:
         if getattr(self, '_closed', True):

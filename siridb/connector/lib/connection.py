@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Awaitable, Callable, Optional, Type, TypeVar
 
 from . import protomap as pm
+from .closing import AsyncClosing
 from .codec import packb
 from .constants import DEFAULT_CLIENT_PORT
 from .exceptions import ClientClosedError, ConnectionLostError
@@ -24,7 +25,7 @@ __all__ = ['SiriDBAsyncConnection', 'SiriDBConnection', 'async_connect']
 _T = TypeVar('_T')
 
 
-class SiriDBAsyncConnection:
+class SiriDBAsyncConnection(AsyncClosing):
     """One authenticated connection to one server.
 
     Works also when a subclass skips ``__init__`` and only sets ``_protocol``
@@ -97,12 +98,6 @@ class SiriDBAsyncConnection:
 
     async def __aenter__(self) -> SiriDBAsyncConnection:
         return self
-
-    async def __aexit__(self, et: Optional[Type[BaseException]],
-                        ev: Optional[BaseException],
-                        tb: Optional[TracebackType]) -> None:
-        self.close()
-        await self.wait_closed()
 
     def __repr__(self) -> str:
         return f'<{type(self).__name__} {self._protocol!r}>'

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import TracebackType
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Type
+from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 from . import protomap as pm
+from .closing import AsyncClosing
 from .constants import DEFAULT_CLIENT_PORT
 from .exceptions import ClientClosedError
 from .protocol import SiriDBProtocol, open_protocol
@@ -121,7 +121,7 @@ class ServiceAPI:
             'username': username, 'password': password, 'pool': pool}, timeout)
 
 
-class SiriDBService(ServiceAPI):
+class SiriDBService(ServiceAPI, AsyncClosing):
     """The service API over its own connection to one server.
 
     ``async with SiriDBService('sa', 'siri', 'localhost', 9000) as svc:
@@ -205,8 +205,3 @@ class SiriDBService(ServiceAPI):
         await self.connect()
         return self
 
-    async def __aexit__(self, et: Optional[Type[BaseException]],
-                        ev: Optional[BaseException],
-                        tb: Optional[TracebackType]) -> None:
-        self.close()
-        await self.wait_closed()
