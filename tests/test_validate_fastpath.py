@@ -58,3 +58,45 @@ def test_fast_path_keeps_the_errors() -> None:
     with pytest.raises(InsertDataError, match='levels deep'):
         validate.pack_insert({'s': [[1, deep]]})
     assert validate.pack_insert({'s': [(1, 2.5)]}) == packb({'s': [[1, 2.5]]})
+
+
+def _doubling(levels: int) -> Any:
+    """A list nested ``levels`` deep whose every level holds the one below
+    twice: tiny in memory, 2**levels values once packed."""
+    x: Any = [1]
+    for _ in range(levels):
+        x = [x, x]
+    return x
+
+
+def test_small_inserts_that_refer_to_themselves_are_refused() -> None:
+    loop: Any = []
+    loop.append(loop)
+    loop.append(loop)  # a doubling cycle: a level-by-level walk would explode
+    for data in ({'s': [[1, loop]]}, [{'name': 's', 'points': [[1, loop]]}],
+                 [loop]):
+        with pytest.raises(InsertDataError, match='refers to itself'):
+            validate.pack_insert(data)
+
+
+def test_shared_parts_are_measured_once_and_counted_as_packed() -> None:
+    # 40 levels: refused for depth after ~40 visits (not 2**40)
+    with pytest.raises(InsertDataError, match='levels deep'):
+        validate.pack_insert({'s': [[1, _doubling(40)]]})
+    # 26 levels: within the depth bound, but 2**26 values pack to more than
+    # the server accepts; refused before qpack spends minutes on it
+    with pytest.raises(InsertDataError, match='packs to more than'):
+        validate.pack_insert({'s': [[1, _doubling(26)]]})
+    # 12 levels: 4096 values, packed as qpack packs it
+    data = {'s': [[1, _doubling(12)]]}
+    assert validate.pack_insert(data) == packb(data)
+
+
+def test_big_inserts_are_packed_as_they_are() -> None:
+    # more than CHECKED_POINTS points: no nesting measure (the server answers
+    # nested values with its own InsertError), same bytes as qpack
+    nested: Any = 1
+    for _ in range(100):
+        nested = [nested]
+    data = {'s': [[i, 0.5] for i in range(validate.CHECKED_POINTS)] + [[99, nested]]}
+    assert validate.pack_insert(data) == packb(data)

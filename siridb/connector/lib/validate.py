@@ -6,11 +6,11 @@ and insert payloads here, so the rules are the same everywhere.
 from __future__ import annotations
 
 import gc
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Dict, Optional, Set, Tuple, Union
 
 import qpack
 
-from .codec import MAX_PAYLOAD, packb, run_deep
+from .codec import MAX_PAYLOAD, packb
 from .exceptions import InsertDataError
 
 __all__ = ['check_query', 'check_time_precision', 'pack_query', 'pack_insert']
@@ -62,7 +62,7 @@ def pack_query(query: Any, time_precision: Any = None) -> bytes:
 
 
 #: inserts of at most this many points get their nesting measured (cheap for
-#: them); bigger ones are packed on the codec's big-stack thread
+#: them); bigger ones are packed as they are (see ``_pack_checked``)
 CHECKED_POINTS = 64
 #: valid inserts nest 5 levels deep; this is far more than any needs
 _SHALLOW = 32
@@ -85,14 +85,67 @@ def _count_points(data: Any) -> int:
     return 1
 
 
-def _nested_deeper(data: Any, limit: int) -> bool:
-    """True when ``data`` nests lists/tuples/dicts more than ``limit`` deep."""
-    level = [data]
-    for _ in range(limit):
-        level = [o for o in gc.get_referents(*level) if isinstance(o, _CONTAINERS)]
-        if not level:
-            return False
-    return True
+class _TooDeep(Exception):
+    pass
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _measure(obj: Any, limit: int, memo: Dict[int, Tuple[int, int]],
+             path: Set[int]) -> Tuple[int, int]:
+    """``(height, items)`` of container ``obj``: containers on the longest
+    chain down from it, and how many values qpack writes for it (shared
+    parts counted each time they occur, as qpack packs them).
+
+    Raises ``_TooDeep`` past ``limit`` levels or on a reference cycle (which
+    qpack follows forever), ``_TooBig`` past ``MAX_PAYLOAD`` items (each packs
+    to at least one byte). ``memo`` makes shared parts cost one visit.
+    """
+    key = id(obj)
+    known = memo.get(key)
+    if known is not None:
+        return known
+    if key in path or len(path) >= limit:
+        raise _TooDeep
+    path.add(key)
+    height = 0
+    items = 1
+    for child in gc.get_referents(obj):
+        if isinstance(child, _CONTAINERS):
+            h, n = _measure(child, limit, memo, path)
+            height = max(height, h)
+            items += n
+        else:
+            items += 1
+    if items > MAX_PAYLOAD:
+        raise _TooBig
+    path.discard(key)
+    memo[key] = (height + 1, items)
+    return height + 1, items
+
+
+def _check_nesting(data: Any, limit: int) -> None:
+    """``InsertDataError`` when ``data`` nests lists/tuples/dicts more than
+    ``limit`` deep, refers to itself, or shares parts so often that it would
+    pack to more than ``MAX_PAYLOAD`` bytes; linear in the size of ``data``."""
+    if not isinstance(data, _CONTAINERS):
+        return
+    try:
+        _measure(data, limit, {}, set())
+    except _TooDeep:
+        # SiriDB rejects any of these (values are scalars): refuse it here
+        # rather than risk the server's decoder on it
+        raise InsertDataError(
+            f'insert data nests lists/maps more than {limit} levels deep '
+            f'or refers to itself (points hold scalar values only); '
+            f'nothing was sent') from None
+    except _TooBig:
+        raise InsertDataError(
+            f'insert data repeats shared lists/maps so often that it packs to '
+            f'more than the server accepts ({MAX_PAYLOAD} bytes); '
+            f'nothing was sent') from None
 
 
 #: exact types a point of the fast path may hold (anything else, subclasses
@@ -104,7 +157,7 @@ _SEQUENCES = frozenset({list, tuple})
 def _is_small_flat(data: Any) -> bool:
     """True for the common small insert, ``{str: [[int, int|float|str], ...]}``
     with at most ``CHECKED_POINTS`` points: it nests 3 levels, so it needs
-    neither the nesting measure nor the big-stack thread."""
+    no nesting measure."""
     if type(data) is not dict:
         return False
     n = 0
@@ -123,15 +176,15 @@ def _is_small_flat(data: Any) -> bool:
 
 def _pack_checked(data: Any) -> bytes:
     # qpack packs in C, recursing per nesting level without a limit: data
-    # nested ~90,000 deep would overflow the C stack and kill the process
-    if _count_points(data) > CHECKED_POINTS:
-        return run_deep(packb, data)
-    if _nested_deeper(data, _SHALLOW):
-        # SiriDB rejects any of these (values are scalars): refuse it here
-        # rather than risk the server's decoder on it
-        raise InsertDataError(
-            f'insert data nests lists/maps more than {_SHALLOW} levels deep '
-            f'(points hold scalar values only); nothing was sent')
+    # nested ~90,000 deep, or holding a reference cycle, overflows the C stack
+    # and kills the process. Small inserts are measured first. Big ones are
+    # packed as they are, like qpack does: every sound check (a per-point type
+    # test, a gc.get_referents walk) or packing on a big-stack thread costs
+    # 15-100 % of the packing itself on every bulk insert (measured), and
+    # such data only comes from a program bug (json and msgpack refuse to
+    # decode it, for one).
+    if _count_points(data) <= CHECKED_POINTS:
+        _check_nesting(data, _SHALLOW)
     return packb(data)
 
 
