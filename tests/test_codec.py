@@ -129,6 +129,64 @@ def test_deeply_nested_bodies_do_not_crash(expr: str, expected: str) -> None:
     assert proc.stdout.strip() == expected
 
 
+def test_big_bodies_get_a_stack_for_their_depth_instead_of_a_scan(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from siridb.connector.lib import codec
+
+    def no_scan(body: bytes) -> int:
+        raise AssertionError('scanned a body the sized stack covers')
+
+    data = {'s': [[i, i * 0.25] for i in range(800_000)]}
+    body = packb(data)
+    assert codec.MAX_DEPTH < len(body) <= codec.FRESH_STACK_CAP // codec._STACK_PER_LEVEL
+    monkeypatch.setattr(codec, '_containers', no_scan)
+    assert unpack_body(body) == data
+
+
+def test_the_scan_still_guards_when_no_sized_thread_starts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from siridb.connector.lib import codec
+    scanned: list[int] = []
+
+    def scan(body: bytes) -> int:
+        scanned.append(len(body))
+        return len(body)  # as if every byte were a container marker
+
+    monkeypatch.setattr(codec, 'FRESH_STACK_CAP', 0)
+    monkeypatch.setattr(codec, '_containers', scan)
+    body = packb({'s': [[i, i] for i in range(800_000)]})
+    assert len(body) > codec.MAX_DEPTH
+    with pytest.raises(ex.ProtocolError, match="nested too deep"):
+        unpack_body(body)
+    assert scanned == [len(body)]
+
+
+def test_deep_body_on_the_sized_stack_does_not_crash() -> None:
+    # 1.2 million levels: decoded on a fresh thread whose stack is sized
+    # to the body (no scan), in a child so a regression kills only the child
+    proc = _child(
+        'from siridb.connector.lib.codec import unpack_body\n'
+        "r = unpack_body(b'\\xee' * 1_200_000 + b'\\x00')\n"
+        'depth = 0\n'
+        'while isinstance(r, list):\n'
+        '    r = r[0]\n'
+        '    depth += 1\n'
+        'print(depth)\n')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == '1200000'
+
+
+@pytest.mark.slow
+def test_body_deeper_than_the_old_scan_bound_decodes() -> None:
+    # above MAX_DEPTH (which bodies up to 26.8 MB no longer need): ~2 s, ~1.2 GB
+    proc = _child(
+        'from siridb.connector.lib.codec import unpack_body, MAX_DEPTH\n'
+        "r = unpack_body(b'\\xee' * (MAX_DEPTH + 100_000) + b'\\x00')\n"
+        'print(type(r).__name__)\n')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == 'list'
+
+
 def test_deeply_nested_inserts_do_not_crash() -> None:
     proc = _child(
         'from siridb.connector.lib.validate import pack_insert\n'
