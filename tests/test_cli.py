@@ -456,7 +456,9 @@ def test_serve_bad_database_spec_exit_2() -> None:
 def test_import_survives_a_server_restart(tmp_path: Path) -> None:
     data = str(tmp_path / 'data')
     path = tmp_path / 'big.csv'
-    n = 100_000
+    # small packages and many points: the import must still be running at its
+    # first progress line (0.5 s), however fast the machine
+    n = 300_000
     with open(path, 'w') as f:
         for i in range(n):
             f.write(f'r.{i % 3},{i + 1},{i}\n')
@@ -464,7 +466,7 @@ def test_import_survives_a_server_restart(tmp_path: Path) -> None:
     port = srv.port
     proc = subprocess.Popen(
         [sys.executable, '-m', 'siridb', 'import', str(path), '--db', 'dbtest',
-         '--host', srv.addr, '--batch', '500', '--progress', 'always'],
+         '--host', srv.addr, '--batch', '100', '--progress', 'always'],
         cwd=ROOT, env=cli_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     try:

@@ -1,7 +1,8 @@
 """Request timeouts of SiriDBProtocol (one deadline heap and one loop timer per
 connection): mixed and out-of-order deadlines, answered requests never time
-out, the heap stays bounded, close leaves no timer behind; and write batches
-of WRITE_BATCH requests leave without waiting for the end of the iteration."""
+out, the heap stays bounded, close leaves no timer behind; write batches of
+WRITE_BATCH requests leave without waiting for the end of the iteration, and
+big bodies leave at once, in order."""
 from __future__ import annotations
 
 import asyncio
@@ -13,7 +14,7 @@ from siridb.connector import SiriDBAsyncConnection, async_connect
 from siridb.connector.lib import exceptions as ex
 from siridb.connector.lib import protomap as pm
 from siridb.connector.lib.codec import Package
-from siridb.connector.lib.protocol import WRITE_BATCH
+from siridb.connector.lib.protocol import BIG_WRITE, WRITE_BATCH
 
 
 def _stall_or_echo(stalled: List[Package]) -> Any:
@@ -145,6 +146,36 @@ async def test_a_full_write_batch_goes_out_at_once() -> None:
             await asyncio.sleep(0)
             assert proto._wbuf == []
             assert await asyncio.gather(*futs) == list(range(WRITE_BATCH + 3))
+        finally:
+            conn.close()
+            await conn.wait_closed()
+
+
+async def test_a_big_body_goes_out_uncopied_behind_what_is_queued() -> None:
+    seen: List[Any] = []
+
+    def echo(conn: ScriptedConn, pkg: Package) -> None:
+        if pkg.tp == pm.CPROTO_REQ_AUTH:
+            conn.reply(pkg.pid, pm.CPROTO_RES_AUTH_SUCCESS)
+            return
+        seen.append(pkg.data())
+        conn.reply(pkg.pid, pm.CPROTO_RES_QUERY, len(pkg.body))
+
+    async with ScriptedServer(echo) as srv:
+        conn = await _connect(srv)
+        proto = conn._protocol
+        assert proto is not None
+        try:
+            big = 'x' * BIG_WRITE
+            futs = [proto.send_package(pm.CPROTO_REQ_QUERY, i, timeout=30) for i in range(3)]
+            assert len(proto._wbuf) == 3
+            futs.append(proto.send_package(pm.CPROTO_REQ_QUERY, big, timeout=30))
+            assert proto._wbuf == []  # the queued ones left first, then the big one
+            futs += [proto.send_package(pm.CPROTO_REQ_QUERY, i, timeout=30) for i in (3, 4)]
+            assert len(proto._wbuf) == 2
+            sizes = await asyncio.gather(*futs)
+            assert seen == [0, 1, 2, big, 3, 4]  # arrival order is send order
+            assert sizes[3] > BIG_WRITE and sizes[:3] == [1, 1, 1]
         finally:
             conn.close()
             await conn.wait_closed()

@@ -50,6 +50,9 @@ PID_SPACE = 65536
 #: server works on them while the client makes the next ones (one write per
 #: iteration made client and server take turns: 256 in flight ran ~40% slower)
 WRITE_BATCH = 64
+#: bodies at least this big are written on their own, never copied behind
+#: their header or joined with other requests
+BIG_WRITE = 65_536
 DEFAULT_AUTH_TIMEOUT = 10.0
 
 #: replies that resolve the request with the decoded payload
@@ -343,6 +346,14 @@ class SiriDBProtocol(asyncio.Protocol):
         # writes made in one loop iteration go out in one system call, or in
         # one per WRITE_BATCH requests, so the server can start on the first
         # ones while the rest are being made
+        if len(body) >= BIG_WRITE:
+            # a big body goes out as it is, after what is queued, instead of
+            # being copied behind its header (one more buffer of its size
+            # per request, which malloc may take fresh from the OS each time)
+            self._write_now()
+            transport.write(header)
+            transport.write(body)
+            return fut
         wbuf = self._wbuf
         if not self._flush_scheduled:
             self._flush_scheduled = True
