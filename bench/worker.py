@@ -199,83 +199,103 @@ async def run(ns: argparse.Namespace) -> Dict[str, Any]:
         import siridb
 
         out['version'] = getattr(siridb, '__version__', '2.1.6?')
+    workloads = set(ns.workloads.split(','))
     try:
-        # small requests, many in flight (first: the server holds almost nothing)
-        await client.insert({f'tiny-{tag}': [[T0, 1], [T0 + 1, 2], [T0 + 2, 3]]})
-        ops = ns.small
-        per = max(1, ops // ns.inflight)
-        tiny_q = f'select * from "tiny-{tag}"'
-
-        async def small_worker(w: int) -> None:
-            for k in range(per):
-                if k % 2:
-                    await client.query(tiny_q)
-                else:
-                    await client.insert({f'small-{tag}-{w % 64}': [[T0 + w * per + k, k]]})
-
-        # best of --reps runs, like the other workloads: a single run swings
-        # with how the server happens to batch its replies
-        small_runs = []
-        for _ in range(ns.reps):
-            with Measure() as m:
-                await asyncio.gather(*(small_worker(w) for w in range(ns.inflight)))
-            small_runs.append((m.cpu, m.wall, m.faults))
-        done = per * ns.inflight
-        out['small'] = {'cpu': min(r[0] for r in small_runs),
-                        'wall': min(r[1] for r in small_runs), 'ops': done,
-                        'inflight': ns.inflight, 'runs': small_runs}
-
-        # bulk insert, pre-grouped; best of --reps runs (new series each run)
-        runs = []
-        for rep in range(ns.reps):
-            batches = bulk_batches(f'{tag}{rep}', ns.points, ns.batch)
-            points = sum(len(p) for b in batches for p in b.values())
-            with Measure() as m:
-                for b in batches:
-                    await client.insert(b)
-            runs.append((m.cpu, m.wall, m.faults))
-            if ns.impl == 'raw' and rep == 0:
-                out['limit_packb'] = {'cpu': min(_cpu(partial(_pack_all, batches))
-                                                 for _ in range(3)), 'points': points}
-            del batches
-        out['bulk'] = {'cpu': min(r[0] for r in runs), 'wall': min(r[1] for r in runs),
-                       'points': points, 'requests': -(-points // ns.batch),
-                       'runs': runs}
-
-        # decoding a big select result (the first run's series); best of --reps
-        q = f'select * from /bulk-{tag}0-.*/'
-        runs = []
-        body = b''
-        got = 0
-        for _ in range(ns.reps):
-            with Measure() as m:
-                if ns.impl == 'raw':
-                    rtp, body = await client.proto.request(0, qpack.packb([q, None]))
-                    result = _unpack_big(body)
-                else:
-                    result = await client.query(q, timeout=600)
-            runs.append((m.cpu, m.wall, m.faults))
-            got = sum(len(v) for v in result.values())
-            del result
-            # let the loop run once: the finished future (held by the handle
-            # that woke this task until the task yields) still holds the
-            # result, whose release belongs to no measured block
-            await asyncio.sleep(0)
-        out['decode'] = {'cpu': min(r[0] for r in runs), 'wall': min(r[1] for r in runs),
-                         'points': got, 'runs': runs}
-        if ns.impl == 'raw':
-            out['decode']['bytes'] = len(body)
-            out['limit_unpackb'] = {
-                'cpu': min(_cpu(partial(_unpack_big, body)) for _ in range(3)),
-                'cpu_gc_on': min(_cpu(partial(qpack.unpackb, body, decode='utf-8'))
-                                 for _ in range(3)),
-                'points': got, 'bytes': len(body)}
+        if 'small' in workloads:
+            await _small(ns, client, out)
+        if 'bulk' in workloads:
+            await _bulk(ns, client, out)
+        elif 'decode' in workloads:  # its data, inserted unmeasured
+            for b in bulk_batches(f'{tag}0', ns.points, ns.batch):
+                await client.insert(b)
+        if 'decode' in workloads:
+            await _decode(ns, client, out)
     finally:
         client.close()
         waiter: Callable[[], Awaitable[None]] = getattr(client, 'wait_closed', None) \
             or (lambda: asyncio.sleep(0.05))
         await waiter()
     return out
+
+
+async def _small(ns: argparse.Namespace, client: Any, out: Dict[str, Any]) -> None:
+    """Small requests, many in flight."""
+    tag = ns.tag
+    await client.insert({f'tiny-{tag}': [[T0, 1], [T0 + 1, 2], [T0 + 2, 3]]})
+    ops = ns.small
+    per = max(1, ops // ns.inflight)
+    tiny_q = f'select * from "tiny-{tag}"'
+
+    async def small_worker(w: int) -> None:
+        for k in range(per):
+            if k % 2:
+                await client.query(tiny_q)
+            else:
+                await client.insert({f'small-{tag}-{w % 64}': [[T0 + w * per + k, k]]})
+
+    # best of --reps runs, like the other workloads: a single run swings
+    # with how the server happens to batch its replies
+    small_runs = []
+    for _ in range(ns.reps):
+        with Measure() as m:
+            await asyncio.gather(*(small_worker(w) for w in range(ns.inflight)))
+        small_runs.append((m.cpu, m.wall, m.faults))
+    done = per * ns.inflight
+    out['small'] = {'cpu': min(r[0] for r in small_runs),
+                    'wall': min(r[1] for r in small_runs), 'ops': done,
+                    'inflight': ns.inflight, 'runs': small_runs}
+
+
+async def _bulk(ns: argparse.Namespace, client: Any, out: Dict[str, Any]) -> None:
+    """Bulk insert, pre-grouped; best of --reps runs (new series each run)."""
+    tag = ns.tag
+    runs = []
+    for rep in range(ns.reps):
+        batches = bulk_batches(f'{tag}{rep}', ns.points, ns.batch)
+        points = sum(len(p) for b in batches for p in b.values())
+        with Measure() as m:
+            for b in batches:
+                await client.insert(b)
+        runs.append((m.cpu, m.wall, m.faults))
+        if ns.impl == 'raw' and rep == 0:
+            out['limit_packb'] = {'cpu': min(_cpu(partial(_pack_all, batches))
+                                             for _ in range(3)), 'points': points}
+        del batches
+    out['bulk'] = {'cpu': min(r[0] for r in runs), 'wall': min(r[1] for r in runs),
+                   'points': points, 'requests': -(-points // ns.batch),
+                   'runs': runs}
+
+
+async def _decode(ns: argparse.Namespace, client: Any, out: Dict[str, Any]) -> None:
+    """Decoding a big select result (the first bulk run's series)."""
+    tag = ns.tag
+    q = f'select * from /bulk-{tag}0-.*/'
+    runs = []
+    body = b''
+    got = 0
+    for _ in range(ns.reps):
+        with Measure() as m:
+            if ns.impl == 'raw':
+                rtp, body = await client.proto.request(0, qpack.packb([q, None]))
+                result = _unpack_big(body)
+            else:
+                result = await client.query(q, timeout=600)
+        runs.append((m.cpu, m.wall, m.faults))
+        got = sum(len(v) for v in result.values())
+        del result
+        # let the loop run once: the finished future (held by the handle
+        # that woke this task until the task yields) still holds the
+        # result, whose release belongs to no measured block
+        await asyncio.sleep(0)
+    out['decode'] = {'cpu': min(r[0] for r in runs), 'wall': min(r[1] for r in runs),
+                     'points': got, 'runs': runs}
+    if ns.impl == 'raw':
+        out['decode']['bytes'] = len(body)
+        out['limit_unpackb'] = {
+            'cpu': min(_cpu(partial(_unpack_big, body)) for _ in range(3)),
+            'cpu_gc_on': min(_cpu(partial(qpack.unpackb, body, decode='utf-8'))
+                             for _ in range(3)),
+            'points': got, 'bytes': len(body)}
 
 
 def main() -> None:
@@ -290,6 +310,9 @@ def main() -> None:
     ap.add_argument('--small', type=int, default=20_000)
     ap.add_argument('--inflight', type=int, default=256)
     ap.add_argument('--reps', type=int, default=3)
+    ap.add_argument('--workloads', default='small,bulk,decode',
+                    help='which to measure, comma separated (decode alone '
+                         'inserts its data unmeasured first)')
     ns = ap.parse_args()
     result = asyncio.run(run(ns))
     print(json.dumps(result))
