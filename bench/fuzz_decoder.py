@@ -127,7 +127,10 @@ def make_input(seed: int, i: int) -> Tuple[str, List[bytes]]:
     rng = random.Random(seed * 1_000_000_007 + i)
     if rng.random() < DEEP_RATE:  # a nesting bomb (see KNOWN)
         unit = rng.choice((b'\xfc', b'\xee', b'\xf4\x80'))
-        return 'body', [unit * rng.randrange(50_000, 200_000) + b'\x00']
+        # one in five over 1 MiB: decoded on a stack sized to the body
+        levels = (rng.randrange(600_000, 2_000_000) if rng.random() < 0.2
+                  else rng.randrange(50_000, 200_000))
+        return 'body', [unit * levels + b'\x00']
     if rng.random() < 0.03:
         body = bytearray(rng.randrange(256) for _ in range(rng.randrange(0, 24)))
     else:
