@@ -321,7 +321,11 @@ class FaultProxy:
 
     async def _settle(self) -> None:
         while self._link_tasks:
-            await asyncio.gather(*list(self._link_tasks), return_exceptions=True)
+            tasks = list(self._link_tasks)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # not left to the tasks' done callbacks: awaiting tasks that are
+            # all done does not yield (Python 3.12+), so they would never run
+            self._link_tasks.difference_update(tasks)
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
