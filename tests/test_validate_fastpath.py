@@ -100,3 +100,41 @@ def test_big_inserts_are_packed_as_they_are() -> None:
         nested = [nested]
     data = {'s': [[i, 0.5] for i in range(validate.CHECKED_POINTS)] + [[99, nested]]}
     assert validate.pack_insert(data) == packb(data)
+
+
+def _chain(inner: Any, levels: int) -> Any:
+    for _ in range(levels):
+        inner = [inner]
+    return inner
+
+
+def test_a_part_measured_high_up_counts_again_where_it_sits_deeper() -> None:
+    # each chain ends in the one made before it; listed so that the short
+    # chains are met (and memoized) first, high up, before the long ones
+    # reach them again far deeper: ~2,000 levels in a one-point insert
+    chains = [_chain(1, 20)]
+    for _ in range(100):
+        chains.append(_chain(chains[-1], 20))
+    for order in (chains, chains[::-1]):
+        with pytest.raises(InsertDataError, match='levels deep'):
+            validate.pack_insert({'s': [[1, order]]})
+    # the same sharing within the bound is fine
+    shallow = [_chain(1, 5)]
+    shallow.append(_chain(shallow[0], 5))
+    data = {'s': [[1, shallow[::-1]]]}
+    assert validate.pack_insert(data) == packb(data)
+
+
+class _Tagged(list):  # type: ignore[type-arg]
+    pass
+
+
+def test_subclass_attributes_are_not_what_qpack_packs() -> None:
+    tagged = _Tagged([1, 2])
+    tagged.me = tagged  # type: ignore[attr-defined]  # qpack never looks here
+    data = {'s': [[1, tagged]]}
+    assert validate.pack_insert(data) == packb(data)
+    looped = _Tagged()
+    looped.append(looped)
+    with pytest.raises(InsertDataError, match='refers to itself'):
+        validate.pack_insert({'s': [[1, looped]]})

@@ -5,8 +5,7 @@ and insert payloads here, so the rules are the same everywhere.
 """
 from __future__ import annotations
 
-import gc
-from typing import Any, Callable, Dict, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Optional, Set, Tuple, Union
 
 import qpack
 
@@ -85,6 +84,17 @@ def _count_points(data: Any) -> int:
     return 1
 
 
+def _children(obj: Any) -> Iterable[Any]:
+    """What qpack packs inside container ``obj``: the items of a list or
+    tuple, the keys and values of a dict (through the base type, as qpack
+    reads subclasses too, ignoring their attributes and overrides)."""
+    if isinstance(obj, dict):
+        return [*dict.keys(obj), *dict.values(obj)]
+    if isinstance(obj, list):
+        return list.__iter__(obj)
+    return tuple.__iter__(obj)
+
+
 class _TooDeep(Exception):
     pass
 
@@ -106,13 +116,16 @@ def _measure(obj: Any, limit: int, memo: Dict[int, Tuple[int, int]],
     key = id(obj)
     known = memo.get(key)
     if known is not None:
+        # measured before, maybe higher up: here it reaches this much deeper
+        if len(path) + known[0] > limit:
+            raise _TooDeep
         return known
     if key in path or len(path) >= limit:
         raise _TooDeep
     path.add(key)
     height = 0
     items = 1
-    for child in gc.get_referents(obj):
+    for child in _children(obj):
         if isinstance(child, _CONTAINERS):
             h, n = _measure(child, limit, memo, path)
             height = max(height, h)
