@@ -6,6 +6,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -129,41 +130,52 @@ def test_deeply_nested_bodies_do_not_crash(expr: str, expected: str) -> None:
     assert proc.stdout.strip() == expected
 
 
-def test_big_bodies_get_a_stack_for_their_depth_instead_of_a_scan(
+def test_big_bodies_are_scanned_for_their_nesting_bound(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from siridb.connector.lib import codec
-
-    def no_scan(body: bytes) -> int:
-        raise AssertionError('scanned a body the sized stack covers')
-
     data = {'s': [[i, i * 0.25] for i in range(800_000)]}
     body = packb(data)
-    assert codec.MAX_DEPTH < len(body) <= codec.FRESH_STACK_CAP // codec._STACK_PER_LEVEL
-    monkeypatch.setattr(codec, '_containers', no_scan)
-    assert unpack_body(body) == data
-
-
-def test_the_scan_still_guards_when_no_sized_thread_starts(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from siridb.connector.lib import codec
+    assert len(body) > codec.MAX_DEPTH
+    assert unpack_body(body) == data  # few markers: decoded
     scanned: list[int] = []
 
-    def scan(body: bytes) -> int:
-        scanned.append(len(body))
-        return len(body)  # as if every byte were a container marker
+    def all_markers(b: bytes) -> int:
+        scanned.append(len(b))
+        return len(b)  # as if every byte opened a container
 
-    monkeypatch.setattr(codec, 'FRESH_STACK_CAP', 0)
-    monkeypatch.setattr(codec, '_containers', scan)
-    body = packb({'s': [[i, i] for i in range(800_000)]})
-    assert len(body) > codec.MAX_DEPTH
-    with pytest.raises(ex.ProtocolError, match="nested too deep"):
+    monkeypatch.setattr(codec, '_containers', all_markers)
+    with pytest.raises(ex.ProtocolError, match='nested too deep'):
         unpack_body(body)
     assert scanned == [len(body)]
 
 
-def test_deep_body_on_the_sized_stack_does_not_crash() -> None:
-    # 1.2 million levels: decoded on a fresh thread whose stack is sized
-    # to the body (no scan), in a child so a regression kills only the child
+def test_a_big_body_decodes_when_no_fresh_thread_starts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from siridb.connector.lib import codec
+    real_stack_size = codec.threading.stack_size
+    fell_back: list[int] = []
+
+    def no_big_stacks(*size: int) -> int:
+        if size and size[0] == codec.DEEP_STACK_SIZE:
+            raise ValueError('size not valid')  # as under ulimit -v, say
+        return real_stack_size(*size)
+
+    def run_deep(fn: Any, *args: Any) -> Any:
+        fell_back.append(len(args[0]))
+        return fn(*args)
+
+    monkeypatch.setattr(codec.threading, 'stack_size', no_big_stacks)
+    monkeypatch.setattr(codec, 'run_deep', run_deep)
+    data = {'s': [[i, i] for i in range(150_000)]}
+    body = packb(data)
+    assert len(body) > codec.FRESH_THREAD_BODY
+    assert unpack_body(body) == data
+    assert fell_back == [len(body)]
+
+
+def test_deep_big_body_on_the_fresh_thread_does_not_crash() -> None:
+    # 1.2 million levels in a 1.2 MB body: decoded on a fresh thread with
+    # the big stack, in a child so a regression kills only the child
     proc = _child(
         'from siridb.connector.lib.codec import unpack_body\n'
         "r = unpack_body(b'\\xee' * 1_200_000 + b'\\x00')\n"
@@ -177,11 +189,12 @@ def test_deep_body_on_the_sized_stack_does_not_crash() -> None:
 
 
 @pytest.mark.slow
-def test_body_deeper_than_the_old_scan_bound_decodes() -> None:
-    # above MAX_DEPTH (which bodies up to 26.8 MB no longer need): ~2 s, ~1.2 GB
+def test_deepest_body_the_scan_lets_through_decodes() -> None:
+    # just under MAX_DEPTH markers: the worst a hostile reply can make the
+    # client decode, ~2 s and ~1.2 GB
     proc = _child(
         'from siridb.connector.lib.codec import unpack_body, MAX_DEPTH\n'
-        "r = unpack_body(b'\\xee' * (MAX_DEPTH + 100_000) + b'\\x00')\n"
+        "r = unpack_body(b'\\xee' * (MAX_DEPTH - 1) + b'\\x00')\n"
         'print(type(r).__name__)\n')
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == 'list'
