@@ -350,8 +350,8 @@ class SiriDBProtocol(asyncio.Protocol):
             # a big body goes out as it is, after what is queued, instead of
             # being copied behind its header (one more buffer of its size
             # per request, which malloc may take fresh from the OS each time)
+            self._wbuf.append(header)  # leaves with what is queued
             self._write_now()
-            transport.write(header)
             transport.write(body)
             return fut
         wbuf = self._wbuf
