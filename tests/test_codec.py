@@ -130,6 +130,17 @@ def test_deeply_nested_bodies_do_not_crash(expr: str, expected: str) -> None:
     assert proc.stdout.strip() == expected
 
 
+@given(st.integers(0, 3_000_000), st.integers(0, 3_000_000), st.integers(0, 7_000_000))
+@settings(max_examples=30, deadline=None)
+def test_the_nesting_scan_stops_early_but_never_misjudges(
+        markers: int, plain: int, limit: int) -> None:
+    from siridb.connector.lib import codec
+    body = b'\x00' * plain + b'\xee' * markers + b'\x00' * plain
+    found = codec._containers(body, limit)
+    assert (found > limit) == (markers > limit)
+    assert found <= markers
+
+
 def test_big_bodies_are_scanned_for_their_nesting_bound(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from siridb.connector.lib import codec
@@ -139,7 +150,7 @@ def test_big_bodies_are_scanned_for_their_nesting_bound(
     assert unpack_body(body) == data  # few markers: decoded
     scanned: list[int] = []
 
-    def all_markers(b: bytes) -> int:
+    def all_markers(b: bytes, limit: int) -> int:
         scanned.append(len(b))
         return len(b)  # as if every byte opened a container
 
