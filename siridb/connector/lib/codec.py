@@ -174,8 +174,8 @@ def run_deep(fn: Callable[..., _T], *args: Any) -> _T:
 FRESH_THREAD_BODY = 1_048_576
 
 
-def _run_fresh(stack: int, fn: Callable[..., _T], *args: Any) -> Tuple[bool, Any]:
-    """``(True, fn(*args))`` run on a new thread with a ``stack``-byte stack;
+def _run_fresh(fn: Callable[..., _T], *args: Any) -> Tuple[bool, Any]:
+    """``(True, fn(*args))`` run on a new thread with the big stack;
     ``(False, None)`` if no such thread could be started."""
     box: List[Any] = []
 
@@ -188,7 +188,7 @@ def _run_fresh(stack: int, fn: Callable[..., _T], *args: Any) -> Tuple[bool, Any
     with _worker_lock:  # threading.stack_size is process-wide
         old = threading.stack_size()
         try:
-            threading.stack_size(stack)
+            threading.stack_size(DEEP_STACK_SIZE)
             thread = threading.Thread(target=target, daemon=True,
                                       name='siridb-qpack-deep')
             thread.start()
@@ -232,7 +232,7 @@ def _unpack_big(body: bytes, decode: Optional[str]) -> Any:
     if len(body) > MAX_DEPTH and _containers(body, MAX_DEPTH) > MAX_DEPTH:
         raise ProtocolError('corrupt payload: nested too deep to decode safely')
     if len(body) > FRESH_THREAD_BODY:
-        started, value = _run_fresh(DEEP_STACK_SIZE, _unpack_kw, body, decode)
+        started, value = _run_fresh(_unpack_kw, body, decode)
         if started:
             return value
     return run_deep(_unpack_kw, body, decode)
