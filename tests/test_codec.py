@@ -141,6 +141,80 @@ def test_the_nesting_scan_stops_early_but_never_misjudges(
     assert found <= markers
 
 
+def _markers(body: bytes) -> int:
+    """Container markers with room for items, counted the plain way."""
+    return sum(1 for b in body if 0xEE <= b <= 0xF2 or 0xF4 <= b <= 0xF8 or b in (0xFC, 0xFD))
+
+
+def test_empty_containers_do_not_count_as_nesting() -> None:
+    from siridb.connector.lib import codec
+    assert codec._containers(b'\xed\xf3' * 1000, 10) == 0
+    assert codec._containers(b'\xee\xf4\xfc\xfd' * 3, 100) == 12
+    assert codec.tighten_depth_bound(codec.MAX_DEPTH + 4, b'\xed\xf3\x00\xee') \
+        == codec.MAX_DEPTH + 1
+
+
+@given(st.binary(min_size=2, max_size=3000), st.lists(st.integers(0, 3000), max_size=12),
+       st.integers(0, 3000))
+@settings(max_examples=200, deadline=None)
+def test_the_decoder_bounds_nesting_of_a_body_it_gathers(
+        body: bytes, cuts: list[int], limit: int) -> None:
+    # a body gathered chunk by chunk carries an upper bound of its nesting
+    # that sorts it like the full scan does, whatever the chunking
+    from siridb.connector.lib import codec
+    mp = pytest.MonkeyPatch()
+    mp.setattr(codec, 'MAX_DEPTH', limit)
+    mp.setattr(Decoder, 'BIG_BODY', 1)
+    try:
+        data = encode(5, 0, body)
+        points = sorted({c % len(data) for c in cuts} | {HEADER_SIZE + 1})
+        dec = Decoder()
+        got: list[Package] = []
+        for a, b in zip([0] + points, points + [len(data)]):
+            got += dec.feed(data[a:b])
+    finally:
+        mp.undo()
+    [pkg] = got
+    assert pkg.body == body
+    assert pkg.depth_bound >= _markers(body)
+    assert (pkg.depth_bound > limit) == (_markers(body) > limit)
+
+
+def test_a_gathered_big_reply_is_not_scanned_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from siridb.connector.lib import codec
+    data = {'s': [[i, i * 0.25] for i in range(800_000)]}
+    wire = pack(9, 0, data)
+    assert len(wire) > codec.MAX_DEPTH
+    rescans: list[int] = []
+    real = codec._containers
+    monkeypatch.setattr(codec, '_containers',
+                        lambda b, limit: rescans.append(len(b)) or real(b, limit))
+    dec = Decoder()
+    got: list[Package] = []
+    for pos in range(0, len(wire), 262_144):  # as a transport hands it over
+        got += dec.feed(wire[pos:pos + 262_144])
+    [pkg] = got
+    assert 0 <= pkg.depth_bound <= codec.MAX_DEPTH
+    assert pkg.data() == data
+    assert rescans == []
+    # the same body without the decoder's bound is scanned, and decodes alike
+    assert unpack_body(pkg.body) == data
+    assert rescans == [len(pkg.body)]
+
+
+def test_a_gathered_hostile_reply_is_refused() -> None:
+    from siridb.connector.lib import codec
+    wire = encode(3, 0, b'\xee' * (codec.MAX_DEPTH + 1) + b'\x00')
+    dec = Decoder()
+    got: list[Package] = []
+    for pos in range(0, len(wire), 1 << 20):
+        got += dec.feed(wire[pos:pos + (1 << 20)])
+    [pkg] = got
+    assert pkg.depth_bound == codec.MAX_DEPTH + 1
+    with pytest.raises(ex.ProtocolError, match='nested too deep'):
+        pkg.data()
+
+
 def test_big_bodies_are_scanned_for_their_nesting_bound(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from siridb.connector.lib import codec

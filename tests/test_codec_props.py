@@ -27,7 +27,8 @@ packages = st.lists(st.builds(
     Package,
     pid=st.integers(0, 0xFFFF),
     tp=st.integers(0, 0xFF),
-    body=st.binary(max_size=300)), max_size=12)
+    body=st.binary(max_size=300),
+    depth_bound=st.just(-1)), max_size=12)
 
 
 def stream_of(pkgs: List[Package]) -> bytes:

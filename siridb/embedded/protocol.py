@@ -257,7 +257,7 @@ class ServerProtocol(asyncio.Protocol):
             self._error(pid, pm.CPROTO_ERR_POOL, POOL_DOWN_INSERT)
             return
         try:
-            data = unpack_body(pkg.body)
+            data = unpack_body(pkg.body, depth_bound=pkg.depth_bound)
         except ProtocolError:
             self._error(pid, pm.CPROTO_ERR_INSERT, ERR_MAP_OR_ARRAY)
             return

@@ -45,15 +45,21 @@ _unpackb = qpack.unpackb
 
 
 class Package(NamedTuple):
-    """One received package: ``pid``, type ``tp`` and the raw payload ``body``."""
+    """One received package: ``pid``, type ``tp`` and the raw payload ``body``.
+
+    ``depth_bound`` is an upper bound of the body's nesting depth that the
+    decoder established while the body arrived in pieces (-1: none), so that
+    decoding need not scan the body again.
+    """
 
     pid: int
     tp: int
     body: bytes
+    depth_bound: int = -1
 
     def data(self) -> Any:
         """The payload decoded as qpack with utf-8 strings (None when empty)."""
-        return unpack_body(self.body)
+        return unpack_body(self.body, depth_bound=self.depth_bound)
 
 
 _new_package: Callable[[type, Any], Package] = tuple.__new__
@@ -94,8 +100,11 @@ DEEP_STACK_SIZE = 1 << 30
 #: a generous bound of C stack bytes per nesting level (measured: 70-140)
 _STACK_PER_LEVEL = 160
 MAX_DEPTH = DEEP_STACK_SIZE // _STACK_PER_LEVEL
-#: every byte that is not a qpack container marker (arrays, maps, open forms)
-_NOT_CONTAINER = bytes(b for b in range(256) if not (0xED <= b <= 0xF8 or b in (0xFC, 0xFD)))
+#: every byte that does not open a qpack container with room for items: the
+#: arrays and maps of 1-5 items and the open forms (the empty ones, 0xED and
+#: 0xF3, nest nothing)
+_NOT_CONTAINER = bytes(b for b in range(256)
+                       if not (0xEE <= b <= 0xF2 or 0xF4 <= b <= 0xF8 or b in (0xFC, 0xFD)))
 
 
 class _DeepStackWorker:
@@ -224,12 +233,22 @@ def _containers(body: bytes, limit: int) -> int:
     return found
 
 
-def _unpack_big(body: bytes, decode: Optional[str]) -> Any:
+def tighten_depth_bound(bound: int, part: bytes) -> int:
+    """``bound``, an upper bound of a body's nesting depth, once ``part`` of
+    the body has been read: its bytes that open no container take no level.
+    Start from the body's length; parts are only read while it matters (the
+    bound is above ``MAX_DEPTH``)."""
+    if bound <= MAX_DEPTH:
+        return bound
+    return bound - len(part) + len(part.translate(None, _NOT_CONTAINER))
+
+
+def _unpack_big(body: bytes, decode: Optional[str], depth_bound: int) -> Any:
     # nesting is bounded by the number of container markers: a body that
     # could nest deeper than the big stack holds is refused. (A stack sized
     # to the body instead was tried: a hostile 26 MB body then cost 4.5 GB
     # and 15 s instead of a refusal in milliseconds.)
-    if len(body) > MAX_DEPTH and _containers(body, MAX_DEPTH) > MAX_DEPTH:
+    if depth_bound > MAX_DEPTH and _containers(body, MAX_DEPTH) > MAX_DEPTH:
         raise ProtocolError('corrupt payload: nested too deep to decode safely')
     if len(body) > FRESH_THREAD_BODY:
         started, value = _run_fresh(_unpack_kw, body, decode)
@@ -242,7 +261,8 @@ def _unpack_kw(body: bytes, decode: Optional[str]) -> Any:
     return _unpackb(body, decode=decode)
 
 
-def unpack_body(body: bytes, decode: Optional[str] = 'utf-8') -> Any:
+def unpack_body(body: bytes, decode: Optional[str] = 'utf-8',
+                depth_bound: int = -1) -> Any:
     """Decode a qpack payload, turning every failure into ``ProtocolError``.
 
     A body that starts with 0xFE or 0xFF (a bare close marker) is refused
@@ -250,6 +270,8 @@ def unpack_body(body: bytes, decode: Optional[str] = 'utf-8') -> Any:
     the interpreter when used. qpack also recurses in C once per nesting
     level: bodies above ``SAFE_BODY_SIZE`` are decoded on a thread with a
     1 GiB stack, and one that might nest deeper than even that is refused.
+    ``depth_bound`` (``Package.depth_bound``) spares the nesting scan when
+    the decoder already bounded the body's depth.
     """
     if not body:
         return None
@@ -266,7 +288,8 @@ def unpack_body(body: bytes, decode: Optional[str] = 'utf-8') -> Any:
     if pause_gc:
         gc.disable()
     try:
-        return _unpack_big(body, decode)
+        return _unpack_big(body, decode,
+                           len(body) if depth_bound < 0 else min(depth_bound, len(body)))
     except DECODE_ERRORS as exc:
         raise ProtocolError(f'corrupt payload: {exc.__class__.__name__}') from None
     finally:
@@ -286,11 +309,12 @@ class Decoder:
     before it closes the connection.
     """
 
-    __slots__ = ('_buf', '_failed', 'max_payload', '_big', '_chunks', '_have')
+    __slots__ = ('_buf', '_failed', 'max_payload', '_big', '_chunks', '_have', '_bound')
 
     #: a body at least this big that arrives over several chunks is collected
     #: as a list of chunks and joined once, instead of being copied into the
-    #: growing buffer chunk by chunk and sliced out again
+    #: growing buffer chunk by chunk and sliced out again; on the way, each
+    #: chunk tightens the body's nesting bound (``Package.depth_bound``)
     BIG_BODY = 262_144
 
     def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
@@ -300,6 +324,7 @@ class Decoder:
         self._big: Optional[Tuple[int, int, int]] = None  # pid, tp, length
         self._chunks: List[bytes] = []
         self._have = 0
+        self._bound = 0
 
     @property
     def buffered(self) -> int:
@@ -317,13 +342,16 @@ class Decoder:
         if len(data) < missing:
             chunks.append(data)
             self._have += len(data)
+            self._bound = tighten_depth_bound(self._bound, data)
             return []
-        chunks.append(data[:missing] if len(data) > missing else data)
+        last = data[:missing] if len(data) > missing else data
+        chunks.append(last)
+        bound = tighten_depth_bound(self._bound, last)
         body = b''.join(chunks)
         self._big = None
         self._chunks = []
         self._have = 0
-        out = [_new_package(Package, (pid, tp, body))]
+        out = [_new_package(Package, (pid, tp, body, bound))]
         if len(data) > missing:
             try:
                 out += self._feed(data[missing:])
@@ -349,14 +377,17 @@ class Decoder:
             end = pos + HEADER_SIZE + length
             if end > n:
                 if length >= self.BIG_BODY:  # collect the rest chunk by chunk
+                    first = bytes(buf[pos + HEADER_SIZE:])
                     self._big = (pid, tp, length)
-                    self._chunks = [bytes(buf[pos + HEADER_SIZE:])]
-                    self._have = n - pos - HEADER_SIZE
+                    self._chunks = [first]
+                    self._have = len(first)
+                    self._bound = tighten_depth_bound(length, first)
                     buf.clear()
                     return out
                 break
             # tuple.__new__: a NamedTuple's own __new__ is a Python call
-            out.append(_new_package(Package, (pid, tp, bytes(buf[pos + HEADER_SIZE:end]))))
+            out.append(_new_package(
+                Package, (pid, tp, bytes(buf[pos + HEADER_SIZE:end]), -1)))
             pos = end
         if pos:
             del buf[:pos]

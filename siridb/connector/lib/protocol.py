@@ -196,7 +196,7 @@ class SiriDBProtocol(asyncio.Protocol):
         pending = self._pending
         for package in packages:
             # fast path: a small success reply to a waiting request
-            pid, tp, body = package
+            pid, tp, body, _bound = package
             entry = pending.get(pid)
             if (entry is not None and tp in _SUCCESS and body
                     and len(body) <= SAFE_BODY_SIZE and body[0] < 0xFE):
@@ -245,7 +245,7 @@ class SiriDBProtocol(asyncio.Protocol):
 
     # --------------------------------------------------------- replies
     def _on_package(self, package: Package) -> None:
-        pid, tp, body = package
+        pid, tp, body, bound = package
         entry = self._pending.pop(pid, None)
         if entry is None:
             logger.warning('reply of type %s for unknown pid %s dropped', tp, pid)
@@ -256,11 +256,11 @@ class SiriDBProtocol(asyncio.Protocol):
             return
         try:
             if tp in _SUCCESS:
-                fut.set_result(unpack_body(body))
+                fut.set_result(unpack_body(body, depth_bound=bound))
             elif tp == pm.CPROTO_RES_FILE:
                 fut.set_result(body)
             elif pm.is_error(tp):
-                fut.set_exception(error_for_response(tp, unpack_body(body)))
+                fut.set_exception(error_for_response(tp, unpack_body(body, depth_bound=bound)))
             else:
                 fut.set_exception(error_for_response(tp, None))
         except ProtocolError as exc:
