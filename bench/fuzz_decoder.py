@@ -166,13 +166,13 @@ def child(seed: int, start: int, stop: int, seconds: float, unguarded: bool,
     from siridb.connector.lib.codec import Decoder, unpack_body
     from siridb.connector.lib.exceptions import ProtocolError
 
-    def decode_body(body: bytes) -> Any:
+    def decode_body(body: bytes, depth_bound: int = -1) -> Any:
         if unguarded:
             try:
                 return repr(qpack.unpackb(body, decode='utf-8'))
             except Exception:
                 return None
-        return unpack_body(body)
+        return unpack_body(body, depth_bound=depth_bound)
 
     out = sys.stdout
     deadline = time.monotonic() + seconds
@@ -197,7 +197,7 @@ def child(seed: int, start: int, stop: int, seconds: float, unguarded: bool,
                 for chunk in chunks:
                     for pkg in dec.feed(chunk):
                         try:
-                            decode_body(pkg.body)
+                            decode_body(pkg.body, pkg.depth_bound)
                         except ProtocolError:
                             pass
         except ProtocolError:

@@ -156,6 +156,34 @@ async def test_res_file_returns_raw_bytes() -> None:
             await conn.wait_closed()
 
 
+async def test_a_big_reply_is_bounded_while_it_arrives(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the decoder bounds a big reply's nesting from the chunks the transport
+    # hands over; only a reply that may nest too deep is scanned again
+    from siridb.connector.lib import codec
+    data = {'s': [[i, i * 0.25] for i in range(800_000)]}
+    good = pack(0, pm.CPROTO_RES_QUERY, data)[8:]
+    hostile = b'\xee' * (codec.MAX_DEPTH + 1) + b'\x00'
+    assert len(good) > codec.MAX_DEPTH and len(hostile) > codec.MAX_DEPTH
+    bodies = iter([good, hostile])
+    rescans: List[int] = []
+    real = codec._containers
+    monkeypatch.setattr(codec, '_containers',
+                        lambda b, limit: rescans.append(len(b)) or real(b, limit))
+    handler = _only_auth(lambda c, p: c.reply_raw(p.pid, pm.CPROTO_RES_QUERY, next(bodies)))
+    async with ScriptedServer(handler) as srv:
+        conn = await _connect(srv)
+        try:
+            assert await conn.query('select * from "s"', timeout=30) == data
+            assert rescans == []
+            with pytest.raises(ex.ProtocolError, match='nested too deep'):
+                await conn.query('select * from "s"', timeout=30)
+            assert rescans == [len(hostile)]
+        finally:
+            conn.close()
+            await conn.wait_closed()
+
+
 # ------------------------------------------------------------------ framing
 async def test_reply_in_one_byte_chunks() -> None:
     async def dribble(conn: ScriptedConn, data: bytes) -> None:
