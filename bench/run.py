@@ -153,9 +153,14 @@ def merge_rounds(results: List[Dict[str, Any]]) -> Dict[str, Any]:
         runs = [run for r in results for run in r[key]['runs']]
         out[key] = dict(out[key], runs=runs, cpu=min(run[0] for run in runs),
                         wall=min(run[1] for run in runs))
+        users = [run[3] for run in runs if len(run) > 3]
+        if users:
+            out[key]['user'] = min(users)
     for key in ('limit_packb', 'limit_unpackb'):
         if key in out:
             out[key] = dict(out[key], cpu=min(r[key]['cpu'] for r in results))
+            if all('user' in r[key] for r in results):
+                out[key]['user'] = min(r[key]['user'] for r in results)
     return out
 
 
@@ -237,6 +242,16 @@ def summarize(raw: Dict[str, Any], ours: Dict[str, Any],
     out['small_client_bound_ratio'] = ratio(cpu_rate(ours), cpu_rate(legacy))
     out['decode_limit_gc_on_us'] = per_point(raw, 'limit_unpackb', 'cpu_gc_on')
     decode = ratio(get(ours, 'decode', 'cpu'), get(raw, 'limit_unpackb', 'cpu'))
+    # user-space CPU alone: leaves out the kernel's share (receiving the
+    # reply from the socket, which unpackb in memory does not do, and
+    # page faults), the part that moves most between runs
+    out['decode_user_us'] = {
+        name: per_point(d, *keys, 'user')
+        for name, d, keys in (('qpack only', raw, ('limit_unpackb',)),
+                              ('raw', raw, ('decode',)), ('ours', ours, ('decode',)),
+                              ('2.1.6', legacy, ('decode',)))}
+    out['decode_user_ratio'] = ratio(get(ours, 'decode', 'user'),
+                                     get(raw, 'limit_unpackb', 'user'))
     for key, value in (('bulk', bulk), ('small', small), ('decode', decode)):
         what, limit, higher = TARGETS[key]
         met = None if value is None else (value >= limit if higher else value <= limit)
@@ -285,6 +300,11 @@ def table(summary: Dict[str, Any], meta: Dict[str, Any]) -> str:
     if summary.get('small_client_bound_ratio') is not None:
         text.append(f'- small requests, client-bound (ops per client CPU-second): ours/2.1.6 '
                     f'= {fmt(summary["small_client_bound_ratio"])}')
+    users = summary.get('decode_user_us') or {}
+    if summary.get('decode_user_ratio') is not None:
+        text.append('- decode, user-space CPU only (us per point): ' + ', '.join(
+            f'{k} {fmt(v, 3)}' for k, v in users.items() if v is not None)
+            + f'; ours/qpack only = {fmt(summary["decode_user_ratio"])}')
     text.append('')
     text.append('"qpack only": packb of the same batches; unpackb of the same reply with '
                 'the GC paused')

@@ -25,4 +25,8 @@ def test_bench_smoke_runs_and_reports(tmp_path: Path) -> None:
     assert doc['ours']['small']['ops'] == 512
     assert doc['legacy'] is None  # 2.1.6 only with --legacy-venv
     assert set(doc['summary']['targets']) == {'bulk', 'small', 'decode'}
+    # decode user-space CPU is split out: recorded for every run and summed up
+    assert all(len(run) == 4 for run in doc['ours']['decode']['runs'])
+    assert doc['summary']['decode_user_us']['ours'] is not None
+    assert 'decode, user-space CPU only' in proc.stdout
     assert out.with_suffix('.md').read_text().startswith('| workload')
