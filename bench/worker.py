@@ -50,24 +50,28 @@ def bulk_batches(tag: str, points: int, batch: int) -> List[Dict[str, List[List[
     return out
 
 
+def _rusage() -> Any:
+    """This process's resource usage so far, or None where the platform has
+    no ``resource`` module."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF)
+
+
 def _minor_faults() -> int:
     """Page faults of this process so far: fresh memory from the OS costs
     about 2-3 us per 4 KiB page here, a swing of 20 % in a bulk run."""
-    try:
-        import resource
-    except ImportError:  # not on this platform
-        return 0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    usage = _rusage()
+    return 0 if usage is None else int(usage.ru_minflt)
 
 
 def _user_cpu() -> float:
     """User-space CPU seconds of this process so far (``time.process_time``
     less kernel time: socket copies and page faults)."""
-    try:
-        import resource
-    except ImportError:  # not on this platform
-        return time.process_time()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_utime
+    usage = _rusage()
+    return time.process_time() if usage is None else float(usage.ru_utime)
 
 
 class Measure:
