@@ -370,11 +370,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     ours = merge_rounds(rounds['ours'])
     legacy = merge_rounds(rounds['legacy']) if rounds['legacy'] else None
 
+    command = ' '.join(['python bench/run.py', *(argv if argv is not None else sys.argv[1:])])
     meta = {'points': ns.points, 'batch': ns.batch, 'small_ops': ns.small,
             'inflight': ns.inflight, 'reps': ns.reps, 'rounds': ns.rounds,
             'python': platform.python_version(),
             'machine': f'{os.cpu_count()} cores, {platform.machine()}',
-            'smoke': ns.smoke, 'when': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}
+            'smoke': ns.smoke, 'command': command,
+            'when': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}
     errors = [w for w in (raw, ours, legacy) if w is not None and 'error' in w]
     summary = summarize(raw, ours, legacy) if not errors else {'rows': [], 'targets': {}}
     doc = {'meta': meta, 'raw': raw, 'ours': ours, 'legacy': legacy, 'summary': summary}
@@ -385,7 +387,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f'{w["impl"]}: FAILED: {w["error"]}', file=sys.stderr)
         return 1
     text = table(summary, meta)
-    ns.json.with_suffix('.md').write_text(text + '\n')
+    ns.json.with_suffix('.md').write_text(f'Command: `{command}`\n\n{text}\n')
     print(text)
     print(f'\n(json: {ns.json}; table: {ns.json.with_suffix(".md")})')
     return 0

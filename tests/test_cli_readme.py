@@ -1,21 +1,18 @@
-"""The README's command-line examples, run as written (bash) against
-``siridb serve`` started with the README's own arguments."""
+"""The command-line examples of docs/cli.md, run as written (bash) against
+``siridb serve`` started with the documented arguments."""
 from __future__ import annotations
 
-import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-from _cli_helpers import ROOT, ServeProcess, cli_env
+from _cli_helpers import ServeProcess, cli_env
+from _docs import code_blocks
 
 
 def _section_blocks() -> list:
-    text = (ROOT / 'README.md').read_text()
-    start = text.index('<!-- section: command line -->')
-    end = text.index('<!-- section:', start + 1)
-    return re.findall(r'```bash\n(.*?)```', text[start:end], re.S)
+    return code_blocks('docs/cli.md', 'bash')
 
 
 def test_readme_command_line_examples(tmp_path: Path) -> None:
@@ -26,7 +23,7 @@ def test_readme_command_line_examples(tmp_path: Path) -> None:
     args[args.index('--data-dir') + 1] = str(tmp_path / 'data')
     srv = ServeProcess(tmp_path / 'serve.log', *args)
     try:
-        # the README's commands use the default host 127.0.0.1:9000: point them at
+        # the documented commands use the default host 127.0.0.1:9000: point them at
         # the test server instead (options may follow the positional arguments)
         prelude = (f'set -euo pipefail\n'
                    f'siridb() {{ {shlex.quote(sys.executable)} -m siridb "$@" '

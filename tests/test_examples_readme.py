@@ -1,5 +1,5 @@
-"""The README's Python snippets of the sessions/builder/results/service/URL
-section, run as written against the embedded server.
+"""The Python snippets of docs/high-level-api.md (sessions, builder, results,
+service API, URLs), run as written against the embedded server.
 
 The ```python blocks run one after the other in one namespace (top-level
 ``await`` allowed) that starts with ``client`` connected to a millisecond
@@ -13,22 +13,18 @@ import ast
 import contextlib
 import io
 import re
-from pathlib import Path
 from typing import Any, Dict, List, Tuple
+
+from _docs import code_blocks
 
 from siridb.connector import SiriDBClient
 from siridb.embedded import EmbeddedServer
 
-README = Path(__file__).resolve().parent.parent / 'README.md'
-SECTION = '<!-- section: sessions, builder, results, service api, urls -->'
 EXPECT = re.compile(r'print\(.*\)\s+#\s(.+)$')
 
 
 def section_blocks() -> List[str]:
-    text = README.read_text()
-    start = text.index(SECTION)
-    end = text.index('<!-- section:', start + 1)
-    return re.findall(r'```python\n(.*?)```', text[start:end], re.S)
+    return code_blocks('docs/high-level-api.md')
 
 
 def expectations(block: str) -> List[str]:

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import re
 import socket
-from pathlib import Path
 from typing import Any, AsyncIterator, Dict, List, Tuple
 
 import pytest
+from _docs import code_blocks
 
 from siridb.testing.proxy import FaultProxy
 
@@ -344,15 +343,12 @@ async def test_unresponsive_target_times_out_and_close_is_prompt() -> None:
 
 
 def readme_blocks() -> List[str]:
-    """The ```python blocks of the README's adversity section."""
-    readme = (Path(__file__).resolve().parent.parent / 'README.md').read_text()
-    start = readme.index('<!-- section: adversity and fuzzing -->')
-    end = readme.index('<!-- section:', start + 1)
-    return re.findall(r'```python\n(.*?)```', readme[start:end], re.S)
+    """The ```python blocks of docs/adversity.md."""
+    return code_blocks('docs/adversity.md')
 
 
 async def test_readme_proxy_snippet_runs_as_written() -> None:
-    # the README's fault proxy example, so that it never rots
+    # the documented fault proxy example, so that it never rots
     blocks = readme_blocks()
     assert len(blocks) == 1
     code = compile(blocks[0], '<README>', 'exec', flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
