@@ -29,4 +29,6 @@ def test_bench_smoke_runs_and_reports(tmp_path: Path) -> None:
     assert all(len(run) == 4 for run in doc['ours']['decode']['runs'])
     assert doc['summary']['decode_user_us']['ours'] is not None
     assert 'decode, user-space CPU only' in proc.stdout
-    assert out.with_suffix('.md').read_text().startswith('| workload')
+    table = out.with_suffix('.md').read_text()
+    assert table.startswith('Command: `python bench/run.py --smoke')
+    assert '\n| workload' in table
