@@ -115,7 +115,7 @@ def _record_at(data: bytes, pos: int) -> Optional[int]:
     if len(data) - pos < hsize:
         return None
     length, crc = RECORD_HEADER.unpack_from(data, pos)
-    end = pos + hsize + length
+    end: int = pos + hsize + length
     if length == 0 or end > len(data):
         return None
     if _crc32(memoryview(data)[pos + hsize:end]) != crc:
