@@ -287,16 +287,65 @@ def test_failed_service_change_changes_nothing(tmp_path, monkeypatch):
     d = str(tmp_path)
     e = Engine(d)
     e.ensure_database('dbtest')
-    monkeypatch.setattr(persist, 'os_write', _Full())
+    path = os.path.join(d, 'server.log')
+    size = os.path.getsize(path)
+    monkeypatch.setattr(persist, 'os_write', _Full(room=3))
     for request, opts in ((0, {'account': 'ops', 'password': 'ops-pw'}),
                           (3, {'dbname': 'newdb'}),
                           (1, {'account': 'sa', 'password': 'new-pw'})):
         tp, reply = handle_service(e, ['sa', 'siri', request, opts])
         assert tp == 96 and 'cannot write its data directory' in reply['error_msg']
     assert e.store.accounts == {'sa': 'siri'} and list(e.store.databases) == ['dbtest']
+    assert os.path.getsize(path) == size  # each partial record cut back
     monkeypatch.undo()
     e.close()
     assert set(_load(d)) == {'accounts', 'dbtest'}
+
+
+async def test_disk_full_over_the_wire(tmp_path, monkeypatch):
+    """Through the server: a failed write answers an error and stores
+    nothing; every acknowledged point is there after a restart."""
+    d = str(tmp_path)
+    acked = []
+    async with EmbeddedServer(data_dir=d) as srv:
+        c = await RawConn.open(srv.host, srv.port)
+        try:
+            await c.auth()
+            for k in range(30):
+                full = 10 <= k < 20
+                if full:  # a disk with room for a part of one record
+                    monkeypatch.setattr(persist, 'os_write', _Full(room=11 if k == 10 else 0))
+                else:
+                    monkeypatch.setattr(persist, 'os_write', os.write)
+                tp, reply = await c.request(1, {'s': [[k * 10 + i, i] for i in range(10)]})
+                if full:
+                    assert tp == 66 and 'No space left on device' in reply['error_msg']
+                else:
+                    assert tp == 1
+                    acked.append(k)
+        finally:
+            await c.close()
+    monkeypatch.undo()
+    e = Engine(d)
+    try:
+        ts = list(e.store.databases['dbtest'].series['s'].points()[0])
+        assert ts == [k * 10 + i for k in acked for i in range(10)]
+    finally:
+        e.close()
+
+
+def test_failed_compaction_at_start_keeps_the_log(tmp_path, monkeypatch, caplog):
+    from siridb.embedded import engine as engine_mod
+    d = str(tmp_path)
+    expected = _build(d)
+    monkeypatch.setattr(engine_mod, 'COMPACT_BYTES', 10)
+    monkeypatch.setattr(persist, 'os_write', _Full(room=100))
+    with caplog.at_level(logging.ERROR, 'siridb.embedded'):
+        assert _load(d) == expected
+    assert any('cannot compact' in r.getMessage() for r in caplog.records)
+    assert not [fn for fn in os.listdir(os.path.join(d, 'db')) if fn.endswith('.tmp')]
+    monkeypatch.undo()
+    assert _load(d) == expected
 
 
 def _mount_tmpfs(path, size):
