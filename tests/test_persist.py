@@ -144,7 +144,8 @@ async def test_torn_final_record_is_ignored(tmp_path):
 
 
 @pytest.mark.parametrize('tail', [b'\x01', b'\x05\x00\x00\x00', b'\x00' * 8,
-                                  encode_record(b'I', b'abc')[:-1] + b'\x00'])
+                                  encode_record(b'I', b'abc')[:-1],
+                                  encode_record(b'I', b'a' * 600)[:-600] + b'\0' * 600])
 def test_read_records_stops_at_bad_tail(tmp_path, tail):
     path = str(tmp_path / 'x.log')
     good = encode_record(b'M', b'one') + encode_record(b'M', b'two')
@@ -200,7 +201,7 @@ def test_engine_rejects_unknown_fsync_policy(tmp_path):
 
 def test_memory_only_by_default(tmp_path):
     e = Engine()
-    e.ensure_database('d')
+    e.ensure_database('db')
     assert not e.durable and e.data_dir is None
 
 

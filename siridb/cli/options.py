@@ -332,5 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
                    's, ms, us or ns, default ms; default database: dbtest)')
     p.add_argument('--data-dir', metavar='DIR', default=None,
                    help='keep data in DIR (default: in memory only)')
+    p.add_argument('--recover', action='store_true',
+                   help='with --data-dir: load what is readable of damaged files '
+                   '(keeping a copy of each) instead of refusing to start')
     p.add_argument('--debug', action='store_true', help='debug logging')
     return parser

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import re
 import signal
 import sys
 from typing import Dict, List, Optional
@@ -19,19 +18,20 @@ from .options import PRECISIONS
 
 __all__ = ['run', 'parse_databases']
 
-_DBNAME = re.compile(r'^[a-zA-Z][a-zA-Z0-9\-_]{0,18}[a-zA-Z0-9]$')
-
 
 def parse_databases(specs: Optional[List[str]]) -> Dict[str, str]:
     """``name[:precision]`` items -> ``{name: precision}`` (default ``dbtest``, ms)."""
+    from ..embedded.store import check_db_name
     if not specs:
         return {'dbtest': 'ms'}
     dbs: Dict[str, str] = {}
     for spec in specs:
         name, _, precision = spec.partition(':')
         precision = precision or 'ms'
-        if not _DBNAME.match(name):
-            raise UsageError(f'invalid database name: {name!r}')
+        try:
+            check_db_name(name)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         if precision not in PRECISIONS:
             raise UsageError(f'invalid time precision in {spec!r} (expecting s, ms, us or ns)')
         dbs[name] = precision
@@ -51,7 +51,7 @@ async def _serve(args: argparse.Namespace, databases: Dict[str, str]) -> int:
         except (NotImplementedError, RuntimeError):  # pragma: no cover - not on Unix
             pass
     server = EmbeddedServer(host=args.host, port=args.port, databases=databases,
-                            data_dir=args.data_dir)
+                            data_dir=args.data_dir, recover=args.recover)
     try:
         await server.start()
         names = ', '.join(f'{n} ({p})' for n, p in databases.items())

@@ -1,10 +1,13 @@
 """Run the embedded SiriDB-compatible server standalone.
 
     python -m siridb.embedded --host 127.0.0.1 --port 9000 --db dbtest \\
-        [--db other:ms ...] [--data-dir DIR] [--tls-cert F --tls-key F]
+        [--db other:ms ...] [--data-dir DIR [--recover]] \\
+        [--tls-cert F --tls-key F]
 
 Each ``--db NAME[:PRECISION]`` (s, ms, us or ns; default ms) is created unless
-it already exists in the data directory. Stops cleanly on SIGINT/SIGTERM.
+it already exists in the data directory. A damaged file in the data
+directory stops the start with an error naming it (exit status 1) unless
+``--recover`` is given. Stops cleanly on SIGINT/SIGTERM.
 """
 from __future__ import annotations
 
@@ -16,9 +19,9 @@ import ssl
 import sys
 from typing import Dict, List, Optional
 
-from .persist import DataDirInUse
+from .persist import DataDirError, DataDirInUse
 from .server import EmbeddedServer
-from .store import PRECISIONS
+from .store import PRECISIONS, check_db_name
 
 __all__ = ['main', 'parse_args']
 
@@ -32,6 +35,10 @@ def _db_arg(value: str) -> Dict[str, str]:
         raise argparse.ArgumentTypeError(
             f'expected NAME or NAME:PRECISION with precision s, ms, us or ns, '
             f'got {value!r}')
+    try:
+        check_db_name(name)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return {name: precision}
 
 
@@ -56,6 +63,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--fsync', choices=('always', 'never'), default='always',
                    help='with --data-dir: fsync before acknowledging changes '
                         '(always, default) or only write them (never)')
+    p.add_argument('--recover', action='store_true',
+                   help='with --data-dir: load what is readable of damaged '
+                        'files (keeping a copy of each) instead of refusing '
+                        'to start')
     p.add_argument('--unix', default=None, metavar='PATH',
                    help='listen on a unix socket instead of TCP')
     p.add_argument('--tls-cert', default=None, metavar='FILE',
@@ -80,7 +91,8 @@ async def _serve(args: argparse.Namespace) -> None:
         context.load_cert_chain(args.tls_cert, args.tls_key)
     server = EmbeddedServer(args.host, args.port, databases=databases,
                             data_dir=args.data_dir, ssl=context,
-                            unix_path=args.unix, fsync=args.fsync)
+                            unix_path=args.unix, fsync=args.fsync,
+                            recover=args.recover)
     if not server.store.databases:
         server.engine.ensure_database('dbtest', 'ms')
     stop = asyncio.Event()
@@ -107,7 +119,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     try:
         asyncio.run(_serve(args))
-    except (OSError, DataDirInUse) as exc:
+    except (OSError, DataDirInUse, DataDirError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1
     return 0

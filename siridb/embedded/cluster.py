@@ -25,13 +25,14 @@ class EmbeddedCluster:
     def __init__(self, n: int = 3, databases: Databases = None, *,
                  host: str = '127.0.0.1', data_dir: Optional[str] = None,
                  pools: Optional[Sequence[int]] = None, fsync: str = 'always',
-                 ssl: Optional[_ssl.SSLContext] = None) -> None:
+                 ssl: Optional[_ssl.SSLContext] = None,
+                 recover: bool = False) -> None:
         if n < 1:
             raise ValueError('a cluster needs at least one server')
         if pools is not None and len(pools) != n:
             raise ValueError('pools must give a pool number for each server')
-        self.engine = Engine(data_dir, fsync)
         dbs = normalize_databases(databases)
+        self.engine = Engine(data_dir, fsync, recover=recover)
         for name, precision in dbs.items():
             self.engine.ensure_database(name, precision)
         self.servers: List[EmbeddedServer] = [

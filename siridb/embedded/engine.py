@@ -19,12 +19,22 @@ from ..connector.lib.codec import unpack_body
 from .context import QueryContext, QueryFailure
 from .insert import apply_insert, parse_insert
 from .patterns import group_pattern
-from .persist import DirLock, LogFile, encode_record, read_records, sync_dir
+from .persist import (
+    DataDirError,
+    DirLock,
+    LogFile,
+    LogWriteError,
+    encode_record,
+    read_records,
+    sync_dir,
+    write_file,
+)
 from .query import execute
 from .snapshot import load_snapshot, write_snapshot
-from .store import Database, Group, Store, User
+from .store import Database, Group, Series, Store, User, check_db_name
 
-__all__ = ['Engine', 'Session', 'FSYNC_POLICIES', 'MUTATING', 'statement_keyword']
+__all__ = ['Engine', 'Session', 'FSYNC_POLICIES', 'MUTATING', 'statement_keyword',
+           'WRITE_FAILED']
 
 log = logging.getLogger('siridb.embedded')
 
@@ -49,6 +59,17 @@ _KIND_GENERATION = b'G'
 
 #: a database log larger than this is compacted into a snapshot on start
 COMPACT_BYTES = 32 * 1024 * 1024
+
+#: the error text of a change whose log write failed ({} is the reason)
+WRITE_FAILED = ('the embedded server cannot write its data directory ({}); '
+                'nothing was changed')
+
+#: suffixes of the files of database NAME in db/ (longest first)
+_DB_FILE_SUFFIXES = ('.log.torn', '.log.new', '.log.tmp', '.snap.tmp',
+                     '.log', '.snap')
+#: a file of db/: the database name, then one of the suffixes or a copy kept
+#: by recovery (``.corrupt``, ``.corrupt.1``, ...)
+_DB_FILE = re.compile(r'(.+?)\.(?:log|snap)(?:\.(?:torn|new|tmp|corrupt(?:\.[0-9]+)?))?')
 
 _WORD = re.compile(r'\s*([A-Za-z_]+)')
 
@@ -82,12 +103,15 @@ class Engine:
     """Store + optional data directory + the group commit of replies."""
 
     def __init__(self, data_dir: Optional[str] = None,
-                 fsync: str = 'always') -> None:
+                 fsync: str = 'always', *, recover: bool = False) -> None:
+        """``recover``: load what is readable of damaged files instead of
+        refusing to start (originals kept; see ``persist.py``)."""
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f'fsync must be one of {FSYNC_POLICIES}')
         self.store = Store()
         self.data_dir = data_dir
         self.fsync = fsync
+        self.recover = recover
         self._server_log: Optional[LogFile] = None
         self._db_logs: Dict[str, LogFile] = {}
         #: generation of each database's current log (see snapshot.py)
@@ -101,7 +125,11 @@ class Engine:
             self._lock = DirLock(os.path.join(data_dir, 'LOCK'))
             self._lock.acquire()
             self._server_log = LogFile(os.path.join(data_dir, 'server.log'))
-            self._load()
+            try:
+                self._load()
+            except BaseException:
+                self._lock.release()
+                raise
 
     @property
     def durable(self) -> bool:
@@ -141,7 +169,11 @@ class Engine:
         """Validate, log (the body as received) and store an insert."""
         chunks = parse_insert(data, db.max_ts)
         if chunks and self._server_log is not None:
-            self._db_log(db.name).append(_KIND_INSERT, body)
+            try:
+                self._db_log(db.name).append(_KIND_INSERT, body)
+            except LogWriteError as exc:
+                raise QueryFailure(66, 'Insert failed: ' + WRITE_FAILED.format(
+                    exc.strerror)) from None
         return apply_insert(db, chunks)
 
     def query(self, ctx: QueryContext, query: str,
@@ -152,27 +184,35 @@ class Engine:
         if keyword not in MUTATING:
             return execute(ctx, query, time_precision), False
         db = ctx.db
-        before = set(db.series) if keyword == 'drop' else None
+        saved = _Saved(db, keyword == 'drop')
         result = execute(ctx, query, time_precision)
         if db.name in self.store.databases:
-            if before is not None:
-                dropped = [n for n in before if n not in db.series]
+            records = []
+            if saved.series is not None:
+                dropped = [n for n in saved.series if n not in db.series]
                 if dropped:
-                    self._db_log(db.name).append(
-                        _KIND_DROP_SERIES, _packb(dropped))
-            self._db_log(db.name).append(_KIND_META, _packb(_meta(db)))
+                    records.append((_KIND_DROP_SERIES, _packb(dropped)))
+            records.append((_KIND_META, _packb(_meta(db))))
+            try:
+                self._db_log(db.name).append_many(records)
+            except LogWriteError as exc:
+                saved.restore(db)
+                raise QueryFailure(65, 'Query failed: ' + WRITE_FAILED.format(
+                    exc.strerror)) from None
         return result, True
 
     def new_database(self, name: str, precision: str = 'ms',
                      **options: Any) -> Database:
+        """Create (and log) a database; ValueError for an invalid name,
+        LogWriteError (nothing changed) when the log write fails."""
+        check_db_name(name)
         db = Database(name, precision, **options)
         if self._server_log is not None:
-            self._db_log(name).remove()  # a stale log of an old database
-            self._remove_snapshot(name)
-            self._gens[name] = 0
+            self._move_aside(name, 'files left of an older database')
             self._server_log.append(_KIND_NEW_DB, _packb({
                 'name': name, 'precision': precision, 'uuid': db.uuid,
                 'created': db.created, **options}))
+            self._gens[name] = 0
         self.store.databases[name] = db
         log.info('created database %s (time precision %s)', name, precision)
         return db
@@ -189,25 +229,26 @@ class Engine:
         return db
 
     def drop_database(self, name: str) -> None:
-        self.store.databases.pop(name, None)
         if self._server_log is not None:
             self._server_log.append(_KIND_DROP_DB, _packb({'name': name}))
             self._server_log.sync()
+        self.store.databases.pop(name, None)
+        if self._server_log is not None:
             self._db_logs.pop(name, LogFile(self._db_path(name))).remove()
             self._remove_snapshot(name)
         log.info('dropped database %s', name)
 
     def set_account(self, name: str, password: str) -> None:
-        self.store.accounts[name] = password
         if self._server_log is not None:
             self._server_log.append(_KIND_ACCOUNT, _packb(
                 {'name': name, 'password': password}))
+        self.store.accounts[name] = password
 
     def drop_account(self, name: str) -> None:
-        self.store.accounts.pop(name, None)
         if self._server_log is not None:
             self._server_log.append(_KIND_DROP_ACCOUNT,
                                     _packb({'name': name}))
+        self.store.accounts.pop(name, None)
 
     # -- commits -------------------------------------------------------
 
@@ -286,10 +327,28 @@ class Engine:
         t0 = time.perf_counter()
         store = self.store
         dbs: Dict[str, Dict[str, Any]] = {}
-        for kind, body in read_records(self._server_log.path):
-            rec = unpack_body(body)
+        path = self._server_log.path
+        records = read_records(path, recover=self.recover)
+        folder = os.path.join(self.data_dir, 'db')
+        if not records and not self.recover:
+            files = sorted(os.listdir(folder))
+            if files:
+                what = 'empty' if os.path.exists(path) else 'missing'
+                raise DataDirError(
+                    f'{path} is {what} but {folder} holds {len(files)} '
+                    f'file(s) ({", ".join(files[:3])}...): not starting '
+                    f'without the list of databases. Restore server.log, or '
+                    f'start with recover=True (--recover) to move those '
+                    f'files aside into orphans/')
+        for kind, body in records:
+            rec = _decode(path, kind, body)
             if kind == _KIND_NEW_DB:
-                dbs[rec['name']] = rec
+                name = rec['name']
+                if not _safe_file_name(name):
+                    raise DataDirError(
+                        f'{path}: database name {name!r} cannot name a file '
+                        f'in {folder}; not starting')
+                dbs[name] = rec
             elif kind == _KIND_DROP_DB:
                 dbs.pop(rec['name'], None)
             elif kind == _KIND_ACCOUNT:
@@ -297,29 +356,62 @@ class Engine:
             elif kind == _KIND_DROP_ACCOUNT:
                 store.accounts.pop(rec['name'], None)
         points = 0
+        damaged: List[str] = []
         for name, rec in dbs.items():
             opts = {k: rec[k] for k in ('buffer_size', 'duration_num',
                                         'duration_log') if k in rec}
             db = Database(name, rec['precision'], **opts)
             db.uuid = rec.get('uuid', db.uuid)
             db.created = rec.get('created', db.created)
+            n, ok = self._load_database(db)
+            points += n
             store.databases[name] = db
-            points += self._load_database(db)
-        # files of databases dropped just before a crash
-        folder = os.path.join(self.data_dir, 'db')
-        for fn in os.listdir(folder):
-            base = fn.split('.', 1)[0]
-            if base not in dbs:
-                os.unlink(os.path.join(folder, fn))
+            if not ok:
+                damaged.append(name)
+        # files of databases dropped just before a crash, or of databases
+        # server.log does not know: kept, moved aside
+        for fn in sorted(os.listdir(folder)):
+            if _owner(fn) not in dbs:
+                self._move_file_aside(os.path.join(folder, fn),
+                                      'no database of server.log owns it')
         for name in dbs:
             try:
                 size = os.path.getsize(self._db_path(name))
             except OSError:
                 continue
-            if size > COMPACT_BYTES:
-                self.compact(name)
+            if size > COMPACT_BYTES or name in damaged:
+                try:
+                    self.compact(name)
+                except OSError as exc:
+                    log.error('cannot compact the log of database %s (%s); '
+                              'keeping the log', name, exc)
         log.info('loaded %d database(s), %d point(s) from %s in %.3f s',
                  len(dbs), points, self.data_dir, time.perf_counter() - t0)
+
+    def _move_aside(self, name: str, why: str) -> None:
+        """Move the files of database ``name`` in db/ into orphans/."""
+        folder = os.path.dirname(self._db_path(name))
+        for suffix in _DB_FILE_SUFFIXES:
+            path = os.path.join(folder, name + suffix)
+            if os.path.exists(path):
+                self._move_file_aside(path, why)
+
+    def _move_file_aside(self, path: str, why: str) -> None:
+        """Rename ``path`` into ``<data_dir>/orphans/`` (a free name there),
+        with a WARNING: files of the data directory are never deleted
+        without a request to drop them."""
+        assert self.data_dir is not None
+        target_dir = os.path.join(self.data_dir, 'orphans')
+        os.makedirs(target_dir, exist_ok=True)
+        base = os.path.join(target_dir, os.path.basename(path))
+        target, i = base, 0
+        while os.path.exists(target):
+            i += 1
+            target = f'{base}.{i}'
+        os.replace(path, target)
+        sync_dir(target_dir)
+        sync_dir(os.path.dirname(path))
+        log.warning('data directory: moved %s to %s (%s)', path, target, why)
 
     def _snap_path(self, name: str) -> str:
         assert self.data_dir is not None
@@ -331,48 +423,58 @@ class Engine:
         except FileNotFoundError:
             pass
 
-    def _load_database(self, db: Database) -> int:
-        """Snapshot, then the log records it does not cover; points read."""
-        snap = load_snapshot(self._snap_path(db.name), db)
+    def _load_database(self, db: Database) -> Tuple[int, bool]:
+        """Snapshot, then the log records it does not cover: (points read,
+        whether the files were intact; False only with ``recover``)."""
+        snap_path = self._snap_path(db.name)
+        log_path = self._db_path(db.name)
+        snap = load_snapshot(snap_path, db, self.recover)
         covered = -1
-        points = sum(len(s) for s in db.series.values())
+        intact = True
         if snap is not None:
             covered = snap['covers_gen']
-            _apply_meta(db, snap['meta'])
-        records = read_records(self._db_path(db.name))
+            intact = not snap['damaged']
+            if snap['meta'] is not None:
+                _apply_meta(db, snap['meta'])
+        points = sum(len(s) for s in db.series.values())
+        records = read_records(log_path, recover=self.recover)
+        if records.salvaged:
+            intact = False
         gen = 0
         if records and records[0][0] == _KIND_GENERATION:
-            gen = int(records[0][1].decode())
+            gen = int(_decode(log_path, *records[0]))
         self._gens[db.name] = gen
+        if gen > 0 and snap is None:
+            if not self.recover:
+                raise DataDirError(
+                    f'{log_path} continues a snapshot (log generation {gen}) '
+                    f'but {snap_path} is missing: not starting. Restore the '
+                    f'snapshot, or start with recover=True (--recover) to '
+                    f'load the log alone')
+            log.error('recover: %s is missing; loading database %s from its '
+                      'log alone', snap_path, db.name)
+            intact = False
         if gen <= covered:
             # compaction was cut short after the snapshot: finish it
             self._start_log(db.name, covered + 1)
-            return points
+            return points, intact
         for kind, body in records:
             if kind == _KIND_INSERT:
                 points += apply_insert(
-                    db, parse_insert(unpack_body(body), db.max_ts))
+                    db, parse_insert(_decode(log_path, kind, body), db.max_ts))
             elif kind == _KIND_DROP_SERIES:
-                db.drop_series(unpack_body(body))
+                db.drop_series(_decode(log_path, kind, body))
             elif kind == _KIND_META:
-                _apply_meta(db, unpack_body(body))
-        return points
+                _apply_meta(db, _decode(log_path, kind, body))
+        return points, intact
 
     def _start_log(self, name: str, gen: int) -> None:
         """Replace the database's log by an empty one of generation gen."""
         f = self._db_logs.pop(name, None)
         if f is not None:
             f.close()
-        path = self._db_path(name)
-        tmp = path + '.new'
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, encode_record(_KIND_GENERATION, str(gen).encode()))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        sync_dir(os.path.dirname(path))
+        write_file(self._db_path(name),
+                   (encode_record(_KIND_GENERATION, str(gen).encode()),))
         self._gens[name] = gen
 
     def compact(self, name: str) -> None:
@@ -387,6 +489,57 @@ class Engine:
         self._start_log(name, gen + 1)
         log.info('compacted the log of database %s in %.3f s', name,
                  time.perf_counter() - t0)
+
+
+def _decode(path: str, kind: bytes, body: bytes) -> Any:
+    """The body of an intact record; DataDirError if it does not decode."""
+    try:
+        if kind == _KIND_GENERATION:
+            return int(body.decode())
+        return unpack_body(body)
+    except Exception as exc:
+        raise DataDirError(f'{path}: a record of kind {kind!r} does not '
+                           f'decode ({exc}); not starting') from None
+
+
+def _owner(file_name: str) -> str:
+    """The database a file of db/ belongs to ('' for none)."""
+    m = _DB_FILE.fullmatch(file_name)
+    return m.group(1) if m else ''
+
+
+def _safe_file_name(name: Any) -> bool:
+    """Whether a database name of server.log maps to a file in db/ (names
+    made before names were checked everywhere may not be valid names)."""
+    return type(name) is str and bool(name) and name not in ('.', '..') and \
+        not any(c in name for c in '/\\\0')
+
+
+class _Saved:
+    """What a mutating statement may change in a database, to put back
+    when its log write fails (the statement must leave no trace)."""
+
+    def __init__(self, db: Database, series: bool) -> None:
+        self.users = [(u.name, u.password, u.access) for u in db.users.values()]
+        self.groups = [(g.name, g.expression, g.regex)
+                       for g in db.groups.values()]
+        self.tags = {name: set(members) for name, members in db.tags.items()}
+        self.settings = {k: getattr(db, k) for k in _SETTINGS if hasattr(db, k)}
+        self.series: Optional[Dict[str, Series]] = \
+            dict(db.series) if series else None
+
+    def restore(self, db: Database) -> None:
+        db.users = {n: User(n, pw, access) for n, pw, access in self.users}
+        db.groups = {n: Group(n, expr, rx) for n, expr, rx in self.groups}
+        db.tags = self.tags
+        for key in _SETTINGS:
+            if key in self.settings:
+                setattr(db, key, self.settings[key])
+            elif hasattr(db, key):
+                delattr(db, key)
+        if self.series is not None:
+            db.series.clear()
+            db.series.update(self.series)
 
 
 def _packb(data: Any) -> bytes:

@@ -1,11 +1,26 @@
 """Append-only logs of the embedded server's data directory.
 
 A log is a sequence of records, each ``<II`` (payload length, CRC-32 of the
-payload) followed by the payload: one kind byte and the record body. Reading
-stops at the first record that is incomplete or fails its checksum: after a
-crash that is a torn final write, which is cut off (a copy of the cut bytes is
-kept next to the log as ``<name>.torn``) so that the server always starts and
-later records append to a clean end.
+payload) followed by the payload: one kind byte and the record body.
+
+Reading a log (``read_records``) tells two kinds of damage apart:
+
+- a torn final record (a crash in the middle of an append: the last record
+  ends past the end of the file, or the file ends in zero bytes) was never
+  acknowledged; it is cut off with a WARNING, a copy of the cut bytes kept
+  next to the log as ``<name>.torn``, so that later records append to a clean
+  end;
+- any other record that fails its check (a flipped byte, a zeroed page, a
+  damaged length field) raises ``CorruptLog`` naming the file and the offset:
+  the server does not start rather than lose what follows. With
+  ``recover=True`` the original is kept as ``<name>.corrupt`` (``.corrupt.1``,
+  ... if that exists), the damaged spans are skipped (each logged as an
+  ERROR) and the log is rewritten with every intact record.
+
+A failed append (a full disk, an I/O error) is cut back to the last whole
+record before the error is raised (``LogWriteError``); if even that fails the
+log refuses further appends until it succeeds, so no partial record is ever
+followed by later ones.
 
 Layout of a data directory::
 
@@ -14,6 +29,8 @@ Layout of a data directory::
                         received), dropped series, metadata snapshots
     db/<name>.snap      the database as of a compaction (see snapshot.py);
                         a log bigger than 32 MiB is compacted on start
+    orphans/            files of db/ that belong to no database of
+                        server.log, moved there (never deleted) on start
 
 Fsync policy (``fsync=`` of ``EmbeddedServer``):
 
@@ -24,6 +41,9 @@ Fsync policy (``fsync=`` of ``EmbeddedServer``):
 - ``'never'``: records are written (``write(2)``) before the acknowledgement
   but not fsync-ed: an acknowledged change survives a crash of the process
   (even SIGKILL), not a crash of the machine.
+
+Test hook: every log and snapshot write goes through ``persist.os_write``
+(``os.write`` by default); tests replace it to simulate a full disk.
 """
 from __future__ import annotations
 
@@ -31,15 +51,50 @@ import logging
 import os
 import struct
 import zlib
-from typing import List, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple
 
-__all__ = ['RECORD_HEADER', 'LogFile', 'DirLock', 'DataDirInUse',
-           'read_records', 'encode_record', 'sync_all', 'sync_dir']
+__all__ = ['RECORD_HEADER', 'Records', 'LogFile', 'DirLock', 'DataDirInUse',
+           'DataDirError', 'CorruptLog', 'LogWriteError', 'read_records',
+           'encode_record', 'sync_all', 'sync_dir', 'write_all', 'keep_copy',
+           'os_write']
 
 log = logging.getLogger('siridb.embedded')
 
 RECORD_HEADER = struct.Struct('<II')
 _crc32 = zlib.crc32
+
+#: the write(2) of every log and snapshot write (a test hook, see above)
+os_write = os.write
+
+Record = Tuple[bytes, bytes]
+
+
+class Records(List[Record]):
+    """The records of a log; ``salvaged``: recovery skipped damaged spans."""
+
+    salvaged = False
+
+
+class DataDirError(RuntimeError):
+    """The data directory cannot be loaded as it is: the server does not
+    start (nothing is changed on disk)."""
+
+
+class CorruptLog(DataDirError):
+    """A record in the middle of a log (or a snapshot) fails its check."""
+
+    def __init__(self, path: str, offset: int, reason: str) -> None:
+        super().__init__(
+            f'{path}: damaged record at offset {offset} ({reason}); not '
+            f'starting so that nothing after it is lost. Restore the file '
+            f'from a backup, or start with recover=True (--recover) to keep '
+            f'a copy of it and load every intact record')
+        self.path = path
+        self.offset = offset
+
+
+class LogWriteError(OSError):
+    """An append to a log failed; the log is as it was before it."""
 
 
 def encode_record(kind: bytes, body: bytes) -> bytes:
@@ -47,40 +102,169 @@ def encode_record(kind: bytes, body: bytes) -> bytes:
     return RECORD_HEADER.pack(len(payload), _crc32(payload)) + payload
 
 
-def read_records(path: str) -> List[Tuple[bytes, bytes]]:
-    """(kind, body) of every intact record of ``path``, in order.
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (through the ``os_write`` hook)."""
+    buf = memoryview(data)
+    while buf:
+        buf = buf[os_write(fd, buf):]
 
-    A torn or corrupt tail is moved out of the log (see module docstring).
-    """
+
+def _record_at(data: bytes, pos: int) -> Optional[int]:
+    """End of the intact record starting at ``pos``, or None."""
+    hsize = RECORD_HEADER.size
+    if len(data) - pos < hsize:
+        return None
+    length, crc = RECORD_HEADER.unpack_from(data, pos)
+    end: int = pos + hsize + length
+    if length == 0 or end > len(data):
+        return None
+    if _crc32(memoryview(data)[pos + hsize:end]) != crc:
+        return None
+    return end
+
+
+def _is_torn_tail(data: bytes, pos: int) -> bool:
+    """Whether the bad record at ``pos`` is what a crash in the middle of
+    the last append leaves: a record that ends past the end of the file, or
+    one ending in a run of zero bytes of at least a disk sector (a machine
+    crash), or only zero bytes. A header whose length field was damaged (its
+    payload is intact up to the end of the file, or under a length one byte
+    away) is not torn."""
+    n = len(data)
+    hsize = RECORD_HEADER.size
+    tail = data[pos:]
+    if not tail.strip(b'\0') or len(tail) - len(tail.rstrip(b'\0')) >= 512:
+        return True
+    if n - pos < hsize:
+        return True
+    length, crc = RECORD_HEADER.unpack_from(data, pos)
+    if length == 0 or pos + hsize + length <= n:
+        return False
+    room = n - pos - hsize
+    view = memoryview(data)[pos + hsize:]
+    if _crc32(view) == crc:
+        return False
+    for shift in (0, 8, 16, 24):
+        for x in range(1, 256):
+            other = length ^ (x << shift)
+            if 0 < other <= room and _crc32(view[:other]) == crc:
+                return False
+    return True
+
+
+def _next_record(data: bytes, start: int) -> Optional[int]:
+    """Offset of the first intact record at or after ``start`` (a slow scan,
+    for recovery only)."""
+    for pos in range(start, len(data) - RECORD_HEADER.size):
+        if _record_at(data, pos) is not None:
+            return pos
+    return None
+
+
+def read_records(path: str, *, recover: bool = False,
+                 strict: bool = False) -> Records:
+    """(kind, body) of every intact record of ``path``, in order (see the
+    module docstring for damaged records). ``strict``: the file is written
+    whole and never torn (a snapshot), so any damage is corruption."""
     try:
         with open(path, 'rb') as fh:
             data = fh.read()
     except FileNotFoundError:
-        return []
-    out: List[Tuple[bytes, bytes]] = []
+        return Records()
+    out = Records()
     pos = 0
     n = len(data)
-    hsize = RECORD_HEADER.size
-    good = 0
-    while n - pos >= hsize:
-        length, crc = RECORD_HEADER.unpack_from(data, pos)
-        end = pos + hsize + length
-        if length == 0 or end > n:
+    skipped: List[Tuple[int, int]] = []
+    while pos < n:
+        end = _record_at(data, pos)
+        if end is not None:
+            payload = data[pos + RECORD_HEADER.size:end]
+            out.append((payload[:1], payload[1:]))
+            pos = end
+            continue
+        if not strict and _is_torn_tail(data, pos):
+            _cut_tail(path, data, pos)
             break
-        payload = data[pos + hsize:end]
-        if _crc32(payload) != crc:
-            break
-        out.append((payload[:1], payload[1:]))
-        pos = good = end
-    if good < n:
-        _cut_tail(path, data, good)
+        if not recover:
+            raise CorruptLog(path, pos, _reason(data, pos))
+        nxt = _next_record(data, pos + 1)
+        stop = n if nxt is None else nxt
+        skipped.append((pos, stop))
+        pos = stop
+    if skipped:
+        _salvage(path, data, out, skipped)
+        out.salvaged = True
     return out
 
 
+def _reason(data: bytes, pos: int) -> str:
+    n = len(data)
+    if n - pos < RECORD_HEADER.size:
+        return 'a record header cut short'
+    length, _ = RECORD_HEADER.unpack_from(data, pos)
+    if length == 0:
+        return 'a record of length 0'
+    if pos + RECORD_HEADER.size + length > n:
+        return f'a record length of {length} bytes past the end of the file'
+    return 'checksum mismatch'
+
+
+def keep_copy(path: str, suffix: str) -> str:
+    """Copy ``path`` to a free name ``<path><suffix>[.N]``; returns it."""
+    target = path + suffix
+    i = 0
+    while os.path.exists(target):
+        i += 1
+        target = f'{path}{suffix}.{i}'
+    with open(path, 'rb') as src, open(target, 'xb') as dst:
+        while True:
+            chunk = src.read(1 << 20)
+            if not chunk:
+                break
+            dst.write(chunk)
+        dst.flush()
+        os.fsync(dst.fileno())
+    sync_dir(os.path.dirname(path))
+    return target
+
+
+def _salvage(path: str, data: bytes, records: List[Record],
+             skipped: List[Tuple[int, int]]) -> None:
+    """Recovery: keep the original, rewrite ``path`` with ``records``."""
+    copy = keep_copy(path, '.corrupt')
+    for start, stop in skipped:
+        log.error('recover: %s: skipped %d damaged byte(s) at offset %d '
+                  '(the original file is kept as %s)', path, stop - start,
+                  start, copy)
+    write_file(path, (encode_record(kind, body) for kind, body in records))
+
+
+def write_file(path: str, chunks: Iterable[bytes]) -> None:
+    """Replace ``path`` by ``chunks`` at once (temporary file, fsync,
+    rename): after a crash the file is either the old or the new one."""
+    tmp = path + '.tmp'
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        try:
+            for chunk in chunks:
+                write_all(fd, chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    sync_dir(os.path.dirname(path))
+
+
 def _cut_tail(path: str, data: bytes, good: int) -> None:
-    log.warning('data log %s: ignoring %d bytes of a torn or corrupt record '
-                'at offset %d (kept in %s.torn)', path, len(data) - good, good,
-                path)
+    log.warning('data log %s: cutting off %d bytes of a torn final record '
+                'at offset %d (a crash during an append; kept in %s.torn)',
+                path, len(data) - good, good, path)
     with open(path + '.torn', 'ab') as fh:
         fh.write(data[good:])
     with open(path, 'r+b') as fh:
@@ -91,29 +275,70 @@ def _cut_tail(path: str, data: bytes, good: int) -> None:
 
 class LogFile:
     """One append-only log, opened lazily, written with ``write(2)`` at once
-    (no user-space buffer) and fsync-ed on ``sync()``."""
+    (no user-space buffer) and fsync-ed on ``sync()``. A failed append is cut
+    back (see the module docstring)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: Optional[int] = None
         self.dirty = False
+        #: size of the file up to its last whole record
+        self._size = 0
+        #: a failed append could not be cut back: appends are refused
+        self._broken = False
 
     def _open(self) -> int:
         if self._fd is None:
             new = not os.path.exists(self.path)
-            self._fd = os.open(self.path,
-                               os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                         0o600)
+            self._size = os.fstat(fd).st_size
+            self._fd = fd
             if new:
                 sync_dir(os.path.dirname(self.path))
         return self._fd
 
     def append(self, kind: bytes, body: bytes) -> None:
-        fd = self._open()
-        buf = memoryview(encode_record(kind, body))
-        while buf:
-            written = os.write(fd, buf)
-            buf = buf[written:]
+        self.append_many(((kind, body),))
+
+    def append_many(self, records: Iterable[Record]) -> None:
+        """Append records in one write: all of them or, on LogWriteError,
+        none."""
+        data = b''.join(encode_record(kind, body) for kind, body in records)
+        try:
+            fd = self._open()
+            if self._broken:
+                self._cut_back(fd)
+            write_all(fd, data)
+        except OSError as exc:
+            if self._fd is not None and not self._broken:
+                try:
+                    self._cut_back(self._fd, exc)
+                except OSError:
+                    pass  # now broken: the next append tries again
+            raise LogWriteError(exc.errno, f'cannot write {self.path}: '
+                                f'{exc.strerror or exc}') from exc
+        self._size += len(data)
         self.dirty = True
+
+    def _cut_back(self, fd: int, exc: Optional[OSError] = None) -> None:
+        """Truncate the file to its last whole record."""
+        try:
+            os.ftruncate(fd, self._size)
+        except OSError:
+            if not self._broken:
+                log.error('data log %s: cannot cut a failed append back to '
+                          '%d bytes; refusing appends until it can',
+                          self.path, self._size)
+            self._broken = True
+            raise
+        if self._broken:
+            log.warning('data log %s: cut back to %d bytes; appending again',
+                        self.path, self._size)
+        elif exc is not None:
+            log.error('data log %s: an append failed (%s); the log is kept '
+                      'as it was (%d bytes)', self.path, exc, self._size)
+        self._broken = False
 
     def sync(self) -> None:
         if self.dirty and self._fd is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import re
 from typing import TYPE_CHECKING, Any, List, Optional
 
 from ..connector.lib import protomap as pm
@@ -23,7 +24,8 @@ from .service import handle_service
 if TYPE_CHECKING:  # pragma: no cover
     from .server import EmbeddedServer
 
-__all__ = ['ServerProtocol', 'LARGE_PACKAGE', 'POOL_DOWN_INSERT']
+__all__ = ['ServerProtocol', 'LARGE_PACKAGE', 'POOL_DOWN_INSERT',
+           'redact_query', 'INT_OUT_OF_RANGE']
 
 log = logging.getLogger('siridb.embedded')
 
@@ -35,6 +37,21 @@ POOL_DOWN_INSERT = \
 QUERY_TOO_LONG = 'Query too long.'
 INTERNAL_ERROR = 'Query failed: internal error of the embedded server.'
 REQUEST_FAILED = 'Request failed: internal error of the embedded server.'
+#: a result holding an integer qpack cannot carry (e.g. the largest
+#: time-stamp of a database read back in a finer time precision)
+INT_OUT_OF_RANGE = ('Query failed: the result holds an integer out of the '
+                    'signed 64-bit range (a time-stamp converted to a finer '
+                    'time precision, or an aggregate); ask for a coarser time '
+                    'precision.')
+
+#: the word ``password`` and everything after it (a query's text in the log)
+_PASSWORD = re.compile(r'password.*', re.IGNORECASE | re.DOTALL)
+
+
+def redact_query(query: str, limit: int = 200) -> str:
+    """A query's text fit for the log: at most ``limit`` characters, and
+    nothing after the word ``password`` (``create user .. set password``)."""
+    return _PASSWORD.sub('password <redacted>', query[:limit])
 
 _CLIENT_TYPES = frozenset((
     pm.CPROTO_REQ_QUERY, pm.CPROTO_REQ_INSERT, pm.CPROTO_REQ_AUTH,
@@ -198,8 +215,12 @@ class ServerProtocol(asyncio.Protocol):
         except QueryFailure as exc:
             self._error(pid, exc.tp, exc.msg)
             return
+        except OverflowError:
+            self._error(pid, pm.CPROTO_ERR_QUERY, INT_OUT_OF_RANGE)
+            return
         except Exception:
-            log.exception('%s: query failed: %.200r', self._server.name, query)
+            log.exception('%s: query failed: %r', self._server.name,
+                          redact_query(query))
             self._error(pid, pm.CPROTO_ERR_QUERY, INTERNAL_ERROR)
             return
         if changed:

@@ -28,7 +28,7 @@ from typing import (
 from .context import QueryContext, ServerInfo
 from .engine import Engine
 from .protocol import ServerProtocol
-from .store import DEFAULT_SERVICE_ACCOUNT, Database, Store, User
+from .store import DEFAULT_SERVICE_ACCOUNT, Database, Store, User, check_db_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cluster import EmbeddedCluster
@@ -44,13 +44,19 @@ DEFAULT_DATABASES: Dict[str, str] = {'dbtest': 'ms'}
 
 
 def normalize_databases(databases: Databases) -> Dict[str, str]:
+    """``{name: precision}``; ValueError for a name that is not a valid
+    database name (``store.check_db_name``)."""
     if databases is None:
         return dict(DEFAULT_DATABASES)
     if isinstance(databases, str):
         databases = [databases]
     if isinstance(databases, Mapping):
-        return {str(k): str(v) for k, v in databases.items()}
-    return {str(name): 'ms' for name in databases}
+        out = {str(k): str(v) for k, v in databases.items()}
+    else:
+        out = {str(name): 'ms' for name in databases}
+    for name in out:
+        check_db_name(name)
+    return out
 
 
 def _is_loopback(host: str) -> bool:
@@ -69,23 +75,29 @@ class EmbeddedServer:
     ``data_dir``). ``ssl`` is a server ``ssl.SSLContext``; ``unix_path``
     listens on a unix socket instead of TCP. ``fsync`` is the durability
     policy with a ``data_dir`` (``'always'`` or ``'never'``, see
-    ``siridb.embedded.persist``). ``engine``/``pool``/``cluster`` are used by
-    ``EmbeddedCluster`` to share one store between listeners.
+    ``siridb.embedded.persist``). A damaged file in ``data_dir`` stops the
+    start (``persist.DataDirError``) unless ``recover`` is true: then what is
+    readable is loaded and the originals are kept next to the files.
+    ``engine``/``pool``/``cluster`` are used by ``EmbeddedCluster`` to share
+    one store between listeners.
     """
 
     def __init__(self, host: str = '127.0.0.1', port: int = 0,
                  databases: Databases = None, data_dir: Optional[str] = None,
                  ssl: Optional[_ssl.SSLContext] = None,
                  unix_path: Optional[str] = None, *, fsync: str = 'always',
+                 recover: bool = False,
                  engine: Optional[Engine] = None, pool: int = 0,
                  cluster: Optional[EmbeddedCluster] = None) -> None:
         self.host = host
         self.port = port
         self.ssl = ssl
         self.unix_path = unix_path
+        dbs = normalize_databases(databases)
         self._owns_engine = engine is None
-        self.engine = engine if engine is not None else Engine(data_dir, fsync)
-        for name, precision in normalize_databases(databases).items():
+        self.engine = engine if engine is not None else Engine(
+            data_dir, fsync, recover=recover)
+        for name, precision in dbs.items():
             self.engine.ensure_database(name, precision)
         self.cluster = cluster
         self.info = ServerInfo(name=f'{host}:{port}', pool=pool,

@@ -10,7 +10,8 @@ import re
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from ..connector.lib import protomap as pm
-from .store import DB_NAME_RE, PRECISIONS, VERSION
+from .persist import LogWriteError
+from .store import PRECISIONS, VERSION, valid_db_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import Engine
@@ -98,6 +99,9 @@ def handle_service(engine: Engine, data: Any) -> Reply:
         return _dispatch(engine, request, opts)
     except ServiceFailure as exc:
         return _error(str(exc))
+    except LogWriteError as exc:  # nothing changed (see Engine)
+        from .engine import WRITE_FAILED
+        return _error('Request failed: ' + WRITE_FAILED.format(exc.strerror))
 
 
 def _dispatch(engine: Engine, request: int, opts: Dict[str, Any]) -> Reply:
@@ -156,7 +160,7 @@ def _check_password(password: str) -> None:
 
 def _new_database(engine: Engine, opts: Dict[str, Any]) -> None:
     name = opts['dbname']
-    if not DB_NAME_RE.fullmatch(name):
+    if not valid_db_name(name):
         raise ServiceFailure(f"invalid database name: '{name}'")
     if name in engine.store.databases:
         raise ServiceFailure(f"database name already exists: '{name}'")

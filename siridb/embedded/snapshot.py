@@ -6,19 +6,35 @@ temporary file, fsync-ed and renamed into place, so it is either complete or
 absent. It records the generation of the log it covers: on start, a log of
 that generation or older is already in the snapshot and is not replayed (a
 crash between writing the snapshot and starting the next log).
+
+A snapshot that fails its check (or does not decode) raises ``CorruptLog``:
+the file is never cut or emptied. With ``recover=True`` a copy is kept as
+``<name>.snap.corrupt`` and the record is decoded despite its checksum (a
+flipped bit in the point data leaves the rest readable); if it does not
+decode, the database is loaded from its log alone.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from array import array
 from typing import Any, Dict, List, Optional
 
 from ..connector.lib.codec import packb, unpack_body
-from .persist import encode_record, read_records, sync_dir
+from .persist import (
+    RECORD_HEADER,
+    CorruptLog,
+    encode_record,
+    keep_copy,
+    read_records,
+    write_file,
+)
 from .store import TYPE_STRING, Database, Series
 
 __all__ = ['write_snapshot', 'load_snapshot', 'SNAPSHOT_VERSION']
+
+log = logging.getLogger('siridb.embedded')
 
 SNAPSHOT_VERSION = 1
 _KIND = b'S'
@@ -39,29 +55,58 @@ def write_snapshot(path: str, db: Database, covers_gen: int,
                        ts.tobytes(), vals])
     body = packb([SNAPSHOT_VERSION, covers_gen, sys.byteorder, packb(meta),
                   series])
-    tmp = path + '.tmp'
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        data = memoryview(encode_record(_KIND, body))
-        while data:
-            data = data[os.write(fd, data):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    sync_dir(os.path.dirname(path))
+    write_file(path, (encode_record(_KIND, body),))
 
 
-def load_snapshot(path: str, db: Database) -> Optional[Dict[str, Any]]:
+def load_snapshot(path: str, db: Database, recover: bool = False
+                  ) -> Optional[Dict[str, Any]]:
     """Load the snapshot at ``path`` into ``db``; returns
-    ``{'covers_gen': int, 'meta': dict}``, or None without a snapshot."""
-    records = read_records(path)
-    if not records or records[0][0] != _KIND:
+    ``{'covers_gen': int, 'meta': dict or None, 'damaged': bool}``, or None
+    without a snapshot. With ``recover``, a damaged snapshot is loaded as far
+    as it decodes (``damaged`` True; ``covers_gen`` -1 and ``meta`` None when
+    nothing of it could be read)."""
+    if not os.path.exists(path):
         return None
+    try:
+        records = read_records(path, strict=True)
+        if len(records) != 1 or records[0][0] != _KIND:
+            raise CorruptLog(path, 0, 'not one snapshot record')
+        return _load_body(records[0][1], db)
+    except CorruptLog:
+        if not recover:
+            raise
+    except Exception as exc:  # an intact record that does not decode
+        if not recover:
+            raise CorruptLog(path, RECORD_HEADER.size,
+                             f'snapshot does not decode: {exc}') from None
+    copy = keep_copy(path, '.corrupt')
+    with open(path, 'rb') as fh:
+        data = fh.read()
+    db.series.clear()
+    try:
+        snap = _load_body(data[RECORD_HEADER.size + 1:], db, checked=False)
+    except Exception as exc:
+        db.series.clear()
+        log.error('recover: snapshot %s is damaged and does not decode (%s); '
+                  'loading database %s from its log alone (the snapshot is '
+                  'kept as %s)', path, exc, db.name, copy)
+        os.unlink(path)
+        return {'covers_gen': -1, 'meta': None, 'damaged': True}
+    log.error('recover: snapshot %s fails its checksum; loaded it anyway '
+              '(values may be damaged; the original is kept as %s)', path,
+              copy)
+    snap['damaged'] = True
+    return snap
+
+
+def _load_body(body: bytes, db: Database, checked: bool = True
+               ) -> Dict[str, Any]:
+    """Series of a snapshot body into ``db``; its generation and meta.
+    Not ``checked`` (recovery): the points are sorted again on first read."""
     version, covers_gen, byteorder, meta, series = unpack_body(
-        records[0][1], decode=None)
+        body, decode=None)
     if version != SNAPSHOT_VERSION:
-        raise ValueError(f'unknown snapshot version {version} in {path}')
+        raise ValueError(f'unknown snapshot version {version}')
     swap = byteorder.decode() != sys.byteorder
     for name_b, tp, ts_b, vals in series:
         s = Series(name_b.decode('utf-8', 'surrogatepass'), tp)
@@ -76,7 +121,13 @@ def load_snapshot(path: str, db: Database) -> Optional[Dict[str, Any]]:
                 values.byteswap()
         if swap:
             ts.byteswap()
+        if len(values) != len(ts):
+            raise ValueError(f'series {s.name!r}: {len(ts)} timestamps, '
+                             f'{len(values)} values')
         s.ts = ts
         s.values = values
+        if not checked:
+            s.mark_unsorted()
         db.series[s.name] = s
-    return {'covers_gen': covers_gen, 'meta': unpack_body(meta)}
+    return {'covers_gen': covers_gen, 'meta': unpack_body(meta),
+            'damaged': False}

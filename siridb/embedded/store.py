@@ -20,6 +20,7 @@ __all__ = [
     'TYPE_INTEGER', 'TYPE_FLOAT', 'TYPE_STRING', 'TYPE_NAMES', 'Series',
     'User', 'Group', 'Database', 'PRECISIONS', 'ACCESS', 'ACCESS_PROFILES',
     'VERSION', 'Store', 'DB_NAME_RE', 'DEFAULT_SERVICE_ACCOUNT',
+    'valid_db_name', 'check_db_name', 'DB_NAME_RULE',
 ]
 
 #: the SiriDB version the embedded server reports
@@ -109,6 +110,11 @@ class Series:
                     self._sorted_len = len(self.ts)
         self.ts.extend(ts)
         self.values.extend(values)
+
+    def mark_unsorted(self) -> None:
+        """Sort all points again on the next read (points set directly)."""
+        self._sorted = False
+        self._sorted_len = 0
 
     def _insert_sorted(self, ts: Sequence[int], values: Sequence[Any]) -> None:
         """Put a few points in place (binary search, then a C memmove), so a
@@ -268,8 +274,26 @@ class Database:
         return n
 
 
-#: database names the server accepts
+#: database names the server accepts (the service API's rule, used for every
+#: way of naming a new database: it also keeps names safe as file names)
 DB_NAME_RE = re.compile(r'^[a-zA-Z][a-zA-Z0-9\-_]{0,18}[a-zA-Z0-9]$')
+#: the rule in words, for error texts
+DB_NAME_RULE = ('2-20 characters: letters, digits, - or _, starting with a '
+                'letter and ending with a letter or digit')
+
+
+def valid_db_name(name: object) -> bool:
+    """Whether ``name`` may name a new database (``DB_NAME_RE``)."""
+    return type(name) is str and DB_NAME_RE.fullmatch(name) is not None
+
+
+def check_db_name(name: object) -> str:
+    """``name`` if it is a valid database name, else ValueError saying why."""
+    if not valid_db_name(name):
+        raise ValueError(f'invalid database name: {name!r} (expecting '
+                         f'{DB_NAME_RULE})')
+    assert isinstance(name, str)
+    return name
 
 #: the service account every fresh server has
 DEFAULT_SERVICE_ACCOUNT = ('sa', 'siri')
