@@ -142,16 +142,21 @@ def test_the_nesting_scan_stops_early_but_never_misjudges(
 
 
 def _markers(body: bytes) -> int:
-    """Container markers with room for items, counted the plain way."""
-    return sum(1 for b in body if 0xEE <= b <= 0xF2 or 0xF4 <= b <= 0xF8 or b in (0xFC, 0xFD))
+    """Container markers (empty ones included), counted the plain way."""
+    return sum(1 for b in body if 0xED <= b <= 0xF8 or b in (0xFC, 0xFD))
 
 
-def test_empty_containers_do_not_count_as_nesting() -> None:
+def test_empty_containers_count_as_containers() -> None:
+    # an empty array nests nothing but costs a 56-byte list for one byte:
+    # the count bounds how many containers a body makes, not only its depth
     from siridb.connector.lib import codec
-    assert codec._containers(b'\xed\xf3' * 1000, 10) == 0
-    assert codec._containers(b'\xee\xf4\xfc\xfd' * 3, 100) == 12
+    assert codec._containers(b'\xed\xf3' * 1000, 10) > 10
+    assert codec._containers(b'\xed\xf3' * 1000, 5000) == 2000
+    assert codec._containers(b'\xee\xf4\xfc\xfd\x00\x81a' * 3, 100) == 12
     assert codec.tighten_depth_bound(codec.MAX_DEPTH + 4, b'\xed\xf3\x00\xee') \
-        == codec.MAX_DEPTH + 1
+        == codec.MAX_DEPTH + 3
+    assert codec.tighten_depth_bound(100, b'\x00' * 40, 50) == 60
+    assert codec.tighten_depth_bound(60, b'\x00' * 40, 60) == 60  # no longer read
 
 
 @given(st.binary(min_size=2, max_size=3000), st.lists(st.integers(0, 3000), max_size=12),
@@ -178,6 +183,8 @@ def test_the_decoder_bounds_nesting_of_a_body_it_gathers(
     assert pkg.body == body
     assert pkg.depth_bound >= _markers(body)
     assert (pkg.depth_bound > limit) == (_markers(body) > limit)
+    reply_limit = min(limit, len(body) // codec.REPLY_BYTES_PER_CONTAINER)
+    assert (pkg.depth_bound > reply_limit) == (_markers(body) > reply_limit)
 
 
 def test_a_gathered_big_reply_is_not_scanned_again(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -100,11 +100,26 @@ DEEP_STACK_SIZE = 1 << 30
 #: a generous bound of C stack bytes per nesting level (measured: 70-140)
 _STACK_PER_LEVEL = 160
 MAX_DEPTH = DEEP_STACK_SIZE // _STACK_PER_LEVEL
-#: every byte that does not open a qpack container with room for items: the
-#: arrays and maps of 1-5 items and the open forms (the empty ones, 0xED and
-#: 0xF3, nest nothing)
-_NOT_CONTAINER = bytes(b for b in range(256)
-                       if not (0xEE <= b <= 0xF2 or 0xF4 <= b <= 0xF8 or b in (0xFC, 0xFD)))
+#: every byte that is not a qpack container marker (arrays and maps of 0-5
+#: items, 0xED-0xF8, and the open forms 0xFC, 0xFD): counting the markers
+#: bounds both how deep a body nests and how many containers it makes (an
+#: empty one nests nothing but costs a 56-64 byte object for one byte)
+_NOT_CONTAINER = bytes(b for b in range(256) if not (0xED <= b <= 0xF8 or b in (0xFC, 0xFD)))
+#: a server's reply is refused when more than one byte in this many is a
+#: container marker. A SiriDB reply holds at most one container per 3 bytes
+#: (a point ``[ts, value]``, a row ``[name]``, an empty series ``name: []``
+#: each take 3 or more); payload bytes that happen to carry a marker value
+#: add to the count (5.5 % of random bytes; at most one byte in 3 of utf-8
+#: text, its lead bytes), so the limit leaves room above 1/3. A body of empty
+#: arrays (one per byte, 64 bytes of Python objects per body byte) is over it.
+REPLY_BYTES_PER_CONTAINER = 2
+
+
+def container_limit(length: int) -> int:
+    """The most container markers a reply body of ``length`` bytes may hold:
+    ``length / REPLY_BYTES_PER_CONTAINER``, and never more than the big stack
+    can nest (``MAX_DEPTH``)."""
+    return min(MAX_DEPTH, length // REPLY_BYTES_PER_CONTAINER)
 
 
 class _DeepStackWorker:
@@ -233,23 +248,31 @@ def _containers(body: bytes, limit: int) -> int:
     return found
 
 
-def tighten_depth_bound(bound: int, part: bytes) -> int:
-    """``bound``, an upper bound of a body's nesting depth, once ``part`` of
-    the body has been read: its bytes that open no container take no level.
-    Start from the body's length; parts are only read while it matters (the
-    bound is above ``MAX_DEPTH``)."""
-    if bound <= MAX_DEPTH:
+def tighten_depth_bound(bound: int, part: bytes, limit: Optional[int] = None) -> int:
+    """``bound``, an upper bound of a body's container markers (so of its
+    nesting depth), once ``part`` of the body has been read: its bytes that
+    are no marker do not count. Start from the body's length; parts are only
+    read while it matters (the bound is above ``limit``, by default
+    ``MAX_DEPTH``; the decoder uses ``container_limit`` of the body)."""
+    if bound <= (MAX_DEPTH if limit is None else limit):
         return bound
     return bound - len(part) + len(part.translate(None, _NOT_CONTAINER))
 
 
-def _unpack_big(body: bytes, decode: Optional[str], depth_bound: int) -> Any:
+def _unpack_big(body: bytes, decode: Optional[str], depth_bound: int, limit: int) -> Any:
     # nesting is bounded by the number of container markers: a body that
     # could nest deeper than the big stack holds is refused. (A stack sized
     # to the body instead was tried: a hostile 26 MB body then cost 4.5 GB
-    # and 15 s instead of a refusal in milliseconds.)
-    if depth_bound > MAX_DEPTH and _containers(body, MAX_DEPTH) > MAX_DEPTH:
-        raise ProtocolError('corrupt payload: nested too deep to decode safely')
+    # and 15 s instead of a refusal in milliseconds.) A reply is also held
+    # to ``container_limit``: more containers than that make it refused.
+    if depth_bound > limit:
+        found = _containers(body, limit)
+        if found > MAX_DEPTH:
+            raise ProtocolError('corrupt payload: nested too deep to decode safely')
+        if found > limit:
+            raise ProtocolError(
+                f'corrupt payload: too many containers for a reply of {len(body)} bytes '
+                f'(more than {limit}) to decode safely')
     if len(body) > FRESH_THREAD_BODY:
         started, value = _run_fresh(_unpack_kw, body, decode)
         if started:
@@ -262,7 +285,7 @@ def _unpack_kw(body: bytes, decode: Optional[str]) -> Any:
 
 
 def unpack_body(body: bytes, decode: Optional[str] = 'utf-8',
-                depth_bound: int = -1) -> Any:
+                depth_bound: int = -1, reply: bool = False) -> Any:
     """Decode a qpack payload, turning every failure into ``ProtocolError``.
 
     A body that starts with 0xFE or 0xFF (a bare close marker) is refused
@@ -270,8 +293,11 @@ def unpack_body(body: bytes, decode: Optional[str] = 'utf-8',
     the interpreter when used. qpack also recurses in C once per nesting
     level: bodies above ``SAFE_BODY_SIZE`` are decoded on a thread with a
     1 GiB stack, and one that might nest deeper than even that is refused.
-    ``depth_bound`` (``Package.depth_bound``) spares the nesting scan when
-    the decoder already bounded the body's depth.
+    ``reply``: the body is a server's reply; above ``SAFE_BODY_SIZE`` it is
+    also refused with more container markers than ``container_limit``
+    allows (so that a reply of empty arrays cannot cost 64x its size).
+    ``depth_bound`` (``Package.depth_bound``) spares the marker scan when
+    the decoder already bounded the body's markers.
     """
     if not body:
         return None
@@ -289,7 +315,8 @@ def unpack_body(body: bytes, decode: Optional[str] = 'utf-8',
         gc.disable()
     try:
         return _unpack_big(body, decode,
-                           len(body) if depth_bound < 0 else min(depth_bound, len(body)))
+                           len(body) if depth_bound < 0 else min(depth_bound, len(body)),
+                           container_limit(len(body)) if reply else MAX_DEPTH)
     except DECODE_ERRORS as exc:
         raise ProtocolError(f'corrupt payload: {exc.__class__.__name__}') from None
     finally:
@@ -309,13 +336,19 @@ class Decoder:
     before it closes the connection.
     """
 
-    __slots__ = ('_buf', '_failed', 'max_payload', '_big', '_chunks', '_have', '_bound')
+    __slots__ = ('_buf', '_failed', 'max_payload', '_big', '_chunks', '_have', '_bound',
+                 '_limit', '_tail')
 
     #: a body at least this big that arrives over several chunks is collected
     #: as a list of chunks and joined once, instead of being copied into the
-    #: growing buffer chunk by chunk and sliced out again; on the way, each
-    #: chunk tightens the body's nesting bound (``Package.depth_bound``)
+    #: growing buffer chunk by chunk and sliced out again; on the way, the
+    #: chunks tighten the body's bound of container markers
+    #: (``Package.depth_bound``) down to ``container_limit`` of its length
     BIG_BODY = 262_144
+    #: chunks smaller than this are gathered in one bytearray and join the
+    #: list at this size: a body trickled a byte per segment would otherwise
+    #: keep one bytes object (~34 bytes) and one list slot per byte
+    SMALL_CHUNK = 16_384
 
     def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
         self._buf = bytearray()
@@ -325,11 +358,28 @@ class Decoder:
         self._chunks: List[bytes] = []
         self._have = 0
         self._bound = 0
+        self._limit = 0
+        self._tail = bytearray()
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete package."""
         return len(self._buf) + self._have
+
+    def _push(self, part: bytes) -> None:
+        """Add ``part`` of the big body being gathered (after the tail)."""
+        tail = self._tail
+        if tail:
+            self._push_tail()
+        self._chunks.append(part)
+        self._bound = tighten_depth_bound(self._bound, part, self._limit)
+
+    def _push_tail(self) -> None:
+        tail = self._tail
+        part = bytes(tail)
+        tail.clear()
+        self._chunks.append(part)
+        self._bound = tighten_depth_bound(self._bound, part, self._limit)
 
     def feed(self, data: bytes) -> List[Package]:
         if self._failed is not None:
@@ -337,22 +387,27 @@ class Decoder:
         if self._big is None:
             return self._feed(data)
         pid, tp, length = self._big
-        chunks = self._chunks
         missing = length - self._have
-        if len(data) < missing:
-            chunks.append(data)
-            self._have += len(data)
-            self._bound = tighten_depth_bound(self._bound, data)
+        size = len(data)
+        if size < missing:
+            self._have += size
+            if size < self.SMALL_CHUNK:
+                tail = self._tail
+                tail += data
+                if len(tail) >= self.SMALL_CHUNK:
+                    self._push_tail()
+            else:
+                self._push(data)
             return []
-        last = data[:missing] if len(data) > missing else data
-        chunks.append(last)
-        bound = tighten_depth_bound(self._bound, last)
-        body = b''.join(chunks)
+        self._push(data[:missing] if size > missing else data)
+        chunks = self._chunks
+        body = chunks[0] if len(chunks) == 1 else b''.join(chunks)
+        bound = self._bound
         self._big = None
         self._chunks = []
         self._have = 0
         out = [_new_package(Package, (pid, tp, body, bound))]
-        if len(data) > missing:
+        if size > missing:
             try:
                 out += self._feed(data[missing:])
             except ProtocolError as exc:
@@ -381,7 +436,8 @@ class Decoder:
                     self._big = (pid, tp, length)
                     self._chunks = [first]
                     self._have = len(first)
-                    self._bound = tighten_depth_bound(length, first)
+                    self._limit = limit = container_limit(length)
+                    self._bound = tighten_depth_bound(length, first, limit)
                     buf.clear()
                     return out
                 break

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import ssl as _ssl
 from heapq import heapify, heappop, heappush
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
 import qpack
 
@@ -62,9 +62,38 @@ _SUCCESS = frozenset({
     pm.CPROTO_ACK_SERVICE_DATA,
 })
 
-#: pid -> (future, deadline (inf: none, or already timed out), timeout)
-_Entry = Tuple['asyncio.Future[Any]', float, float]
+#: the reply types (besides errors, 64-191) that may answer each request
+#: type, from the protocol (shared/siridb-protocol.md); any other known type
+#: is a protocol violation (ProtocolError). Request types not listed (the
+#: server-to-server ones, LOADDB) accept every success type.
+_FILE = frozenset({pm.CPROTO_RES_FILE})
+REPLY_TYPES: Dict[int, FrozenSet[int]] = {
+    pm.CPROTO_REQ_QUERY: frozenset({pm.CPROTO_RES_QUERY}),
+    pm.CPROTO_REQ_INSERT: frozenset({pm.CPROTO_RES_INSERT}),
+    pm.CPROTO_REQ_AUTH: frozenset({pm.CPROTO_RES_AUTH_SUCCESS}),
+    pm.CPROTO_REQ_PING: frozenset({pm.CPROTO_RES_ACK}),
+    pm.CPROTO_REQ_INFO: frozenset({pm.CPROTO_RES_INFO}),
+    pm.CPROTO_REQ_FILE_SERVERS: _FILE,
+    pm.CPROTO_REQ_FILE_USERS: _FILE,
+    pm.CPROTO_REQ_FILE_GROUPS: _FILE,
+    pm.CPROTO_REQ_FILE_DATABASE: _FILE,
+    pm.CPROTO_REQ_SERVICE: frozenset({pm.CPROTO_ACK_SERVICE, pm.CPROTO_ACK_SERVICE_DATA}),
+}
+#: every success type this driver knows; a reply of another non-error type
+#: fails its request with UnknownResponseError
+_KNOWN = _SUCCESS | _FILE
+#: a connection is closed (ProtocolError) after more replies than this for
+#: request ids that no request is waiting on: a correct server sends none
+#: (the pid of a request that timed out or was cancelled stays reserved
+#: until its late reply), so these are only tolerated as a rare glitch; the
+#: first one is logged as a WARNING, the rest at DEBUG level
+UNKNOWN_REPLY_LIMIT = 16
+
+#: pid -> (future, deadline (inf: none, or already timed out), timeout,
+#: the reply types that may answer it (REPLY_TYPES))
+_Entry = Tuple['asyncio.Future[Any]', float, float, FrozenSet[int]]
 _INF = float('inf')
+_RES_FILE = pm.CPROTO_RES_FILE
 _pack_header = HEADER.pack
 #: the standard loops' create_future, skipped for a direct Future() call
 _BASE_CREATE_FUTURE = asyncio.BaseEventLoop.create_future
@@ -74,6 +103,11 @@ _unpackb = qpack.unpackb
 #: twice the pending requests plus this many (entries of answered requests)
 _HEAP_SLACK = 1024
 LostCallback = Callable[['SiriDBProtocol', Optional[BaseException]], None]
+
+
+def timeout_error(timeout: float) -> SiriDBError:
+    """The error of a request that got no reply within ``timeout`` seconds."""
+    return RequestTimeoutError(f'no reply from the server within {timeout:g} s')
 
 
 def _mark_retrieved(fut: asyncio.Future[Any]) -> None:
@@ -117,6 +151,7 @@ class SiriDBProtocol(asyncio.Protocol):
         self._ka_idle = 45.0
         self._ka_timeout = 15.0
         self.last_reply = 0.0
+        self._unknown_replies = 0
         try:
             loop: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
         except RuntimeError:
@@ -198,7 +233,7 @@ class SiriDBProtocol(asyncio.Protocol):
             # fast path: a small success reply to a waiting request
             pid, tp, body, _bound = package
             entry = pending.get(pid)
-            if (entry is not None and tp in _SUCCESS and body
+            if (entry is not None and tp in entry[3] and tp != _RES_FILE and body
                     and len(body) <= SAFE_BODY_SIZE and body[0] < 0xFE):
                 fut = entry[0]
                 if not fut.done():
@@ -248,24 +283,65 @@ class SiriDBProtocol(asyncio.Protocol):
         pid, tp, body, bound = package
         entry = self._pending.pop(pid, None)
         if entry is None:
-            logger.warning('reply of type %s for unknown pid %s dropped', tp, pid)
+            self._on_unknown_reply(pid, tp)
             return
-        fut = entry[0]
+        fut, deadline, timeout, accept = entry
         if fut.done():
             logger.debug('late reply of type %s for pid %s dropped', tp, pid)
             return
-        try:
-            if tp in _SUCCESS:
-                fut.set_result(unpack_body(body, depth_bound=bound))
-            elif tp == pm.CPROTO_RES_FILE:
+        if tp in accept:
+            if tp == _RES_FILE:
                 fut.set_result(body)
-            elif pm.is_error(tp):
-                fut.set_exception(error_for_response(tp, unpack_body(body, depth_bound=bound)))
+                return
+        elif not pm.is_error(tp):
+            if tp in _KNOWN:
+                exc = ProtocolError(f'reply of type {tp} to a request that '
+                                    f'takes {sorted(accept)}; connection closed')
+                fut.set_exception(exc)
+                self.abort(exc)
             else:
                 fut.set_exception(error_for_response(tp, None))
+            return
+        try:
+            if len(body) > SAFE_BODY_SIZE and deadline != _INF:
+                # a big reply may take a while to decode (holding the GIL):
+                # one whose deadline passed fails by its timeout, decoded or not
+                if self._past(deadline):
+                    self._fail(fut, timeout_error(timeout))
+                    return
+                data = unpack_body(body, depth_bound=bound, reply=True)
+                if self._past(deadline):
+                    self._fail(fut, timeout_error(timeout))
+                    return
+            else:
+                data = unpack_body(body, depth_bound=bound, reply=True)
         except ProtocolError as exc:
             fut.set_exception(ProtocolError(str(exc)))
             self.abort(exc)
+            return
+        if tp in accept:
+            fut.set_result(data)
+        else:
+            fut.set_exception(error_for_response(tp, data))
+
+    def _past(self, deadline: float) -> bool:
+        loop = self._loop
+        return loop is not None and loop.time() >= deadline
+
+    def _on_unknown_reply(self, pid: int, tp: int) -> None:
+        """A reply for a pid no request holds: logged once, tolerated up to
+        ``UNKNOWN_REPLY_LIMIT`` per connection, then the connection closes."""
+        self._unknown_replies += 1
+        count = self._unknown_replies
+        if count == 1:
+            logger.warning('reply of type %s for unknown pid %s dropped '
+                           '(more are logged at DEBUG level)', tp, pid)
+        else:
+            logger.debug('reply of type %s for unknown pid %s dropped', tp, pid)
+        if count > UNKNOWN_REPLY_LIMIT:
+            self.abort(ProtocolError(
+                f'{count} replies for request ids that no request is waiting on; '
+                f'connection closed'))
 
     # --------------------------------------------------------- requests
     def _next_pid(self) -> int:
@@ -333,10 +409,11 @@ class SiriDBProtocol(asyncio.Protocol):
         header = _pack_header(len(body), pid, tipe, tipe ^ 0xFF)
         fut: asyncio.Future[Any] = (_Future(loop=loop) if self._std_futures
                                     else loop.create_future())
+        accept = REPLY_TYPES.get(tipe, _KNOWN)
         if deadline == _INF:
-            pending[pid] = (fut, _INF, 0.0)
+            pending[pid] = (fut, _INF, 0.0, accept)
         else:
-            pending[pid] = (fut, deadline, 0.0 if timeout is None else timeout)
+            pending[pid] = (fut, deadline, 0.0 if timeout is None else timeout, accept)
             heap = self._deadlines
             heappush(heap, (deadline, pid))
             if deadline < self._timer_at:
@@ -410,11 +487,10 @@ class SiriDBProtocol(asyncio.Protocol):
                 self._arm_timer(loop, deadline)
                 return
             heappop(heap)
-            fut, _, timeout = entry
+            fut, _, timeout, accept = entry
             # keep the pid reserved: a late reply may still come
-            pending[pid] = (fut, _INF, timeout)
-            self._fail(fut, RequestTimeoutError(
-                f'no reply from the server within {timeout:g} s'))
+            pending[pid] = (fut, _INF, timeout, accept)
+            self._fail(fut, timeout_error(timeout))
 
     @staticmethod
     def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:
