@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - Python 3.9 and 3.10
     sre_parse = importlib.import_module('sre_parse')
 
 #: automaton states a pattern may expand to (counted repetitions are unrolled)
-MAX_STATES = 4000
+MAX_STATES = 20_000
 #: automaton states one search may visit while building transitions (about 0.5 s)
 MAX_WORK = 1_000_000
 #: cached deterministic transitions per pattern before the cache starts over

@@ -167,6 +167,8 @@ def run_select(db: Database, node: Node, now: int,
                 if tail is not None:
                     lo = max(lo, hi - tail)
                 ts, vals = ts[lo:hi], vals[lo:hi]
+            rts: Sequence[int]
+            rvals: Sequence[Any]
             if specs:
                 rts, rvals, rtp = ag.apply_chain(specs, ts, vals, s.tp)
             else:
