@@ -65,9 +65,25 @@ def close(a: Any, b: Any) -> bool:
     return bool(a == b) and type(a) is type(b)
 
 
+def _points_limit_deviation(rec: Dict[str, Any], got: Tuple[int, Any]) -> bool:
+    """The one deliberate deviation: the real server checks select_points_limit
+    before each next series, so the last series is never counted (20 points of
+    "aggr" pass a limit of 10 in admin.jsonl); the embedded server counts every
+    point it returns and refuses that select with the real server's text."""
+    exp = rec['response']
+    want = exp['payload'] if exp['tp'] == 0 else {}
+    if rec['name'] != 'select * from "aggr"' or len(want.get('aggr', ())) <= 10:
+        return False
+    return got[0] == 65 and got[1]['error_msg'].startswith(
+        'Query has reached the maximum number of selected points (10). Please use '
+        'another time window, an aggregation function or select less series')
+
+
 def matches(rec: Dict[str, Any], got: Optional[Tuple[int, Any]]) -> bool:
     """Whether ``got`` ((type, payload), or None for no reply) matches the line."""
     exp = rec['response']
+    if exp is not None and got is not None and _points_limit_deviation(rec, got):
+        return True
     if exp is None or got is None:
         return exp is None and got is None
     tp, payload = got

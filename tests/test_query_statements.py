@@ -176,7 +176,12 @@ def test_merge(ctx: QueryContext) -> None:
 
 def test_select_points_limit(ctx: QueryContext) -> None:
     q(ctx, 'alter database set select_points_limit 3')
-    assert len(q(ctx, 'select * from "aggr"')['aggr']) == 4  # one series: allowed
+    # every returned point counts, the only series' too (issue 13)
+    assert err(ctx, 'select * from "aggr"') == (
+        'Query has reached the maximum number of selected points (3). Please use '
+        'another time window, an aggregation function or select less series to '
+        'reduce the number of points.')
+    assert len(q(ctx, 'select * from "aggr" head 3')['aggr']) == 3
     msg = err(ctx, 'select * from "aggr", "aggr2"')
     assert msg.startswith('Query has reached the maximum number of selected points (3).')
     assert err(ctx, 'select * from "aggr" head 4') == \

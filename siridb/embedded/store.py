@@ -16,6 +16,8 @@ from bisect import bisect_right
 from itertools import count
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
+from .linear_regex import RegexLike
+
 __all__ = [
     'TYPE_INTEGER', 'TYPE_FLOAT', 'TYPE_STRING', 'TYPE_NAMES', 'Series',
     'User', 'Group', 'Database', 'PRECISIONS', 'ACCESS', 'ACCESS_PROFILES',
@@ -213,7 +215,7 @@ class Group:
 
     __slots__ = ('name', 'expression', 'regex')
 
-    def __init__(self, name: str, expression: str, regex: re.Pattern[str]) -> None:
+    def __init__(self, name: str, expression: str, regex: RegexLike) -> None:
         self.name = name
         self.expression = expression  # as written, e.g. '/aggr.*/'
         self.regex = regex

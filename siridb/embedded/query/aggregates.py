@@ -41,13 +41,13 @@ from __future__ import annotations
 
 import math
 import operator
-import re
 from bisect import bisect_right
 from dataclasses import dataclass, replace
 from itertools import compress, islice, repeat
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..context import QueryFailure
+from ..patterns import REGEX_TYPES, compile_regex
 from ..store import TYPE_FLOAT, TYPE_INTEGER, TYPE_STRING
 
 __all__ = [
@@ -111,7 +111,7 @@ class AggrSpec:
     limit: Optional[int] = None     # limit(n, fn): n
     fn: Optional[str] = None        # limit(n, fn): the aggregate name
     op: Optional[str] = None        # filter: == != < > <= >= ~ !~ regex (None means ==)
-    operand: Any = None             # filter operand: int/float, str or re.Pattern
+    operand: Any = None             # filter operand: int/float, str or a compiled regex
     ts_unit: Optional[int] = None   # derivative(u) / derivative(u, g): the time unit
     offset: Optional[int] = None    # offset(o), or the offset folded into an aggregate
 
@@ -152,10 +152,10 @@ def _check_spec(spec: AggrSpec) -> None:
                 spec.op not in _STRING_OPS:
             raise QueryFailure(65, f'Unknown filter operator: {spec.op}')  # chosen
         operand = spec.operand
-        if (spec.op == 'regex' or isinstance(operand, re.Pattern)) and \
+        if (spec.op == 'regex' or isinstance(operand, REGEX_TYPES)) and \
                 spec.op not in (None, 'regex', '==', '!='):
             raise QueryFailure(65, ERR_REGEX_OP)
-        if not isinstance(operand, (int, float, str, re.Pattern)) or \
+        if not isinstance(operand, (int, float, str) + REGEX_TYPES) or \
                 isinstance(operand, bool):
             raise QueryFailure(65, 'Filter needs a number, string or regular '
                                'expression.')  # chosen; the grammar never sends this
@@ -349,8 +349,8 @@ def _filter(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int
             ) -> Tuple[List[int], List[Any]]:
     op = spec.op or '=='
     operand = spec.operand
-    is_regex = op == 'regex' or isinstance(operand, re.Pattern)
-    text_operand = isinstance(operand, (str, re.Pattern))
+    is_regex = op == 'regex' or isinstance(operand, REGEX_TYPES)
+    text_operand = isinstance(operand, (str,) + REGEX_TYPES)
     if tp == TYPE_STRING:
         if not text_operand:  # filter(> 5), but also filter(~ 5)
             raise QueryFailure(65, ERR_NUMBER_FILTER)
@@ -360,12 +360,8 @@ def _filter(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int
     mask: Any
     if is_regex:
         pattern = operand
-        if not isinstance(pattern, re.Pattern):
-            try:
-                pattern = re.compile(str(pattern))
-            except re.error as e:
-                raise QueryFailure(65, f"Cannot compile regular expression "
-                                       f"'{pattern}': {e}") from None
+        if not isinstance(pattern, REGEX_TYPES):
+            pattern = compile_regex(str(pattern), False, anchored=False)
         # searched: the select statement hands over a pattern anchored like a selector
         mask = map(pattern.search, values)
         if op == '!=':

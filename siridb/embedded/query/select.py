@@ -21,7 +21,7 @@ __all__ = ['run_select', 'build_specs', 'convert_ts']
 _UNIQUE = ('When using multiple select methods, add a prefix and/or suffix to the '
            'selection to make them unique.')
 _POINTS = ('Query has reached the maximum number of selected points ({}). Please use '
-           'another time window, an aggregate function or select less series to reduce '
+           'another time window, an aggregation function or select less series to reduce '
            'the number of points.')
 
 Result = Tuple[str, Sequence[int], Sequence[Any], int]
@@ -148,50 +148,59 @@ def run_select(db: Database, node: Node, now: int,
                                    'destination series name is valid.')
     start, end, head, tail = _range(node['range'], db, now)
 
-    limit = db.select_points_limit
-    total = 0
-    data: List[Tuple[str, int, Sequence[int], Sequence[Any]]] = []
-    # the rows are built from the stored arrays themselves when every point
-    # is taken and no aggregate runs (nothing then holds on to them)
-    whole = start is None and end is None and head is None and tail is None and \
-        not any(chains)
+    budget = _PointBudget(db.select_points_limit)
+    # every point is taken and no aggregate runs: the stored arrays themselves
+    whole = start is None and end is None and head is None and tail is None
     series = db.series
-    for name in names:
-        s = series[name]
-        ts, vals = s.points()
-        if total > limit:
-            raise QueryFailure(65, _POINTS.format(limit))
-        if whole:
-            total += len(ts)
-            data.append((name, s.tp, ts, vals))
-            continue
-        lo = 0 if start is None else bisect_left(ts, start)
-        hi = len(ts) if end is None else bisect_left(ts, end)
-        if head is not None:
-            hi = min(hi, lo + head)
-        if tail is not None:
-            lo = max(lo, hi - tail)
-        total += max(0, hi - lo)
-        data.append((name, s.tp, ts[lo:hi], vals[lo:hi]))
-
     factor = db.factor
     out: Dict[str, Any] = {}
     for aggr, specs in zip(aggrs, chains):
         results: List[Result] = []
-        for name, tp, ts, vals in data:
+        for name in names:
+            s = series[name]
+            ts, vals = s.points()
+            if not whole:  # sliced again for each aggregate: no copy outlives it
+                lo = 0 if start is None else bisect_left(ts, start)
+                hi = len(ts) if end is None else bisect_left(ts, end)
+                if head is not None:
+                    hi = min(hi, lo + head)
+                if tail is not None:
+                    lo = max(lo, hi - tail)
+                ts, vals = ts[lo:hi], vals[lo:hi]
+            rts: Sequence[int]
+            rvals: Sequence[Any]
             if specs:
-                results.append((name, *ag.apply_chain(specs, ts, vals, tp)))
+                rts, rvals, rtp = ag.apply_chain(specs, ts, vals, s.tp)
             else:
-                results.append((name, ts, vals, tp))
+                rts, rvals, rtp = ts, vals, s.tp
+            budget.take(len(rts))
+            if merge is None:
+                out[aggr['prefix'] + name + aggr['suffix']] = _rows(
+                    rts, rvals, factor, time_precision)
+            else:
+                results.append((name, rts, rvals, rtp))
         if merge is not None:
             mts, mvals = _merge(results, using)
             out[aggr['prefix'] + merge[0] + aggr['suffix']] = _rows(
                 mts, mvals, factor, time_precision)
-            continue
-        for name, rts, rvals, _tp in results:
-            out[aggr['prefix'] + name + aggr['suffix']] = _rows(
-                rts, rvals, factor, time_precision)
     return out
+
+
+class _PointBudget:
+    """The select points limit, counted on the points each series adds to the
+    answer (after its aggregates, for every prefix/suffix) as they are made,
+    so a query stops at the series that passes the limit, the first one too."""
+
+    __slots__ = ('limit', 'total')
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+
+    def take(self, points: int) -> None:
+        self.total += points
+        if self.total > self.limit:
+            raise QueryFailure(65, _POINTS.format(self.limit))
 
 
 def _rows(ts: Sequence[int], vals: Sequence[Any], factor: int,
