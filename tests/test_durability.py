@@ -689,3 +689,51 @@ def test_siridb_serve_has_the_recovery_flag():
     from siridb.cli.options import build_parser
     assert build_parser().parse_args(['serve', '--recover']).recover is True
     assert build_parser().parse_args(['serve']).recover is False
+
+
+def test_damaged_length_of_a_middle_record_is_not_taken_for_a_torn_tail(tmp_path):
+    """Several bytes of a length field damaged so that the record seems to
+    run past the end of the file: the intact records after it show that it
+    is damage, not a torn append."""
+    d = str(tmp_path)
+    _build(d, points=50)
+    path = os.path.join(d, 'db', 'dbtest.log')
+    bad = _offsets(path)[20]
+    with open(path, 'r+b') as fh:
+        fh.seek(bad)
+        fh.write(b'\x10\x32\x54\x00')
+    with pytest.raises(CorruptLog) as info:
+        Engine(d)
+    assert info.value.offset == bad and 'past the end of the file' in str(info.value)
+
+
+def test_zero_tail_after_damage_is_not_taken_for_a_torn_tail(tmp_path):
+    d = str(tmp_path)
+    _build(d, points=50)
+    path = os.path.join(d, 'db', 'dbtest.log')
+    bad = _offsets(path)[20]
+    _flip(path, bad + 12)
+    with open(path, 'ab') as fh:
+        fh.write(bytes(4096))  # e.g. preallocated space after a machine crash
+    with pytest.raises(CorruptLog) as info:
+        Engine(d)
+    assert info.value.offset == bad
+
+
+@pytest.mark.parametrize('tail', ['random', 'records'])
+def test_big_torn_tail_is_cut(tmp_path, tail):
+    """A torn 40 MiB append cut after 4 MiB (random bytes, or bytes that look
+    like records but are a part of the torn payload's own framing): cut off,
+    the records before it kept."""
+    path = str(tmp_path / 'x.log')
+    good = encode_record(b'I', b'first') + encode_record(b'I', b'second')
+    if tail == 'random':
+        payload = os.urandom(4 * 1024 * 1024)
+    else:  # header-like bytes whose checksums do not match
+        payload = b''.join(encode_record(b'I', b'%08d' % i)[:-1] + b'?'
+                           for i in range(200_000))
+    header = persist.RECORD_HEADER.pack(40 * 1024 * 1024, 0)
+    with open(path, 'wb') as fh:
+        fh.write(good + header + b'I' + payload)
+    assert persist.read_records(path) == [(b'I', b'first'), (b'I', b'second')]
+    assert os.path.getsize(path) == len(good)

@@ -1,15 +1,16 @@
 """Append-only logs of the embedded server's data directory.
 
 A log is a sequence of records, each ``<II`` (payload length, CRC-32 of the
-payload) followed by the payload: one kind byte and the record body.
+payload) followed by the payload: one kind byte (an ASCII capital letter)
+and the record body.
 
 Reading a log (``read_records``) tells two kinds of damage apart:
 
 - a torn final record (a crash in the middle of an append: the last record
-  ends past the end of the file, or the file ends in zero bytes) was never
-  acknowledged; it is cut off with a WARNING, a copy of the cut bytes kept
-  next to the log as ``<name>.torn``, so that later records append to a clean
-  end;
+  ends past the end of the file, or the file ends in zero bytes, and no
+  intact record follows it) was never acknowledged; it is cut off with a
+  WARNING, a copy of the cut bytes kept next to the log as ``<name>.torn``,
+  so that later records append to a clean end;
 - any other record that fails its check (a flipped byte, a zeroed page, a
   damaged length field) raises ``CorruptLog`` naming the file and the offset:
   the server does not start rather than lose what follows. With
@@ -49,6 +50,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import struct
 import zlib
 from typing import Iterable, List, Optional, Tuple
@@ -127,29 +129,70 @@ def _is_torn_tail(data: bytes, pos: int) -> bool:
     """Whether the bad record at ``pos`` is what a crash in the middle of
     the last append leaves: a record that ends past the end of the file, or
     one ending in a run of zero bytes of at least a disk sector (a machine
-    crash), or only zero bytes. A header whose length field was damaged (its
-    payload is intact up to the end of the file, or under a length one byte
-    away) is not torn."""
+    crash), or only zero bytes; and no intact record after it. A header
+    whose length field was damaged (its payload is intact up to the end of
+    the file, or under a length one byte away) is not torn."""
     n = len(data)
     hsize = RECORD_HEADER.size
     tail = data[pos:]
-    if not tail.strip(b'\0') or len(tail) - len(tail.rstrip(b'\0')) >= 512:
+    kept = len(tail.rstrip(b'\0'))
+    if not kept:
         return True
-    if n - pos < hsize:
-        return True
-    length, crc = RECORD_HEADER.unpack_from(data, pos)
-    if length == 0 or pos + hsize + length <= n:
+    if n - pos - kept < 512:  # no zero run: the record must end past EOF
+        if n - pos < hsize:
+            return True
+        length, crc = RECORD_HEADER.unpack_from(data, pos)
+        if length == 0 or pos + hsize + length <= n:
+            return False
+        room = n - pos - hsize
+        view = memoryview(data)[pos + hsize:]
+        if _crc32(view) == crc:
+            return False
+        for shift in (0, 8, 16, 24):
+            for x in range(1, 256):
+                other = length ^ (x << shift)
+                if 0 < other <= room and _crc32(view[:other]) == crc:
+                    return False
+    return not _record_after(data, pos + 1, pos + kept)
+
+
+#: bytes of checksums ``_record_after`` may compute before it gives up
+_SCAN_BUDGET = 64 * 1024 * 1024
+_CAPITAL = frozenset(range(ord('A'), ord('Z') + 1))
+
+
+def _record_after(data: bytes, start: int, stop: int) -> bool:
+    """Whether an intact record starts at an offset in [start, stop) whose
+    end is the end of the file, a zero run from ``stop`` on, or the header
+    of a next record (then the bad record before it is damage, not a torn
+    append). Candidates are headers whose payload starts with a capital
+    letter (every record kind) and whose length fits; checksums are
+    computed up to ``_SCAN_BUDGET`` bytes, after which the answer is no."""
+    n = len(data)
+    hsize = RECORD_HEADER.size
+    if stop - start < 1 or n - start < hsize + 1:
         return False
-    room = n - pos - hsize
-    view = memoryview(data)[pos + hsize:]
-    if _crc32(view) == crc:
-        return False
-    for shift in (0, 8, 16, 24):
-        for x in range(1, 256):
-            other = length ^ (x << shift)
-            if 0 < other <= room and _crc32(view[:other]) == crc:
-                return False
-    return True
+    top = min(255, n >> 24)  # the highest byte of any length that fits
+    candidates = re.compile(rb'(?=.{3}[\x00-\x%02x].{4}[A-Z])' % top,
+                            re.DOTALL)
+    budget = _SCAN_BUDGET
+    for m in candidates.finditer(data, start):
+        q = m.start()
+        if q >= stop:
+            break
+        length, crc = RECORD_HEADER.unpack_from(data, q)
+        end = q + hsize + length
+        if length == 0 or end > n:
+            continue
+        if end < stop and (n - end < hsize + 1 or
+                           data[end + hsize] not in _CAPITAL):
+            continue
+        budget -= length
+        if budget < 0:
+            return False
+        if _crc32(memoryview(data)[q + hsize:end]) == crc:
+            return True
+    return False
 
 
 def _next_record(data: bytes, start: int) -> Optional[int]:
