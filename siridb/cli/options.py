@@ -228,7 +228,10 @@ def build_parser(serve_options: bool = True) -> argparse.ArgumentParser:
                        description='An interactive prompt. A statement ends at the end of '
                        'the line unless the line ends with "\\" or a quote or parenthesis '
                        'is open. Commands: \\timing, \\format FMT, \\precision P, \\iso, '
-                       '\\help, \\quit. Ctrl-C cancels the running query; Ctrl-D quits.',
+                       '\\pager, \\help, \\quit (or exit, quit). Tab completes keywords, '
+                       'series, groups and tags; results taller than the terminal go '
+                       'through $PAGER (default less). Ctrl-C cancels the running query; '
+                       'Ctrl-D quits.',
                        epilog=EPILOG_EXIT_CODES)
     _add_output_options(p, ('table', 'json', 'csv'), 'output format (default table)')
     p.add_argument('--history', metavar='FILE', default=None,
