@@ -37,37 +37,49 @@ from siridb.embedded import EmbeddedServer
 UTC = dt.timezone.utc
 
 
+@contextlib.asynccontextmanager
+async def _aclosing_fallback(thing: typing.Any) -> typing.AsyncIterator[typing.Any]:
+    try:
+        yield thing
+    finally:
+        await thing.aclose()
+
+
+#: contextlib.aclosing (Python 3.10+), or the same protocol on 3.9
+aclosing = getattr(contextlib, 'aclosing', _aclosing_fallback)
+
+
 async def test_aclose_and_aclosing_on_every_closable() -> None:
     async with EmbeddedServer(port=0) as srv:
         addr = [(srv.host, srv.port)]
         client = SiriDBClient('iris', 'siri', 'dbtest', addr)
-        async with contextlib.aclosing(client):
+        async with aclosing(client):
             await client.connect()
             assert client.connected
         assert client.is_closed and not client.connected
         await client.aclose()  # idempotent
 
         conn = SiriDBConn('iris', 'siri', 'dbtest', srv.host, srv.port)
-        async with contextlib.aclosing(conn):
+        async with aclosing(conn):
             await conn.connect()
             assert conn.is_connected()
         assert conn.is_closed and not conn.is_connected()
 
         single = await async_connect('iris', 'siri', 'dbtest', srv.host, srv.port)
         assert isinstance(single, SiriDBAsyncConnection)
-        async with contextlib.aclosing(single):
+        async with aclosing(single):
             assert single.connected
         assert not single.connected
 
         svc = SiriDBService('sa', 'siri', srv.host, srv.port)
-        async with contextlib.aclosing(svc):
+        async with aclosing(svc):
             assert 'dbtest' in await svc.get_databases()
         assert svc._protocol is None
 
         client = SiriDBClient('iris', 'siri', 'dbtest', addr)
         await client.connect()
         session = client.session()
-        async with contextlib.aclosing(session):
+        async with aclosing(session):
             await session.write('s', 1.5, 1000)
         assert session.closed
         stamps, values = srv.store.databases['dbtest'].series['s'].points()
