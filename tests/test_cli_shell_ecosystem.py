@@ -104,6 +104,14 @@ def test_tab_completes_keywords_and_names(server: ServeProcess, tmp_path: Path) 
         sh.send('\r')
         out = sh.expect(r'dbtest> ')
         assert 'sh.x   |      1000 |     5' in out and 'other' not in out
+        sh.send('create group `grp` for /sh\\..*/\r')
+        out = sh.expect(r'dbtest> ')
+        assert 'ERROR' not in out, out
+        sh.send('count series `gr\t')  # groups and tags complete in backticks
+        sh.expect(re.escape('`grp` '))
+        sh.send('\r')
+        out = sh.expect(r'dbtest> ')
+        assert re.search(r'series\s*\r\n-+\r\n\s*1\r\n', out), out
         sh.send('show time_p\t')
         sh.expect(r'time_precision')
         sh.send('\r')
