@@ -260,7 +260,7 @@ def test_ctrl_c_before_the_query_handler_only_cancels_the_statement() -> None:
         assert err.getvalue() == 'Query cancelled.\n' and out.getvalue() == ''
         assert not asyncio.all_tasks(loop)  # the task was cancelled and awaited
 
-        def interrupted(statement: str) -> bool:
+        def interrupted(statement: str, line: Any = None) -> bool:
             raise KeyboardInterrupt
         shell.execute = interrupted  # type: ignore[method-assign]
         assert shell._execute_interruptible('list series') is False

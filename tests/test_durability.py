@@ -17,8 +17,7 @@ import uuid
 import pytest
 from _embedded_helpers import RawConn
 
-from siridb.cli.exitcodes import UsageError
-from siridb.cli.serve import parse_databases
+from siridb.cli.options import build_parser
 from siridb.connector.lib.codec import packb
 from siridb.embedded import EmbeddedServer, persist
 from siridb.embedded import __main__ as embedded_main
@@ -542,11 +541,11 @@ def test_invalid_names_are_refused_everywhere(tmp_path, name):
         EmbeddedServer(data_dir=d, databases=[name])
     with pytest.raises(ValueError, match='invalid database name'):
         Engine().ensure_database(name)
-    with pytest.raises(UsageError, match='invalid database name'):
-        parse_databases([name + ':ms'])
     if name:
         with pytest.raises(SystemExit):
             embedded_main.parse_args(['--db', name])
+        with pytest.raises(SystemExit):  # siridb serve: the same options
+            build_parser().parse_args(['serve', '--db', name + ':ms'])
     tp, reply = handle_service(Engine(), ['sa', 'siri', 3, {'dbname': name}])
     assert tp == 96 and 'invalid database name' in reply['error_msg']
     assert not os.path.exists(str(tmp_path / 'escaped'))
@@ -555,7 +554,7 @@ def test_invalid_names_are_refused_everywhere(tmp_path, name):
 @pytest.mark.parametrize('name', ['ab', 'metrics-prod', 'metrics_prod', 'A1', 'a' * 20])
 def test_valid_names_are_accepted_everywhere(name):
     assert valid_db_name(name)
-    assert parse_databases([name]) == {name: 'ms'}
+    assert build_parser().parse_args(['serve', '--db', name]).db == [{name: 'ms'}]
     assert embedded_main.parse_args(['--db', f'{name}:s']).db == [{name: 's'}]
     e = Engine()
     assert handle_service(e, ['sa', 'siri', 3, {'dbname': name}]) == (32, None)
@@ -686,7 +685,6 @@ def test_embedded_command_refuses_damage_and_recovers_with_the_flag(tmp_path):
 
 
 def test_siridb_serve_has_the_recovery_flag():
-    from siridb.cli.options import build_parser
     assert build_parser().parse_args(['serve', '--recover']).recover is True
     assert build_parser().parse_args(['serve']).recover is False
 

@@ -43,7 +43,9 @@ def _setup_logging(verbose: bool) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the ``siridb`` command with ``argv`` (default ``sys.argv[1:]``)."""
     from .options import build_parser
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(serve_options='serve' in argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version or a usage error

@@ -1,4 +1,5 @@
-"""``siridb admin``: the service API (databases, service accounts, version).
+"""``siridb admin``: the service API (databases, pools, replicas, service
+accounts, version).
 
 Requests go to one server as the service account (``--service-user``,
 password from ``SIRIDB_SERVICE_PASSWORD`` or a prompt); they need no database.
@@ -11,11 +12,19 @@ import json
 import sys
 from typing import Any, List, Optional, Tuple
 
-from .exitcodes import OK, UsageError
+from ..connector.lib.exceptions import ServiceError
+from .exitcodes import CONNECTION, OK, REQUEST_ERROR, CliError, UsageError, describe
 from .options import DEFAULT_PORT, HostSpec, parse_host, read_password
 from .output import Table, render_table, write
 
 __all__ = ['run']
+
+
+def _refuses_account(exc: ServiceError, account: str) -> bool:
+    """True when ``exc`` says the server does not accept ``account`` itself
+    (unknown service account or wrong password), not a request's target."""
+    return str(exc) in (f"cannot find service account '{account}'",
+                        f"incorrect password for service account '{account}'")
 
 
 def _new_password(account: str) -> str:
@@ -50,6 +59,16 @@ async def _admin(args: argparse.Namespace, host: HostSpec, password: str,
             await svc.drop_account(args.account)
             return f"Service account '{args.account}' dropped."
         assert new_password is not None
+        if action in ('new-pool', 'new-replica'):
+            remote = parse_host(args.remote)
+            if action == 'new-pool':
+                await svc.new_pool(args.dbname, remote.host, remote.port, args.db_user,
+                                   new_password)
+                return f"This server joined database '{args.dbname}' as a new pool."
+            await svc.new_replica(args.dbname, remote.host, remote.port, args.db_user,
+                                  new_password, args.pool)
+            return (f"This server joined database '{args.dbname}' as a replica of "
+                    f"pool {args.pool}.")
         if action == 'new-account':
             await svc.new_account(args.account, new_password)
             return f"Service account '{args.account}' created."
@@ -103,7 +122,16 @@ def run(args: argparse.Namespace) -> int:
     new_password = None
     if args.admin_command in ('new-account', 'change-password'):
         new_password = _new_password(args.account)
-    result = asyncio.run(_admin(args, host, password, new_password))
+    elif args.admin_command in ('new-pool', 'new-replica'):
+        new_password = read_password('SIRIDB_PASSWORD',
+                                     f'Password for database user {args.db_user}: ')
+    try:
+        result = asyncio.run(_admin(args, host, password, new_password))
+    except ServiceError as exc:
+        # the service account itself unknown or refused: an authentication
+        # failure (3); any other failed request, e.g. an unknown target account (1)
+        code = CONNECTION if _refuses_account(exc, user) else REQUEST_ERROR
+        raise CliError(describe(exc), code) from None
     fmt = args.format or ('table' if sys.stdout.isatty() else 'json')
     if isinstance(result, tuple):
         column, names = result

@@ -39,6 +39,15 @@ class Progress:
         self.interval = interval
         self.start = time.monotonic()
         self._last = 0.0
+        self._open_line = False  # a progress line is drawn without its newline
+
+    def end_line(self) -> None:
+        """End the progress line, so that a message printed next starts on
+        its own line (the next update draws a fresh progress line)."""
+        if self._open_line:
+            self.out.write('\n')
+            self.out.flush()
+            self._open_line = False
 
     def update(self, written: int, rejected: int, retried: int = 0,
                force: bool = False) -> None:
@@ -54,12 +63,12 @@ class Progress:
             text += f', {retried} retried'
         self.out.write(text)
         self.out.flush()
+        self._open_line = True
 
     def done(self, written: int, rejected: int, retried: int = 0) -> None:
         if self.enabled:
             self.update(written, rejected, retried, force=True)
-            self.out.write('\n')
-            self.out.flush()
+            self.end_line()
 
 
 class Importer:
@@ -72,10 +81,11 @@ class Importer:
     """
 
     def __init__(self, session: WriteSession, chunk: int, window: int,
-                 err: IO[str]) -> None:
+                 err: IO[str], progress: Optional[Progress] = None) -> None:
         self.session = session
         self.chunk = chunk
         self.err = err
+        self.progress = progress
         self.rejected = 0
         self.listed = 0
         self._rows: List[Point] = []
@@ -101,7 +111,8 @@ class Importer:
         if retried > self._retried_seen:
             if not self._retrying:
                 error = self.session.stats().last_error or 'unknown error'
-                self.err.write(f'\nserver unavailable ({error}); retrying until it is back '
+                self._end_progress_line()
+                self.err.write(f'server unavailable ({error}); retrying until it is back '
                                '(Ctrl-C to stop)\n')
                 self.err.flush()
                 self._retrying = True
@@ -110,9 +121,14 @@ class Importer:
             self._retrying = False
         self._written_seen = self.session.written
 
+    def _end_progress_line(self) -> None:
+        if self.progress is not None:
+            self.progress.end_line()
+
     def reject(self, line: Optional[int], reason: str) -> None:
         self.rejected += 1
         if self.listed < MAX_LISTED:
+            self._end_progress_line()
             where = f'line {line}' if line is not None else 'line ?'
             self.err.write(f'{where}: rejected: {reason}\n')
             self.listed += 1
@@ -187,7 +203,8 @@ async def _import(args: argparse.Namespace, settings: ConnectionSettings,
             max_package_points=args.batch, on_full='wait',
             on_error=lambda rejected: importer.on_error(rejected) if importer else None,
             insert_timeout=settings.timeout)
-        importer = Importer(session, min(args.batch, 1000), bound + args.batch, sys.stderr)
+        importer = Importer(session, min(args.batch, 1000), bound + args.batch, sys.stderr,
+                            progress)
         ticker = asyncio.get_running_loop().create_task(_tick(importer, progress))
         try:
             async with session:

@@ -29,7 +29,8 @@ exit codes:
      unknown database)
 
 environment:
-  SIRIDB_PASSWORD          password of --user (else an interactive prompt)
+  SIRIDB_PASSWORD          password of --user (else an interactive prompt); for
+                           'siridb admin new-pool/new-replica' of --db-user
   SIRIDB_SERVICE_PASSWORD  password of the service account for 'siridb admin'
   SIRIDB_NEW_PASSWORD      new password for 'siridb admin new-account/change-password'
 """
@@ -197,8 +198,9 @@ def _add_output_options(p: argparse.ArgumentParser, formats: Sequence[str],
                    help='show timestamps as ISO 8601 datetimes (UTC)')
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The complete ``siridb`` argument parser."""
+def build_parser(serve_options: bool = True) -> argparse.ArgumentParser:
+    """The complete ``siridb`` argument parser (``serve_options=False``: without
+    the options of ``siridb serve``, for running any other command)."""
     from .. import __version__
     conn = _connection_parent()
     parser = argparse.ArgumentParser(
@@ -226,7 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description='An interactive prompt. A statement ends at the end of '
                        'the line unless the line ends with "\\" or a quote or parenthesis '
                        'is open. Commands: \\timing, \\format FMT, \\precision P, \\iso, '
-                       '\\help, \\quit. Ctrl-C cancels the running query; Ctrl-D quits.',
+                       '\\pager, \\help, \\quit (or exit, quit). Tab completes keywords, '
+                       'series, groups and tags; results taller than the terminal go '
+                       'through $PAGER (default less). Ctrl-C cancels the running query; '
+                       'Ctrl-D quits.',
                        epilog=EPILOG_EXIT_CODES)
     _add_output_options(p, ('table', 'json', 'csv'), 'output format (default table)')
     p.add_argument('--history', metavar='FILE', default=None,
@@ -267,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='write timestamps as ISO 8601 datetimes (UTC)')
 
     p = sub.add_parser('admin', formatter_class=_Formatter,
-                       help='service API: databases, accounts, version',
+                       help='service API: databases, pools, replicas, accounts, version',
                        description='Service requests with the service account '
                        '(--service-user, password from SIRIDB_SERVICE_PASSWORD or a prompt).',
                        epilog=EPILOG_EXIT_CODES)
@@ -315,25 +320,33 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument('account')
     a = asub.add_parser('drop-account', parents=[svc], help='drop a service account')
     a.add_argument('account')
+    for action, text in (('new-pool', 'as a new pool'),
+                         ('new-replica', 'as a replica of pool --pool')):
+        a = asub.add_parser(action, parents=[svc],
+                            help=f'make the server (--host) join a database {text} '
+                            '(password of --db-user from SIRIDB_PASSWORD or a prompt)')
+        a.add_argument('dbname', help='the database to join')
+        a.add_argument('--remote', required=True, metavar='HOST[:PORT]',
+                       help='a server of that database')
+        a.add_argument('--db-user', default='iris', metavar='NAME',
+                       help='a database user with full access (default iris)')
+        if action == 'new-replica':
+            a.add_argument('--pool', type=int, required=True, metavar='N',
+                           help='the pool to replicate')
 
-    p = sub.add_parser('serve', formatter_class=_Formatter,
+    parents = []
+    if serve_options:
+        # the one definition of the server's options (importing the server costs
+        # about 0.1 s, so other commands skip it)
+        from ..embedded.__main__ import server_parser
+        parents.append(server_parser('siridb serve', add_help=False))
+    p = sub.add_parser('serve', formatter_class=_Formatter, parents=parents,
                        help='run the embedded SiriDB-compatible server',
-                       description='Run the embedded SiriDB-compatible server until '
-                       'SIGINT or SIGTERM; logs go to stderr. Each database has the user '
-                       'iris (password siri); the service account is sa (password siri).',
+                       description='Run the embedded SiriDB-compatible server (the same as '
+                       'python -m siridb.embedded) until SIGINT or SIGTERM; logs go to '
+                       'stderr. Each database has the user iris (password siri); the '
+                       'service account is sa (password siri).',
                        epilog='example:\n  siridb serve --port 9000 --db dbtest '
                               '--db metrics:s --data-dir ./data\n')
-    p.add_argument('--host', default='127.0.0.1', help='address to listen on '
-                   '(default 127.0.0.1)')
-    p.add_argument('--port', type=int, default=DEFAULT_PORT,
-                   help='port (default 9000; 0 picks a free port)')
-    p.add_argument('--db', action='append', metavar='NAME[:PRECISION]', default=None,
-                   help='create this database unless it exists (repeatable; precision '
-                   's, ms, us or ns, default ms; default database: dbtest)')
-    p.add_argument('--data-dir', metavar='DIR', default=None,
-                   help='keep data in DIR (default: in memory only)')
-    p.add_argument('--recover', action='store_true',
-                   help='with --data-dir: load what is readable of damaged files '
-                   '(keeping a copy of each) instead of refusing to start')
-    p.add_argument('--debug', action='store_true', help='debug logging')
+    p.add_argument('--debug', action='store_true', help='the same as --log-level debug')
     return parser

@@ -10,12 +10,13 @@ import csv
 import datetime
 import io
 import json
+import unicodedata
 from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..connector.lib.timestamps import precision_factor
 
 __all__ = ['Table', 'tabulate', 'is_select_result', 'iter_points', 'iso_timestamp',
-           'render', 'render_table', 'render_csv', 'render_json']
+           'render', 'render_table', 'render_csv', 'render_json', 'display_width']
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
@@ -130,6 +131,23 @@ def _cell(value: Any) -> str:
 _ESCAPES = {ord('\n'): '\\n', ord('\r'): '\\r', ord('\t'): '\\t'}
 
 
+def display_width(text: str) -> int:
+    """Terminal columns ``text`` takes: wide and fullwidth (East Asian)
+    characters take two, combining marks none."""
+    width = 0
+    for ch in text:
+        if unicodedata.combining(ch):
+            continue
+        width += 2 if unicodedata.east_asian_width(ch) in ('W', 'F') else 1
+    return width
+
+
+def _pad(text: str, width: int, right: bool = False) -> str:
+    """``text`` padded with spaces to ``width`` terminal columns."""
+    fill = ' ' * max(0, width - display_width(text))
+    return fill + text if right else text + fill
+
+
 def render_table(table: Table) -> str:
     """An aligned text table (numbers right-aligned) with a row count."""
     if not table.columns:
@@ -138,14 +156,14 @@ def render_table(table: Table) -> str:
     numeric = [all(isinstance(row[i], (int, float)) and not isinstance(row[i], bool)
                    for row in table.rows if i < len(row))
                for i in range(len(table.columns))]
-    widths = [len(c) for c in table.columns]
+    widths = [display_width(c) for c in table.columns]
     for row in cells:
         for i, c in enumerate(row[:len(widths)]):
-            widths[i] = max(widths[i], len(c))
-    lines = [' | '.join(c.ljust(w) for c, w in zip(table.columns, widths)).rstrip(),
+            widths[i] = max(widths[i], display_width(c))
+    lines = [' | '.join(_pad(c, w) for c, w in zip(table.columns, widths)).rstrip(),
              '-+-'.join('-' * w for w in widths)]
     for row in cells:
-        line = ' | '.join((c.rjust(w) if numeric[i] else c.ljust(w))
+        line = ' | '.join(_pad(c, w, right=numeric[i])
                           for i, (c, w) in enumerate(zip(row, widths)))
         lines.append(line.rstrip())
     n = len(table.rows)

@@ -11,7 +11,16 @@ from .exitcodes import OK
 from .options import ConnectionSettings, connection_settings
 from .output import render, write
 
-__all__ = ['run', 'run_query']
+__all__ = ['run', 'run_query', 'strip_statement']
+
+
+def strip_statement(text: str) -> str:
+    """``text`` without surrounding blanks and trailing ``;`` (the shell and
+    ``siridb query`` accept a statement ending in ``;`` as psql does)."""
+    statement = text.strip()
+    while statement.endswith(';'):
+        statement = statement[:-1].rstrip()
+    return statement
 
 
 async def run_query(settings: ConnectionSettings, query: str, precision: Optional[str],
@@ -29,7 +38,7 @@ async def run_query(settings: ConnectionSettings, query: str, precision: Optiona
 def run(args: argparse.Namespace) -> int:
     settings = connection_settings(args)
     result, iso_precision = asyncio.run(
-        run_query(settings, args.query, args.precision, args.iso))
+        run_query(settings, strip_statement(args.query), args.precision, args.iso))
     fmt = args.format or ('table' if sys.stdout.isatty() else 'json')
     write(sys.stdout, render(result, fmt, iso_precision))
     return OK

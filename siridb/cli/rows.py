@@ -15,7 +15,8 @@ from typing import IO, Any, Iterator, NamedTuple, Optional, Union
 
 from ..connector.lib.timestamps import max_timestamp, precision_factor
 
-__all__ = ['Point', 'Rejected', 'read_rows', 'parse_timestamp', 'parse_csv_value']
+__all__ = ['Point', 'Rejected', 'read_rows', 'parse_timestamp', 'parse_csv_value',
+           'EMPTY_VALUE']
 
 _INT64_MIN = -(2 ** 63)
 _INT64_MAX = 2 ** 63 - 1
@@ -26,6 +27,10 @@ _ISO_RE = re.compile(
     r'(Z|[+-]\d{2}:?\d{2})?$')
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _HEADER = ('series', 'timestamp', 'value')
+
+#: why a row with an empty value is refused (the server would store '' as 0.0
+#: in a number series, or create a string series of empty strings)
+EMPTY_VALUE = 'empty value (every row needs series, timestamp and a value)'
 
 
 class Point(NamedTuple):
@@ -54,6 +59,8 @@ def parse_timestamp(raw: Any, precision: str) -> int:
         raise ValueError('timestamp must be an integer or an ISO 8601 datetime')
     if isinstance(raw, int):
         ts = raw
+    elif isinstance(raw, str) and not raw.strip():
+        raise ValueError('empty timestamp')
     elif isinstance(raw, str) and _INT_RE.match(raw.strip()):
         ts = int(raw.strip())
     elif isinstance(raw, str):
@@ -121,6 +128,8 @@ def _check_value(value: Any) -> Union[int, float, str]:
             raise ValueError('float value must be finite')
         return value
     if isinstance(value, str):
+        if not value.strip():
+            raise ValueError(EMPTY_VALUE)
         return value
     raise ValueError('value must be an integer, float or string')
 
@@ -153,6 +162,8 @@ def _read_csv(stream: IO[str], precision: str) -> Iterator[Union[Point, Rejected
                                  f'got {len(row)}')
             continue
         try:
+            if not row[2].strip():
+                raise ValueError(EMPTY_VALUE)
             yield Point(line, _check_series(row[0]), parse_timestamp(row[1], precision),
                         parse_csv_value(row[2]))
         except ValueError as exc:

@@ -1,78 +1,44 @@
 """``siridb serve``: run the embedded server until SIGINT or SIGTERM.
 
-Logs go to stderr, including a ``siridb serve: listening on HOST:PORT`` line
-(with ``--port 0`` that line is how callers learn the port). A clean shutdown
-exits 0.
+The same server as ``python -m siridb.embedded``: the options come from its
+``server_parser`` and the serving from its ``serve``; this command differs
+only in announcing on stderr, with the other logs: a
+``siridb serve: listening on HOST:PORT, databases: ...`` line (with
+``--port 0`` that line is how callers learn the port). A clean shutdown exits 0.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import signal
 import sys
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING
 
-from .exitcodes import OK, UsageError
-from .options import PRECISIONS
+from .exitcodes import OK, CliError, UsageError
 
-__all__ = ['run', 'parse_databases']
-
-
-def parse_databases(specs: Optional[List[str]]) -> Dict[str, str]:
-    """``name[:precision]`` items -> ``{name: precision}`` (default ``dbtest``, ms)."""
-    from ..embedded.store import check_db_name
-    if not specs:
-        return {'dbtest': 'ms'}
-    dbs: Dict[str, str] = {}
-    for spec in specs:
-        name, _, precision = spec.partition(':')
-        precision = precision or 'ms'
-        try:
-            check_db_name(name)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        if precision not in PRECISIONS:
-            raise UsageError(f'invalid time precision in {spec!r} (expecting s, ms, us or ns)')
-        dbs[name] = precision
-    return dbs
-
-
-async def _serve(args: argparse.Namespace, databases: Dict[str, str]) -> int:
+if TYPE_CHECKING:
     from ..embedded import EmbeddedServer
 
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    handled = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stopping.set)
-            handled.append(sig)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - not on Unix
-            pass
-    server = EmbeddedServer(host=args.host, port=args.port, databases=databases,
-                            data_dir=args.data_dir, recover=args.recover)
-    try:
-        await server.start()
-        names = ', '.join(f'{n} ({p})' for n, p in databases.items())
-        print(f'siridb serve: listening on {server.host}:{server.port}, databases: {names}',
-              file=sys.stderr, flush=True)
-        await stopping.wait()
-        print('siridb serve: shutting down', file=sys.stderr, flush=True)
-    finally:
-        await server.stop()
-        for sig in handled:
-            loop.remove_signal_handler(sig)
-    print('siridb serve: stopped', file=sys.stderr, flush=True)
-    return OK
+__all__ = ['run']
+
+
+def _announce(server: EmbeddedServer) -> None:
+    names = ', '.join(f'{db.name} ({db.precision})' for db in server.store.databases.values())
+    print(f'siridb serve: listening on {server.name}, databases: {names}',
+          file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the embedded server in the foreground."""
-    databases = parse_databases(args.db)
-    if not 0 <= args.port < 65536:
-        raise UsageError('--port must be 0..65535')
-    logging.basicConfig(
-        level=logging.DEBUG if (args.debug or args.verbose) else logging.INFO,
-        format='%(asctime)s %(levelname)s %(name)s: %(message)s', stream=sys.stderr)
-    return asyncio.run(_serve(args, databases))
+    from ..embedded.__main__ import args_error, serve, setup_logging
+    from ..embedded.persist import DataDirError, DataDirInUse
+
+    error = args_error(args)
+    if error:
+        raise UsageError(error)
+    setup_logging('debug' if (args.debug or args.verbose) else args.log_level)
+    try:
+        asyncio.run(serve(args, _announce))
+    except (DataDirInUse, DataDirError) as exc:
+        raise CliError(str(exc)) from None
+    print('siridb serve: stopped', file=sys.stderr, flush=True)
+    return OK

@@ -8,22 +8,25 @@ Each ``--db NAME[:PRECISION]`` (s, ms, us or ns; default ms) is created unless
 it already exists in the data directory. A damaged file in the data
 directory stops the start with an error naming it (exit status 1) unless
 ``--recover`` is given. Stops cleanly on SIGINT/SIGTERM.
+``siridb serve`` is this same server: it takes its options from ``server_parser``
+and runs ``serve``.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import ssl
 import sys
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from .persist import DataDirError, DataDirInUse
 from .server import EmbeddedServer
 from .store import PRECISIONS, check_db_name
 
-__all__ = ['main', 'parse_args']
+__all__ = ['main', 'parse_args', 'server_parser', 'args_error', 'serve', 'setup_logging']
 
 log = logging.getLogger('siridb.embedded')
 
@@ -31,7 +34,7 @@ log = logging.getLogger('siridb.embedded')
 def _db_arg(value: str) -> Dict[str, str]:
     name, _, precision = value.partition(':')
     precision = precision or 'ms'
-    if not name or precision not in PRECISIONS:
+    if precision not in PRECISIONS:
         raise argparse.ArgumentTypeError(
             f'expected NAME or NAME:PRECISION with precision s, ms, us or ns, '
             f'got {value!r}')
@@ -42,9 +45,12 @@ def _db_arg(value: str) -> Dict[str, str]:
     return {name: precision}
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+def server_parser(prog: str = 'python -m siridb.embedded',
+                  add_help: bool = True) -> argparse.ArgumentParser:
+    """The server's options: the one definition, also used by ``siridb serve``
+    (as a parent parser, ``add_help=False``)."""
     p = argparse.ArgumentParser(
-        prog='python -m siridb.embedded',
+        prog=prog, add_help=add_help,
         description='Embedded SiriDB-compatible server (protocol of SiriDB '
                     '2.0.55). Default users: service account sa/siri, '
                     'database user iris/siri.')
@@ -75,13 +81,37 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help='private key for --tls-cert (PEM)')
     p.add_argument('--log-level', default='info',
                    choices=('debug', 'info', 'warning', 'error'))
-    args = p.parse_args(argv)
+    return p
+
+
+def args_error(args: argparse.Namespace) -> Optional[str]:
+    """What is wrong with option values argparse cannot check, or None."""
     if bool(args.tls_cert) != bool(args.tls_key):
-        p.error('--tls-cert and --tls-key go together')
+        return '--tls-cert and --tls-key go together'
+    if not 0 <= args.port < 65536:
+        return '--port must be 0..65535'
+    return None
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = server_parser()
+    args = p.parse_args(argv)
+    error = args_error(args)
+    if error:
+        p.error(error)
     return args
 
 
-async def _serve(args: argparse.Namespace) -> None:
+def announce_stdout(server: EmbeddedServer) -> None:
+    """One line on stdout that scripts can wait for."""
+    print(f'siridb.embedded listening on {server.name} databases '
+          f'{",".join(server.store.databases)}', flush=True)
+
+
+async def serve(args: argparse.Namespace,
+                announce: Callable[[EmbeddedServer], None] = announce_stdout) -> None:
+    """Run the server configured by ``args`` until SIGINT or SIGTERM;
+    ``announce`` is called once it listens."""
     databases: Dict[str, str] = {}
     for item in args.db:
         databases.update(item)
@@ -103,22 +133,29 @@ async def _serve(args: argparse.Namespace) -> None:
         except (NotImplementedError, RuntimeError):  # pragma: no cover
             pass
     await server.start()
-    # one line on stdout that scripts can wait for
-    print(f'siridb.embedded listening on {server.name} databases '
-          f'{",".join(server.store.databases)}', flush=True)
     try:
+        announce(server)
         await stop.wait()
+        log.info('shutting down')
     finally:
         await server.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+
+def setup_logging(level: str) -> None:
+    """Server logs on stderr at ``level`` (a --log-level choice)."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format='%(asctime)s %(levelname)s %(name)s: %(message)s', stream=sys.stderr)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    setup_logging(args.log_level)
     try:
-        asyncio.run(_serve(args))
+        asyncio.run(serve(args))
     except (OSError, DataDirInUse, DataDirError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1

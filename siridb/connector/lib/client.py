@@ -31,6 +31,7 @@ from .exceptions import (
 from .features import ClientFeatures
 from .hosts import HostState, choose_host, parse_hostlist
 from .protocol import SiriDBProtocol, open_protocol
+from .results import InsertReply, QueryResult
 from .validate import pack_insert, pack_query
 
 __all__ = ['SiriDBClient']
@@ -264,20 +265,22 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
                 fut.set_result(None)
 
     # --------------------------------------------------------- requests
-    async def insert(self, data: Any, timeout: Optional[float] = 300) -> Any:
+    async def insert(self, data: Any, timeout: Optional[float] = 300) -> InsertReply:
         """Insert points; returns the server's reply
         (``{'success_msg': 'Successfully inserted N point(s).'}``)."""
-        return await self._request(pm.CPROTO_REQ_INSERT, pack_insert(data),
-                                   timeout, allow_any_open=False)
+        reply: InsertReply = await self._request(pm.CPROTO_REQ_INSERT, pack_insert(data),
+                                                 timeout, allow_any_open=False)
+        return reply
 
     async def query(self, query: Any, time_precision: Any = None,
-                    timeout: Optional[float] = 60) -> Any:
+                    timeout: Optional[float] = 60) -> QueryResult:
         """Run a query; returns the server's reply (a dict)."""
         if not isinstance(query, (str, bytes)):  # a query builder (features.py)
             query = await self._build_query(query)
-        return await self._request(pm.CPROTO_REQ_QUERY,
-                                   pack_query(query, time_precision),
-                                   timeout, allow_any_open=True)
+        reply: QueryResult = await self._request(pm.CPROTO_REQ_QUERY,
+                                                 pack_query(query, time_precision),
+                                                 timeout, allow_any_open=True)
+        return reply
 
     async def send_request(self, tp: int, data: Any = None,
                            timeout: Optional[float] = 60, *,

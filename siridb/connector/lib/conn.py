@@ -13,6 +13,7 @@ from typing import Any, Optional, Type
 from .client import SiriDBClient
 from .constants import DEFAULT_CLIENT_PORT
 from .exceptions import AuthenticationError
+from .results import InsertReply, QueryResult
 
 __all__ = ['SiriDBConn']
 
@@ -59,10 +60,10 @@ class SiriDBConn:
         await self._client.wait_closed()
 
     async def query(self, query: Any, time_precision: Any = None,
-                    timeout: float = 60) -> Any:
+                    timeout: float = 60) -> QueryResult:
         return await self._client.query(query, time_precision, timeout)
 
-    async def insert(self, data: Any, timeout: float = 300) -> Any:
+    async def insert(self, data: Any, timeout: float = 300) -> InsertReply:
         return await self._client.insert(data, timeout)
 
     async def send_request(self, tp: int, data: Any = None, timeout: float = 60) -> Any:
@@ -80,6 +81,10 @@ class SiriDBConn:
 
     async def wait_closed(self) -> None:
         await self._client.wait_closed()
+
+    async def aclose(self) -> None:
+        """Close and wait until closed (``contextlib.aclosing`` works)."""
+        await self._shutdown()
 
     async def __aenter__(self) -> SiriDBConn:
         await self.connect()

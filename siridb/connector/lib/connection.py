@@ -18,6 +18,7 @@ from .codec import packb
 from .constants import DEFAULT_CLIENT_PORT
 from .exceptions import ClientClosedError, ConnectionLostError
 from .protocol import SiriDBProtocol, open_protocol
+from .results import InsertReply, QueryResult
 from .validate import pack_insert, pack_query
 
 __all__ = ['SiriDBAsyncConnection', 'SiriDBConnection', 'async_connect']
@@ -55,14 +56,16 @@ class SiriDBAsyncConnection(AsyncClosing):
             self._protocol.start_keepalive()
 
     async def query(self, query: Any, time_precision: Any = None,
-                    timeout: Optional[float] = 3600) -> Any:
+                    timeout: Optional[float] = 3600) -> QueryResult:
         """Run a query; returns the server's reply (a dict)."""
-        return await self._send(pm.CPROTO_REQ_QUERY,
-                                pack_query(query, time_precision), timeout)
+        reply: QueryResult = await self._send(pm.CPROTO_REQ_QUERY,
+                                              pack_query(query, time_precision), timeout)
+        return reply
 
-    async def insert(self, data: Any, timeout: Optional[float] = 3600) -> Any:
+    async def insert(self, data: Any, timeout: Optional[float] = 3600) -> InsertReply:
         """Insert ``{series: [[ts, value], ...]}`` (or the list form)."""
-        return await self._send(pm.CPROTO_REQ_INSERT, pack_insert(data), timeout)
+        reply: InsertReply = await self._send(pm.CPROTO_REQ_INSERT, pack_insert(data), timeout)
+        return reply
 
     async def send_request(self, tp: int, data: Any = None,
                            timeout: Optional[float] = 3600) -> Any:
@@ -195,10 +198,10 @@ class SiriDBConnection:
         return runner.run(coro)
 
     def query(self, query: Any, time_precision: Any = None,
-              timeout: Optional[float] = 30) -> Any:
+              timeout: Optional[float] = 30) -> QueryResult:
         return self._run(self._conn.query(query, time_precision, timeout))
 
-    def insert(self, data: Any, timeout: Optional[float] = 600) -> Any:
+    def insert(self, data: Any, timeout: Optional[float] = 600) -> InsertReply:
         return self._run(self._conn.insert(data, timeout))
 
     def send_request(self, tp: int, data: Any = None,

@@ -1,5 +1,9 @@
 """Exceptions of the driver: one base class and a registry keyed by response type.
 
+Every public exception of the package is defined here (the modules that raise
+them import them from here), so ``siridb.connector.lib.exceptions`` is the one
+place to import them from.
+
 Every class that siridb-connector 2.1.6 exported keeps its name here, and every
 error that 2.1.6 raised as a builtin (``RuntimeError``, ``TimeoutError``,
 ``ConnectionError``) is raised as a class that still derives from that builtin,
@@ -8,9 +12,12 @@ so old ``except`` clauses keep catching what they caught before.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Dict, List, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type
 
 from . import protomap as pm
+
+if TYPE_CHECKING:  # only for annotations: session.py imports this module
+    from .session import Point, Rejected
 
 __all__ = [
     'SiriDBError', 'QueryError', 'InsertError', 'ServerError', 'PoolError',
@@ -20,7 +27,8 @@ __all__ = [
     'LoadingDatabaseError', 'FileError', 'UnknownResponseError',
     'ProtocolError', 'ConnectionLostError', 'RequestTimeoutError',
     'ClientClosedError', 'InsertDataError', 'TooManyRequestsError',
-    'RequestTooLargeError',
+    'RequestTooLargeError', 'SessionError', 'BufferFullError',
+    'SessionClosedError', 'RejectedPointsError', 'FlushTimeoutError', 'URLError',
     'error_for_response', 'ERROR_CLASSES',
 ]
 
@@ -149,6 +157,54 @@ class RequestTooLargeError(SiriDBError, ValueError):
 
 class TooManyRequestsError(SiriDBError, RuntimeError):
     """All 65,536 request ids of a connection are waiting for a reply."""
+
+
+# -- write sessions (siridb.connector.lib.session)
+
+class SessionError(SiriDBError):
+    """Base of the write session errors."""
+
+
+class BufferFullError(SessionError):
+    """``on_full='error'`` and the points do not fit: none of them were taken."""
+
+
+class SessionClosedError(SessionError):
+    """The session is closed (or closing): no points are taken any more."""
+
+
+class RejectedPointsError(SessionError):
+    """The server rejected some points; ``rejected`` lists them with the
+    error. Every other point was written."""
+
+    def __init__(self, rejected: List[Rejected]) -> None:
+        self.rejected = rejected
+        n = sum(len(r.points) for r in rejected)
+        super().__init__(f'the server rejected {n} point(s): '
+                         + '; '.join(str(r) for r in rejected[:5]))
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), (self.rejected,))
+
+
+class FlushTimeoutError(SessionError, TimeoutError):
+    """``close(timeout=...)`` ran out of time; ``points`` were not confirmed
+    written (some of them may have been, at-least-once)."""
+
+    def __init__(self, points: List[Point], last_error: Optional[BaseException]) -> None:
+        self.points = points
+        self.last_error = last_error
+        super().__init__(f'{len(points)} point(s) not confirmed written; '
+                         f'last error: {last_error}')
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (type(self), (self.points, self.last_error))
+
+
+# -- configuration
+
+class URLError(ValueError):
+    """A SiriDB URL that cannot be parsed; the text never holds the password."""
 
 
 _timeout_bases: Tuple[type, ...] = (SiriDBError, asyncio.TimeoutError)

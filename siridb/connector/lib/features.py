@@ -45,10 +45,11 @@ class ClientFeatures:
         return await database_precision(self, timeout)
 
     async def write(self, series: str, value: Value, timestamp: TimeValue = None,
-                    timeout: float = 300) -> None:
+                    timeout: float = 300) -> int:
         """Insert one point; ``timestamp``: int in the database precision,
-        datetime (naive = UTC), float seconds, or None for now."""
-        await _write(self, series, value, timestamp, timeout)
+        datetime (naive = UTC), float seconds, or None for now. Returns the
+        number of points written (1), as ``write_many`` returns its count."""
+        return await _write(self, series, value, timestamp, timeout)
 
     async def write_many(self, points: Iterable[Any], timeout: float = 300) -> int:
         """Insert ``(series, timestamp, value)`` tuples or ``Point``s; returns

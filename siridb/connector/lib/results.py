@@ -8,19 +8,26 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Mapping, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .timestamps import Precision, from_timestamp, precision_name
+from .constants import PRECISION_FACTORS
+from .timestamps import Precision, from_timestamp, precision_factor, precision_name
 
 __all__ = [
     'SeriesResult', 'parse_select', 'rows', 'count', 'show', 'to_dataframe',
-    'TIMEIT_KEY',
+    'TIMEIT_KEY', 'QueryResult', 'InsertReply',
 ]
 
 #: the key ``timeit`` adds to a result
 TIMEIT_KEY = '__timeit__'
 
 Value = Union[int, float, str]
+
+#: what ``query()`` returns: the server's map (select: ``{series: [[ts, value],
+#: ...]}``; list: ``{'columns': [...], 'series': [[...], ...]}``; count, show, ...)
+QueryResult = Dict[str, Any]
+#: what ``insert()`` returns: ``{'success_msg': 'Successfully inserted N point(s).'}``
+InsertReply = Dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -109,22 +116,66 @@ def show(result: Mapping[str, Any]) -> Dict[str, Any]:
     return {item['name']: item['value'] for item in data}
 
 
-def to_dataframe(result: Mapping[str, Any], precision: Precision = 'ms') -> Any:
-    """A pandas DataFrame of a select or list result (pandas must be installed).
+def _select_columns(result: Mapping[str, Any], precision: Optional[Precision]
+                    ) -> Tuple[List[str], List[int], List[int], List[Any], str]:
+    """Names, point counts, timestamps and values of a select result, and
+    its precision: a ``SeriesResult``'s own, else ``precision`` (default ms)."""
+    names: List[str] = []
+    counts: List[int] = []
+    stamps: List[int] = []
+    values: List[Any] = []
+    found: Optional[str] = None
+    for name, points in result.items():
+        if name == TIMEIT_KEY:
+            continue
+        if isinstance(points, SeriesResult):
+            if found is not None and found != points.precision:
+                raise ValueError('series of different precisions in one result')
+            found = points.precision
+            points = points.raw
+        elif not isinstance(points, (list, tuple)):
+            raise ValueError(f'not a select result: {name!r} holds {type(points).__name__}')
+        names.append(name)
+        counts.append(len(points))
+        stamps.extend([p[0] for p in points])
+        values.extend([p[1] for p in points])
+    if found is None:
+        found = precision_name('ms' if precision is None else precision)
+    return names, counts, stamps, values, found
 
-    select: columns ``series``, ``time`` (UTC datetimes) and ``value``;
-    list: one column per result column.
+
+def to_dataframe(result: Mapping[str, Any], precision: Optional[Precision] = None) -> Any:
+    """A pandas DataFrame of a select or list result (pandas must be installed:
+    the ``pandas`` extra).
+
+    select: columns ``series``, ``time`` (``datetime64[ns, UTC]``, exact to the
+    nanosecond) and ``value``. ``result`` is what ``select()``/``parse_select``
+    return (the series know their precision) or the raw map of ``query()``, whose
+    timestamps are in ``precision`` (the database's or the ``time_precision``
+    passed to ``query``; default ms). list: one column per result column.
+    Timestamps outside 1677..2262 (the range of ``datetime64[ns]``) raise
+    ``OverflowError``.
     """
     try:
         import pandas as pd  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError:
-        raise ImportError('to_dataframe() needs pandas: pip install pandas') from None
+        raise ImportError("to_dataframe() needs pandas: pip install 'siridb-connector[pandas]'"
+                          ) from None
     if isinstance(result, Mapping) and 'columns' in result:
         columns, table = _table(result)
         return pd.DataFrame(list(table), columns=list(columns))
-    records = [
-        (name, when, value)
-        for name, s in parse_select(result, precision).items()
-        for when, value in s.points
-    ]
-    return pd.DataFrame(records, columns=['series', 'time', 'value'])
+    if not isinstance(result, Mapping):
+        raise TypeError('expecting the dict a select query returns')
+    names, counts, stamps, values, p = _select_columns(result, precision)
+    to_ns = PRECISION_FACTORS[-1] // precision_factor(p)
+    ts = pd.Series(stamps, dtype='int64')
+    if len(ts) and (ts.max() > _NS_MAX // to_ns or ts.min() < -_NS_MAX // to_ns):
+        raise OverflowError(f'timestamps (precision {p}) outside the datetime64[ns] range')
+    when = (ts * to_ns).astype('datetime64[ns]').dt.tz_localize('UTC')
+    series = pd.Series(names, dtype=object).repeat(counts).reset_index(drop=True)
+    return pd.DataFrame({'series': series, 'time': when,
+                         'value': pd.Series(values, dtype=None if values else object)})
+
+
+#: the largest nanosecond count ``datetime64[ns]`` holds
+_NS_MAX = 2 ** 63 - 1

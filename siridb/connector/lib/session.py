@@ -36,12 +36,16 @@ from typing import (
 )
 
 from .exceptions import (
+    BufferFullError,
     ClientClosedError,
+    FlushTimeoutError,
     InsertError,
     LoadingDatabaseError,
     PoolError,
+    RejectedPointsError,
     ServerError,
-    SiriDBError,
+    SessionClosedError,
+    SessionError,
     TooManyRequestsError,
 )
 from .timestamps import TimeValue, precision_name, to_timestamp
@@ -91,46 +95,6 @@ class Rejected:
     def __str__(self) -> str:
         names = sorted({p.series for p in self.points})
         return f'{len(self.points)} point(s) of {names!r}: {self.error}'
-
-
-class SessionError(SiriDBError):
-    """Base of the write session errors."""
-
-
-class BufferFullError(SessionError):
-    """``on_full='error'`` and the points do not fit: none of them were taken."""
-
-
-class SessionClosedError(SessionError):
-    """The session is closed (or closing): no points are taken any more."""
-
-
-class RejectedPointsError(SessionError):
-    """The server rejected some points; ``rejected`` lists them with the
-    error. Every other point was written."""
-
-    def __init__(self, rejected: List[Rejected]) -> None:
-        self.rejected = rejected
-        n = sum(len(r.points) for r in rejected)
-        super().__init__(f'the server rejected {n} point(s): '
-                         + '; '.join(str(r) for r in rejected[:5]))
-
-    def __reduce__(self) -> Tuple[Any, ...]:
-        return (type(self), (self.rejected,))
-
-
-class FlushTimeoutError(SessionError, TimeoutError):
-    """``close(timeout=...)`` ran out of time; ``points`` were not confirmed
-    written (some of them may have been, at-least-once)."""
-
-    def __init__(self, points: List[Point], last_error: Optional[BaseException]) -> None:
-        self.points = points
-        self.last_error = last_error
-        super().__init__(f'{len(points)} point(s) not confirmed written; '
-                         f'last error: {last_error}')
-
-    def __reduce__(self) -> Tuple[Any, ...]:
-        return (type(self), (self.points, self.last_error))
 
 
 # ------------------------------------------------------------------ validation
@@ -238,11 +202,13 @@ def _split(points: List[_P], max_points: int, max_bytes: int) -> List[List[_P]]:
 
 
 async def write(client: Any, series: str, value: Value, timestamp: TimeValue = None,
-                timeout: float = 300) -> None:
-    """Insert one point now (no buffering); see ``WriteSession`` for daemons."""
+                timeout: float = 300) -> int:
+    """Insert one point now (no buffering); returns 1, the count as
+    ``write_many`` returns it. See ``WriteSession`` for daemons."""
     precision = await database_precision(client)
     p = make_point(series, value, timestamp, precision)
     await client.insert({p.series: [[p.ts, p.value]]}, timeout=timeout)
+    return 1
 
 
 async def write_many(client: Any, points: Iterable[Any], timeout: float = 300,
@@ -383,11 +349,13 @@ class WriteSession:
                             f'{type(err).__name__}: {err}')
 
     # ----------------------------------------------------------------- writes
-    async def write(self, series: str, value: Value, timestamp: TimeValue = None) -> None:
-        """Take one point (timestamp None = now)."""
+    async def write(self, series: str, value: Value, timestamp: TimeValue = None) -> int:
+        """Take one point (timestamp None = now); returns 1, the count as
+        ``write_many`` returns it."""
         self._check_open()
         precision = self._precision_name or await self._precision()
         await self._accept([make_point(series, value, timestamp, precision)])
+        return 1
 
     async def write_many(self, points: Iterable[Any]) -> int:
         """Take ``(series, timestamp, value)`` tuples or ``Point``-like
@@ -544,6 +512,11 @@ class WriteSession:
             raise SessionError(f'write session failed: {self._failure!r}')
         self._report()
 
+    async def aclose(self) -> None:
+        """``close(self.close_timeout)``: what leaving ``async with`` does
+        (``contextlib.aclosing`` works)."""
+        await self.close(self.close_timeout)
+
     async def __aenter__(self) -> WriteSession:
         self._start()
         return self
@@ -551,7 +524,7 @@ class WriteSession:
     async def __aexit__(self, et: Optional[Type[BaseException]],
                         ev: Optional[BaseException],
                         tb: Optional[TracebackType]) -> None:
-        await self.close(self.close_timeout)
+        await self.aclose()
 
     # ---------------------------------------------------------------- flusher
     def _due(self, now: float) -> bool:

@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Tuple, Union
 from urllib.parse import unquote
 
 from .constants import DEFAULT_CLIENT_PORT
+from .exceptions import URLError
 
 __all__ = ['ConnectionURL', 'parse_url', 'URLError']
 
@@ -32,10 +33,6 @@ HostEntry = Union[Tuple[str, int], Tuple[str, int, Dict[str, Any]]]
 _NUMBER_OPTIONS = {'timeout': float, 'inactive_time': float, 'max_wait_retry': float}
 _BOOL_WORDS = {'true': True, '1': True, 'yes': True, 'on': True,
                'false': False, '0': False, 'no': False, 'off': False}
-
-
-class URLError(ValueError):
-    """A SiriDB URL that cannot be parsed; the text never holds the password."""
 
 
 @dataclass(frozen=True)

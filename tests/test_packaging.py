@@ -1,0 +1,180 @@
+"""Packaging as a user meets it: the built wheel in a fresh virtual environment
+and a fresh project (the shipped pytest fixtures in strict and auto mode, and a
+pytest run that is not broken when the testing extra is missing), and the sdist,
+unpacked, running its own test suite.
+
+These tests build with setuptools from the package index (as pip does) and
+install into new virtual environments; pip's cache keeps them to seconds.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import textwrap
+import venv
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PIP_TIMEOUT = 300
+RUN_TIMEOUT = 120
+
+#: copied to the build directory: everything but caches and build output
+_IGNORE = shutil.ignore_patterns(
+    '.git', '.venv*', '__pycache__', '*.pyc', 'build', 'dist', '*.egg-info',
+    '.mypy_cache', '.ruff_cache', '.pytest_cache', '.hypothesis')
+
+#: the README's fixture example, marked so that it runs in strict mode too
+EXAMPLE_TEST = '''\
+import pytest
+
+
+@pytest.mark.asyncio
+async def test_my_code(siridb_client, siridb_server):
+    await siridb_client.insert({'x': [[1, 1]]})
+    assert 'x' in siridb_server.store.databases['dbtest'].series
+'''
+
+#: without the mark: runs in auto mode only
+UNMARKED_TEST = '''\
+async def test_unmarked(siridb_client):
+    result = await siridb_client.query('count series')
+    assert result == {'series': 0}
+'''
+
+SYNC_TEST = '''\
+def test_plain():
+    assert 1 + 1 == 2
+'''
+
+
+def _env() -> Dict[str, str]:
+    """The environment without this checkout on the import path."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('PYTHONPATH', 'VIRTUAL_ENV', 'PYTEST_ADDOPTS')}
+    env['PIP_DISABLE_PIP_VERSION_CHECK'] = '1'
+    return env
+
+
+def _run(args: List[str], cwd: Path, timeout: float = RUN_TIMEOUT,
+         env: Dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, env=_env() if env is None else env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _check(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 0, f'{proc.args}\n{proc.stdout}\n{proc.stderr}'
+    return proc.stdout
+
+
+def _new_venv(path: Path) -> Path:
+    """A virtual environment without pip; packages go in with this pip's --python."""
+    venv.EnvBuilder(with_pip=False, clear=True).create(path)
+    return path / 'bin' / 'python'
+
+
+def _pip_install(python: Path, *reqs: str, cwd: Path) -> None:
+    _check(_run([sys.executable, '-m', 'pip', '--python', str(python), 'install',
+                 '-q', '--no-input', *reqs], cwd, timeout=PIP_TIMEOUT))
+
+
+@pytest.fixture(scope='module')
+def built(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
+    """The wheel and the sdist, built from a copy of the source tree with the
+    setuptools the build-system table asks for."""
+    tmp = tmp_path_factory.mktemp('build')
+    src = tmp / 'src'
+    shutil.copytree(ROOT, src, ignore=_IGNORE)
+    python = _new_venv(tmp / 'env')
+    _pip_install(python, 'setuptools>=77', cwd=tmp)
+    out = tmp / 'dist'
+    built: Dict[str, Path] = {}
+    for kind in ('wheel', 'sdist'):  # one process each: setuptools keeps state
+        code = (f'import sys, setuptools.build_meta as m; '
+                f'print("BUILT", m.build_{kind}(sys.argv[1]))')
+        lines = _check(_run([str(python), '-c', code, str(out)], src)).splitlines()
+        built[kind] = out / [ln for ln in lines if ln.startswith('BUILT ')][-1].split()[1]
+    return built
+
+
+def _project(path: Path, mode: str, conftest: str) -> Path:
+    path.mkdir()
+    (path / 'pyproject.toml').write_text(textwrap.dedent(f'''\
+        [project]
+        name = "myapp"
+        version = "0.1"
+
+        [tool.pytest.ini_options]
+        asyncio_mode = "{mode}"
+        asyncio_default_fixture_loop_scope = "function"
+        '''))
+    (path / 'conftest.py').write_text(conftest)
+    (path / 'tests').mkdir()
+    (path / 'tests' / 'test_example.py').write_text(EXAMPLE_TEST)
+    (path / 'tests' / 'test_plain.py').write_text(SYNC_TEST)
+    return path
+
+
+def test_wheel_fixtures_in_a_fresh_project(built: Dict[str, Path], tmp_path: Path) -> None:
+    python = _new_venv(tmp_path / 'venv')
+    wheel = str(built['wheel'])
+    pytest_cmd = [str(python), '-m', 'pytest', '-q', '-p', 'no:cacheprovider']
+
+    # the driver and pytest, not the extra: anyone's pytest still runs; asking
+    # for a fixture fails with the name of the extra
+    _pip_install(python, wheel, 'pytest>=7', cwd=tmp_path)
+    plain = _project(tmp_path / 'plain', 'strict', '')
+    out = _check(_run(pytest_cmd + ['tests/test_plain.py'], plain))
+    assert '1 passed' in out
+    proc = _run(pytest_cmd + ['tests/test_example.py'], plain)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "pip install 'siridb-connector[testing]'" in proc.stdout
+
+    _pip_install(python, f'siridb-connector[testing] @ {built["wheel"].as_uri()}',
+                 cwd=tmp_path)
+    where = _check(_run([str(python), '-c', 'import siridb; print(siridb.__file__)'],
+                        tmp_path))
+    assert where.startswith(str(tmp_path / 'venv')), where
+
+    # strict mode, fixtures from the entry point alone (empty conftest.py)
+    strict = _project(tmp_path / 'strict', 'strict', '')
+    out = _check(_run(pytest_cmd, strict))
+    assert '2 passed' in out, out
+
+    # auto mode, with the explicit pytest_plugins line of older instructions
+    auto = _project(tmp_path / 'auto', 'auto',
+                    "pytest_plugins = ['siridb.testing.pytest_plugin']\n")
+    (auto / 'tests' / 'test_unmarked.py').write_text(UNMARKED_TEST)
+    out = _check(_run(pytest_cmd, auto))
+    assert '3 passed' in out, out
+
+
+#: run in the unpacked sdist: quick files that cover the driver, the embedded
+#: server, the shipped fixtures (pytest_plugins line) and the shared helpers
+SDIST_SUBSET = ['tests/test_url.py', 'tests/test_results.py',
+                'tests/test_embedded_cluster.py', 'tests/test_conformance.py']
+
+
+def test_sdist_runs_its_own_tests(built: Dict[str, Path], tmp_path: Path) -> None:
+    with tarfile.open(built['sdist']) as tar:
+        if hasattr(tarfile, 'data_filter'):
+            tar.extractall(tmp_path, filter='data')
+        else:  # Python before 3.11.4 / 3.10.12 / 3.9.17
+            tar.extractall(tmp_path)
+    (top,) = tmp_path.iterdir()
+    for part in ('tests/_cli_helpers.py', 'tests/conformance/query.jsonl',
+                 'examples/quickstart.py', 'bench/run.py', 'ChangeLog', 'README.md'):
+        assert (top / part).is_file(), part
+    env = _env()
+    env['PYTHONPATH'] = str(top)
+    cmd = [sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider', '-q']
+    last = _check(_run(cmd + ['--collect-only'], top, env=env)).strip().splitlines()[-1]
+    assert ' tests collected' in last and 'error' not in last, last
+    assert int(last.split()[0]) > 1000, last
+    out = _check(_run(cmd + SDIST_SUBSET, top, env=env))
+    assert ' passed' in out and 'failed' not in out, out[-2000:]
