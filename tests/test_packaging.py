@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
+from _docs import code_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 PIP_TIMEOUT = 300
@@ -29,16 +30,8 @@ _IGNORE = shutil.ignore_patterns(
     '.git', '.venv*', '__pycache__', '*.pyc', 'build', 'dist', '*.egg-info',
     '.mypy_cache', '.ruff_cache', '.pytest_cache', '.hypothesis')
 
-#: the README's fixture example, marked so that it runs in strict mode too
-EXAMPLE_TEST = '''\
-import pytest
-
-
-@pytest.mark.asyncio
-async def test_my_code(siridb_client, siridb_server):
-    await siridb_client.insert({'x': [[1, 1]]})
-    assert 'x' in siridb_server.store.databases['dbtest'].series
-'''
+#: the documented fixture example (docs/testing.md), marked so that it runs in strict mode
+EXAMPLE_TEST = code_blocks('docs/testing.md')[0]
 
 #: without the mark: runs in auto mode only
 UNMARKED_TEST = '''\
