@@ -161,13 +161,14 @@ def test_sdist_runs_its_own_tests(built: Dict[str, Path], tmp_path: Path) -> Non
             tar.extractall(tmp_path)
     (top,) = tmp_path.iterdir()
     for part in ('tests/_cli_helpers.py', 'tests/conformance/query.jsonl',
-                 'examples/quickstart.py', 'bench/run.py', 'ChangeLog', 'README.md'):
+                 'examples/quickstart.py', 'bench/run.py', 'ChangeLog', 'README.md',
+                 'docs/testing.md'):
         assert (top / part).is_file(), part
     env = _env()
     env['PYTHONPATH'] = str(top)
     cmd = [sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider', '-q']
     last = _check(_run(cmd + ['--collect-only'], top, env=env)).strip().splitlines()[-1]
     assert ' tests collected' in last and 'error' not in last, last
-    assert int(last.split()[0]) > 1000, last
+    assert int(last.split()[0].split('/')[0]) > 1000, last  # 'N/M' when some deselected
     out = _check(_run(cmd + SDIST_SUBSET, top, env=env))
     assert ' passed' in out and 'failed' not in out, out[-2000:]
