@@ -27,13 +27,15 @@ from typing import (
 
 from .context import QueryContext, ServerInfo
 from .engine import Engine
+from .limits import AuthThrottle, Limits, LogRateLimit
 from .protocol import ServerProtocol
 from .store import DEFAULT_SERVICE_ACCOUNT, Database, Store, User
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cluster import EmbeddedCluster
 
-__all__ = ['EmbeddedServer', 'ServerThread', 'Databases', 'normalize_databases']
+__all__ = ['EmbeddedServer', 'ServerThread', 'Databases', 'normalize_databases',
+           'Limits', 'is_loopback']
 
 log = logging.getLogger('siridb.embedded')
 
@@ -53,7 +55,8 @@ def normalize_databases(databases: Databases) -> Dict[str, str]:
     return {str(name): 'ms' for name in databases}
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether listening on ``host`` is reachable from this machine only."""
     if host in ('localhost', ''):
         return host == 'localhost'
     try:
@@ -70,7 +73,9 @@ class EmbeddedServer:
     listens on a unix socket instead of TCP. ``fsync`` is the durability
     policy with a ``data_dir`` (``'always'`` or ``'never'``, see
     ``siridb.embedded.persist``). ``engine``/``pool``/``cluster`` are used by
-    ``EmbeddedCluster`` to share one store between listeners.
+    ``EmbeddedCluster`` to share one store between listeners. ``limits``
+    bounds what each client may make the server hold or do
+    (``siridb.embedded.limits.Limits``; its defaults when None).
     """
 
     def __init__(self, host: str = '127.0.0.1', port: int = 0,
@@ -78,7 +83,8 @@ class EmbeddedServer:
                  ssl: Optional[_ssl.SSLContext] = None,
                  unix_path: Optional[str] = None, *, fsync: str = 'always',
                  engine: Optional[Engine] = None, pool: int = 0,
-                 cluster: Optional[EmbeddedCluster] = None) -> None:
+                 cluster: Optional[EmbeddedCluster] = None,
+                 limits: Optional[Limits] = None) -> None:
         self.host = host
         self.port = port
         self.ssl = ssl
@@ -91,6 +97,13 @@ class EmbeddedServer:
         self.info = ServerInfo(name=f'{host}:{port}', pool=pool,
                                online=False, status='offline')
         self.connections: Set[ServerProtocol] = set()
+        self.limits = limits if limits is not None else Limits()
+        #: per-peer delay of login answers after failed logins
+        self.throttle = AuthThrottle(self.limits.auth_fail_delay)
+        #: bytes buffered by connections that have not authenticated
+        self.pre_auth_buffered = 0
+        self._log_rate = LogRateLimit()
+        self._old_handler: Any = None
         self.paused = False
         self._pool_error = False
         self._server: Optional[asyncio.AbstractServer] = None
@@ -121,6 +134,7 @@ class EmbeddedServer:
         if self._owns_engine:
             self.engine.open()
         loop = asyncio.get_running_loop()
+        self._quiet_accept_errors(loop)
         if self.unix_path is not None:
             self._server = await loop.create_unix_server(
                 lambda: ServerProtocol(self), self.unix_path, ssl=self.ssl)
@@ -157,6 +171,7 @@ class EmbeddedServer:
                 except OSError:
                     pass
             log.info('embedded SiriDB server %s stopped', self.info.name)
+        self._restore_handler()
         if self._owns_engine:
             self.engine.close()
 
@@ -220,10 +235,54 @@ class EmbeddedServer:
         Use the handle's ``host``/``port`` and ``close()`` it when done."""
         return ServerThread(**kwargs)
 
+    def unsent_total(self) -> int:
+        """Bytes of replies that wait to be sent, over all connections."""
+        return sum(c.unsent for c in self.connections)
+
+    def log_limited(self, kind: str, msg: str, *args: Any,
+                    level: int = logging.WARNING) -> None:
+        """Log ``msg`` at most once per 10 s for each ``kind`` of event (an
+        attacker must not be able to flood the log), with a count of the
+        lines left out."""
+        left_out = self._log_rate.allow(kind, time.monotonic())
+        if left_out is None:
+            return
+        fmt = f'%s: {msg} (%d more like this not logged)' if left_out else \
+            f'%s: {msg}'
+        extra = (left_out,) if left_out else ()
+        log.log(level, fmt, self.info.name, *args, *extra)
+
     # -- internals -----------------------------------------------------
 
+    def _quiet_accept_errors(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Out of file descriptors, asyncio reports every failed accept to
+        the loop's exception handler; unless the application set its own,
+        those reports are logged at most once per 10 s."""
+        if loop.get_exception_handler() is not None:
+            return
+
+        def handler(loop: asyncio.AbstractEventLoop,
+                    context: Dict[str, Any]) -> None:
+            exc = context.get('exception')
+            if isinstance(exc, OSError) and \
+                    'accept' in str(context.get('message', '')):
+                self.log_limited('accept', 'cannot accept connections: %s',
+                                 exc, level=logging.ERROR)
+                return
+            loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handler)
+        self._old_handler = (loop, handler)
+
+    def _restore_handler(self) -> None:
+        mine, self._old_handler = self._old_handler, None
+        if mine is not None:
+            loop, handler = mine
+            if not loop.is_closed() and loop.get_exception_handler() is handler:
+                loop.set_exception_handler(None)
+
     def _warn_exposed(self) -> None:
-        if self.unix_path is not None or _is_loopback(self.host):
+        if self.unix_path is not None or is_loopback(self.host):
             return
         store = self.engine.store
         name, password = DEFAULT_SERVICE_ACCOUNT
