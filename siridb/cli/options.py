@@ -332,5 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
                    's, ms, us or ns, default ms; default database: dbtest)')
     p.add_argument('--data-dir', metavar='DIR', default=None,
                    help='keep data in DIR (default: in memory only)')
+    p.add_argument('--max-connections', type=int, default=None, metavar='N',
+                   help='open connections allowed; more are closed at once '
+                   '(0 = no limit; default: the open-file limit less 64)')
+    p.add_argument('--pre-auth-timeout', type=float, default=None, metavar='SECONDS',
+                   help='close a connection that sends no request for this long '
+                   'before it authenticates (0 = never; default: 60)')
+    p.add_argument('--auth-fail-delay', type=float, default=None, metavar='SECONDS',
+                   help='delay the answers to logins of a peer by this much per '
+                   'failed login (0 = off; default: on when --host is not a '
+                   'loopback address)')
     p.add_argument('--debug', action='store_true', help='debug logging')
     return parser

@@ -40,6 +40,7 @@ def parse_databases(specs: Optional[List[str]]) -> Dict[str, str]:
 
 async def _serve(args: argparse.Namespace, databases: Dict[str, str]) -> int:
     from ..embedded import EmbeddedServer
+    from ..embedded.limits import limits_for
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -50,8 +51,12 @@ async def _serve(args: argparse.Namespace, databases: Dict[str, str]) -> int:
             handled.append(sig)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - not on Unix
             pass
+    limits = limits_for(args.host,
+                        max_connections=getattr(args, 'max_connections', None),
+                        pre_auth_idle_timeout=getattr(args, 'pre_auth_timeout', None),
+                        auth_fail_delay=getattr(args, 'auth_fail_delay', None))
     server = EmbeddedServer(host=args.host, port=args.port, databases=databases,
-                            data_dir=args.data_dir)
+                            data_dir=args.data_dir, limits=limits)
     try:
         await server.start()
         names = ', '.join(f'{n} ({p})' for n, p in databases.items())
@@ -72,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
     databases = parse_databases(args.db)
     if not 0 <= args.port < 65536:
         raise UsageError('--port must be 0..65535')
+    for opt in ('max_connections', 'pre_auth_timeout', 'auth_fail_delay'):
+        if (getattr(args, opt, None) or 0) < 0:
+            raise UsageError(f'--{opt.replace("_", "-")} must not be negative')
     logging.basicConfig(
         level=logging.DEBUG if (args.debug or args.verbose) else logging.INFO,
         format='%(asctime)s %(levelname)s %(name)s: %(message)s', stream=sys.stderr)

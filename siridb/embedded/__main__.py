@@ -16,11 +16,12 @@ import ssl
 import sys
 from typing import Dict, List, Optional
 
+from .limits import EXPOSED_AUTH_FAIL_DELAY, Limits, limits_for
 from .persist import DataDirInUse
 from .server import EmbeddedServer
 from .store import PRECISIONS
 
-__all__ = ['main', 'parse_args']
+__all__ = ['main', 'parse_args', 'add_limit_options']
 
 log = logging.getLogger('siridb.embedded')
 
@@ -33,6 +34,29 @@ def _db_arg(value: str) -> Dict[str, str]:
             f'expected NAME or NAME:PRECISION with precision s, ms, us or ns, '
             f'got {value!r}')
     return {name: precision}
+
+
+def add_limit_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``Limits`` (see ``limits.py``)."""
+    d = Limits(max_connections=0)
+    p.add_argument('--max-connections', type=int, default=None, metavar='N',
+                   help='open connections allowed; more are closed at once '
+                        '(0 = no limit; default: the open-file limit less 64)')
+    p.add_argument('--pre-auth-timeout', type=float, default=None,
+                   metavar='SECONDS',
+                   help='close a connection that sends no request for this '
+                        'long before it authenticates (0 = never; default '
+                        f'{d.pre_auth_idle_timeout:g})')
+    p.add_argument('--auth-fail-delay', type=float, default=None,
+                   metavar='SECONDS',
+                   help='delay the answers to logins of a peer by this much '
+                        'per failed login (0 = off; default '
+                        f'{EXPOSED_AUTH_FAIL_DELAY:g} when --host is not a '
+                        f'loopback address, else {d.auth_fail_delay:g})')
+    p.add_argument('--reply-budget', type=int, default=None, metavar='BYTES',
+                   help='unsent replies of all connections together before '
+                        'clients that do not read are held back (default '
+                        f'{d.reply_budget})')
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -62,11 +86,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help='serve TLS with this certificate (PEM)')
     p.add_argument('--tls-key', default=None, metavar='FILE',
                    help='private key for --tls-cert (PEM)')
+    add_limit_options(p)
     p.add_argument('--log-level', default='info',
                    choices=('debug', 'info', 'warning', 'error'))
     args = p.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         p.error('--tls-cert and --tls-key go together')
+    for opt in ('max_connections', 'pre_auth_timeout', 'auth_fail_delay',
+                'reply_budget'):
+        if (getattr(args, opt) or 0) < 0:
+            p.error(f'--{opt.replace("_", "-")} must not be negative')
     return args
 
 
@@ -78,9 +107,14 @@ async def _serve(args: argparse.Namespace) -> None:
     if args.tls_cert:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.tls_cert, args.tls_key)
+    limits = limits_for(
+        args.host, args.unix, max_connections=args.max_connections,
+        pre_auth_idle_timeout=args.pre_auth_timeout,
+        auth_fail_delay=args.auth_fail_delay, reply_budget=args.reply_budget)
     server = EmbeddedServer(args.host, args.port, databases=databases,
                             data_dir=args.data_dir, ssl=context,
-                            unix_path=args.unix, fsync=args.fsync)
+                            unix_path=args.unix, fsync=args.fsync,
+                            limits=limits)
     if not server.store.databases:
         server.engine.ensure_database('dbtest', 'ms')
     stop = asyncio.Event()

@@ -10,12 +10,13 @@ set the fields.
 """
 from __future__ import annotations
 
+import ipaddress
 import resource
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 __all__ = ['Limits', 'LogRateLimit', 'AuthThrottle', 'default_max_connections',
-           'EXPOSED_AUTH_FAIL_DELAY']
+           'EXPOSED_AUTH_FAIL_DELAY', 'is_loopback', 'limits_for']
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -37,6 +38,16 @@ def default_max_connections() -> int:
     if soft == resource.RLIM_INFINITY:
         soft = 10_000 + _SPARE_FILES
     return max(16, min(10_000, soft - _SPARE_FILES))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on ``host`` is reachable from this machine only."""
+    if host in ('localhost', ''):
+        return host == 'localhost'
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -81,6 +92,20 @@ class Limits:
         for name in ('pre_auth_idle_timeout', 'time_slice', 'auth_fail_delay'):
             if not getattr(self, name) >= 0:
                 raise ValueError(f'{name} must not be negative')
+
+
+def limits_for(host: str, unix_path: Optional[str] = None,
+               **fields: Any) -> Limits:
+    """The limits of a server started from the command line: ``fields`` that
+    are not None replace the defaults, and unless given, the delay after
+    failed logins is ``EXPOSED_AUTH_FAIL_DELAY`` when the server listens
+    beyond loopback (the real server has none, so ``EmbeddedServer`` keeps
+    it off by default)."""
+    given = {k: v for k, v in fields.items() if v is not None}
+    if 'auth_fail_delay' not in given and unix_path is None and \
+            not is_loopback(host):
+        given['auth_fail_delay'] = EXPOSED_AUTH_FAIL_DELAY
+    return Limits(**given)
 
 
 class LogRateLimit:

@@ -8,7 +8,6 @@ start_in_thread()`` runs one in a background thread for synchronous code.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import ssl as _ssl
@@ -27,7 +26,7 @@ from typing import (
 
 from .context import QueryContext, ServerInfo
 from .engine import Engine
-from .limits import AuthThrottle, Limits, LogRateLimit
+from .limits import AuthThrottle, Limits, LogRateLimit, is_loopback
 from .protocol import ServerProtocol
 from .store import DEFAULT_SERVICE_ACCOUNT, Database, Store, User
 
@@ -53,16 +52,6 @@ def normalize_databases(databases: Databases) -> Dict[str, str]:
     if isinstance(databases, Mapping):
         return {str(k): str(v) for k, v in databases.items()}
     return {str(name): 'ms' for name in databases}
-
-
-def is_loopback(host: str) -> bool:
-    """Whether listening on ``host`` is reachable from this machine only."""
-    if host in ('localhost', ''):
-        return host == 'localhost'
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class EmbeddedServer:
