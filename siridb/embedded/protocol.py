@@ -341,7 +341,7 @@ class ServerProtocol(asyncio.Protocol):
             self._idle = loop.call_later(left, self._check_idle)
             return
         self._server.log_limited(
-            'idle', 'closing connection from %s: no request for %.0f s '
+            'idle', 'closing connection from %s: no request for %g s '
             'before authentication (pre_auth_idle_timeout)', self.peer,
             timeout)
         self.abort()
