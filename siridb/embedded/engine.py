@@ -95,6 +95,9 @@ class Engine:
         self._pending: List[Tuple[Callable[[], None],
                                   Optional[Callable[[], None]]]] = []
         self._flush_handle: Optional[asyncio.Handle] = None
+        #: the connection storing a big insert in steps (see bulk.py); other
+        #: changes wait for it, so that the store changes in log order
+        self.bulk_writer: Optional[object] = None
         self._lock: Optional[DirLock] = None
         if data_dir is not None:
             os.makedirs(os.path.join(data_dir, 'db'), exist_ok=True)
@@ -143,6 +146,11 @@ class Engine:
         if chunks and self._server_log is not None:
             self._db_log(db.name).append(_KIND_INSERT, body)
         return apply_insert(db, chunks)
+
+    def log_insert(self, db: Database, body: bytes) -> None:
+        """Log an insert (the body as received) that is stored in steps."""
+        if self._server_log is not None:
+            self._db_log(db.name).append(_KIND_INSERT, body)
 
     def query(self, ctx: QueryContext, query: str,
               time_precision: Optional[int]) -> Tuple[Dict[str, Any], bool]:

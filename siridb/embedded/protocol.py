@@ -28,10 +28,12 @@ from ..connector.lib.codec import (
     unpack_body,
 )
 from ..connector.lib.exceptions import ProtocolError
+from .bulk import BULK_BODY, apply_steps, decode_steps, insert_steps
 from .context import QueryFailure
-from .engine import Session
+from .engine import MUTATING, Session, statement_keyword
 from .insert import ERR_MAP_OR_ARRAY, success_msg
 from .service import serve_request
+from .store import Database
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import EmbeddedServer
@@ -56,6 +58,8 @@ _FLUSH_BYTES = 65_536
 _BUDGET_POLL = 0.02
 #: wait for an event (resume_writing), not for a timer
 _EVENT = math.inf
+#: how often a change waits for another connection's big insert to be stored
+_WRITER_POLL = 0.005
 #: login answers (reply types) that count as failed logins
 _LOGIN_FAILED = frozenset((pm.CPROTO_ERR_AUTH_CREDENTIALS,
                            pm.CPROTO_ERR_AUTH_UNKNOWN_DB))
@@ -63,6 +67,30 @@ _LOGIN_FAILED = frozenset((pm.CPROTO_ERR_AUTH_CREDENTIALS,
 _CLIENT_TYPES = frozenset((
     pm.CPROTO_REQ_QUERY, pm.CPROTO_REQ_INSERT, pm.CPROTO_REQ_AUTH,
     pm.CPROTO_REQ_PING, pm.CPROTO_REQ_SERVICE))
+
+
+class _GCPause:
+    """The cyclic GC stays off while big inserts run over several turns:
+    with millions of live lists, a collection between turns would scan them
+    all again and again (seconds of frozen loop)."""
+
+    holds = 0
+    #: a turn ended with the GC left off for a hold: enable it once free
+    pending = False
+
+    @classmethod
+    def turn_ended(cls) -> None:
+        if cls.holds:
+            cls.pending = True
+        else:
+            gc.enable()
+
+    @classmethod
+    def hold(cls, delta: int) -> None:
+        cls.holds += delta
+        if not cls.holds and cls.pending:
+            cls.pending = False
+            gc.enable()
 
 
 class ServerProtocol(asyncio.Protocol):
@@ -249,7 +277,7 @@ class ServerProtocol(asyncio.Protocol):
             self._flush()
             self._out = None
             if gc_was_enabled:
-                gc.enable()
+                _GCPause.turn_ended()
         if wait is not None:
             self._schedule(wait)
         self._update_reading()
@@ -259,6 +287,10 @@ class ServerProtocol(asyncio.Protocol):
         (``_EVENT``: until the client reads its replies)."""
         transport = self._transport
         assert transport is not None
+        writer = self._engine.bulk_writer
+        if writer is not None and writer is not self and \
+                _changes_store(self._queue[0]):
+            return _WRITER_POLL
         unsent = transport.get_write_buffer_size() + self._out_size
         if not unsent:
             return 0.0
@@ -520,6 +552,9 @@ class ServerProtocol(asyncio.Protocol):
         if server.pool_down:
             self._error(pid, pm.CPROTO_ERR_POOL, POOL_DOWN_INSERT)
             return
+        if len(pkg.body) > BULK_BODY:
+            self._job = self._bulk_insert(pkg, db)
+            return
         try:
             data = unpack_body(pkg.body, depth_bound=pkg.depth_bound)
         except ProtocolError:
@@ -533,6 +568,37 @@ class ServerProtocol(asyncio.Protocol):
         reply = pack(pid, pm.CPROTO_RES_INSERT, {'success_msg': success_msg(n)})
         self._ack(reply)
 
+    def _bulk_insert(self, pkg: Package, db: Database) -> Iterator[float]:
+        """A big insert in steps (see bulk.py): decode and validate while
+        other connections go on, then store it while no other change runs."""
+        pid = pkg.pid
+        engine = self._engine
+        _GCPause.hold(1)
+        try:
+            try:
+                data = yield from decode_steps(pkg.body, pkg.depth_bound)
+            except ProtocolError:
+                self._error(pid, pm.CPROTO_ERR_INSERT, ERR_MAP_OR_ARRAY)
+                return
+            try:
+                chunks = yield from insert_steps(db, data)
+            except QueryFailure as exc:
+                self._error(pid, exc.tp, exc.msg)
+                return
+            del data
+            while engine.bulk_writer is not None:
+                yield _WRITER_POLL
+            engine.bulk_writer = self
+            try:
+                if chunks:
+                    engine.log_insert(db, pkg.body)
+                n = yield from apply_steps(db, chunks)
+            finally:
+                engine.bulk_writer = None
+        finally:
+            _GCPause.hold(-1)
+        self._ack(pack(pid, pm.CPROTO_RES_INSERT, {'success_msg': success_msg(n)}))
+
     def _service(self, pkg: Package) -> None:
         try:
             data = unpack_body(pkg.body)
@@ -540,3 +606,20 @@ class ServerProtocol(asyncio.Protocol):
             data = None
         (tp, payload), failed = serve_request(self._engine, data)
         self._answer_login(pack(pkg.pid, tp, payload), failed, ack=True)
+
+
+def _changes_store(pkg: Package) -> bool:
+    """Whether a request may change the store (it then waits for a big
+    insert of another connection to be stored completely)."""
+    if pkg.tp in (pm.CPROTO_REQ_INSERT, pm.CPROTO_REQ_SERVICE):
+        return True
+    if pkg.tp != pm.CPROTO_REQ_QUERY or len(pkg.body) > MAX_QUERY:
+        return False
+    try:
+        data = unpack_body(pkg.body)
+    except ProtocolError:
+        return False
+    query = data[0] if type(data) is list and data else None
+    if isinstance(query, bytes):
+        query = query.decode('utf-8', 'replace')
+    return type(query) is str and statement_keyword(query) in MUTATING
