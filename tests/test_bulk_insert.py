@@ -25,7 +25,7 @@ def whole(body: bytes) -> Tuple[str, Any]:
 
 
 def stepped(body: bytes) -> Tuple[str, Any]:
-    steps = bulk.decode_steps(body, -1)
+    steps = bulk.decode_steps(body, -1, whole_up_to=0)
     try:
         while True:
             assert next(steps) == 0.0

@@ -413,10 +413,10 @@ class ServerProtocol(asyncio.Protocol):
             log.debug('%s: no reply to package type %d from %s',
                       self._server.name, tp, self.peer)
             return
-        if len(pkg.body) > LARGE_PACKAGE:
-            log.warning('%s: large package from %s: %d bytes',
-                        self._server.name, self.peer, len(pkg.body))
         server = self._server
+        if len(pkg.body) > LARGE_PACKAGE:
+            server.log_limited('large', 'large package from %s: %d bytes',
+                               self.peer, len(pkg.body))
         if tp == pm.CPROTO_REQ_INSERT:
             self._insert(pkg)  # checks auth and the insert right first
         elif server.paused:
