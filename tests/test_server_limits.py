@@ -193,6 +193,14 @@ async def test_big_body_before_auth_closes_from_its_header():
         tp, _ = await c.request(pm.CPROTO_REQ_INSERT, {
             'a': [[i, i] for i in range(20_000)]})
         assert tp == pm.CPROTO_RES_INSERT
+        # but no AUTH or SERVICE body is decoded beyond the cap: an invalid
+        # service request (97), no answer to such an AUTH
+        tp, _ = await c.request(pm.CPROTO_REQ_SERVICE, [
+            'sa', 'siri', pm.SERVICE_GET_VERSION, {'x': list(range(5_000))}])
+        assert tp == pm.CPROTO_ERR_SERVICE_INVALID_REQUEST
+        c.send(pm.CPROTO_REQ_AUTH, ['iris', 'siri', 'dbtest', 'x' * 9000])
+        assert await c.recv(timeout=0.3) is None
+        assert (await c.request(pm.CPROTO_REQ_PING))[0] == pm.CPROTO_RES_ACK
         await c.close()
 
 
@@ -426,3 +434,20 @@ async def test_changes_wait_for_a_big_insert_being_stored():
         assert len(srv.database().series) in (0, 60_000)
         for c in (a, b):
             await c.close()
+
+
+def test_command_line_options_set_the_limits():
+    from siridb.embedded.__main__ import limits_from_args, parse_args
+    limits = limits_from_args(parse_args([
+        '--host', '0.0.0.0', '--max-connections', '7', '--pre-auth-timeout', '5',
+        '--reply-budget', '1000']))
+    assert (limits.max_connections, limits.pre_auth_idle_timeout,
+            limits.reply_budget, limits.auth_fail_delay) == (
+        7, 5.0, 1000, EXPOSED_AUTH_FAIL_DELAY)
+    assert limits_from_args(parse_args(
+        ['--host', '0.0.0.0', '--unix', '/tmp/x.sock'])).auth_fail_delay == 0
+    assert limits_from_args(parse_args([])).auth_fail_delay == 0
+    with pytest.raises(SystemExit):
+        parse_args(['--auth-fail-delay', '-1'])
+    with pytest.raises(ValueError):
+        Limits(reply_low_water=2, reply_high_water=1)

@@ -21,7 +21,7 @@ from .persist import DataDirInUse
 from .server import EmbeddedServer
 from .store import PRECISIONS
 
-__all__ = ['main', 'parse_args', 'add_limit_options']
+__all__ = ['main', 'parse_args', 'add_limit_options', 'limits_from_args']
 
 log = logging.getLogger('siridb.embedded')
 
@@ -57,6 +57,14 @@ def add_limit_options(p: argparse.ArgumentParser) -> None:
                    help='unsent replies of all connections together before '
                         'clients that do not read are held back (default '
                         f'{d.reply_budget})')
+
+
+def limits_from_args(args: argparse.Namespace) -> Limits:
+    """The server's ``Limits`` from the options of ``add_limit_options``."""
+    return limits_for(
+        args.host, args.unix, max_connections=args.max_connections,
+        pre_auth_idle_timeout=args.pre_auth_timeout,
+        auth_fail_delay=args.auth_fail_delay, reply_budget=args.reply_budget)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -107,14 +115,10 @@ async def _serve(args: argparse.Namespace) -> None:
     if args.tls_cert:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.tls_cert, args.tls_key)
-    limits = limits_for(
-        args.host, args.unix, max_connections=args.max_connections,
-        pre_auth_idle_timeout=args.pre_auth_timeout,
-        auth_fail_delay=args.auth_fail_delay, reply_budget=args.reply_budget)
     server = EmbeddedServer(args.host, args.port, databases=databases,
                             data_dir=args.data_dir, ssl=context,
                             unix_path=args.unix, fsync=args.fsync,
-                            limits=limits)
+                            limits=limits_from_args(args))
     if not server.store.databases:
         server.engine.ensure_database('dbtest', 'ms')
     stop = asyncio.Event()

@@ -431,6 +431,8 @@ class ServerProtocol(asyncio.Protocol):
             self._service(pkg)
 
     def _auth(self, pkg: Package) -> None:
+        if len(pkg.body) > self._limits.pre_auth_max_body:
+            return  # no login is that big: not decoded, no reply (malformed)
         try:
             data = unpack_body(pkg.body)
         except ProtocolError:
@@ -600,10 +602,14 @@ class ServerProtocol(asyncio.Protocol):
         self._ack(pack(pid, pm.CPROTO_RES_INSERT, {'success_msg': success_msg(n)}))
 
     def _service(self, pkg: Package) -> None:
-        try:
-            data = unpack_body(pkg.body)
-        except ProtocolError:
-            data = None
+        data = None
+        if len(pkg.body) <= self._limits.pre_auth_max_body:
+            # no service request is bigger: one that is is invalid (97)
+            # without being decoded
+            try:
+                data = unpack_body(pkg.body)
+            except ProtocolError:
+                pass
         (tp, payload), failed = serve_request(self._engine, data)
         self._answer_login(pack(pkg.pid, tp, payload), failed, ack=True)
 
