@@ -451,3 +451,22 @@ def test_command_line_options_set_the_limits():
         parse_args(['--auth-fail-delay', '-1'])
     with pytest.raises(ValueError):
         Limits(reply_low_water=2, reply_high_water=1)
+
+
+async def test_insert_half_stored_when_its_client_goes_is_stored_completely(tmp_path):
+    async with EmbeddedServer(port=0, data_dir=str(tmp_path)) as srv:
+        c = await RawConn.open(srv.host, srv.port)
+        await c.auth()
+        c.send(pm.CPROTO_REQ_INSERT,
+               body=packb({f's{i}': [[1, i]] for i in range(100_000)}))
+        assert await poll(lambda: _true(srv.engine.bulk_writer is not None))
+        # the server loses the connection (its reading is paused meanwhile,
+        # so a client's close is noticed when the insert is done anyway)
+        (conn,) = srv.connections
+        conn.abort()
+        # the log holds the whole insert; memory gets all of it as well
+        assert await poll(lambda: _true(len(srv.database().series) == 100_000))
+        assert await poll(lambda: _true(srv.engine.bulk_writer is None))
+        await c.close()
+    async with EmbeddedServer(port=0, data_dir=str(tmp_path)) as srv:
+        assert len(srv.database().series) == 100_000

@@ -171,12 +171,33 @@ class ServerProtocol(asyncio.Protocol):
                 handle.cancel()
         self._idle = self._wake = None
         job, self._job = self._job, None
-        if job is not None and hasattr(job, 'close'):
-            job.close()  # runs its clean-up (e.g. a held insert turn)
+        if job is not None:
+            if self._engine.bulk_writer is self and self._loop is not None:
+                # an insert half stored (and logged): store the rest, so that
+                # memory holds what a restart would replay
+                self._loop.call_soon(self._finish, job)
+            elif hasattr(job, 'close'):
+                job.close()  # runs its clean-up (e.g. the GC hold)
         self._queue.clear()
         if self._transport is not None:
             self._transport.close()  # a TLS transport warns on Python < 3.11 otherwise
         self._transport = None
+
+    def _finish(self, job: Iterator[float]) -> None:
+        """Run a job of a closed connection to its end, a time slice at a
+        time (its replies go nowhere)."""
+        assert self._loop is not None
+        deadline = self._loop.time() + self._limits.time_slice
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for pause in job:
+                if pause > 0 or self._loop.time() >= deadline:
+                    self._loop.call_later(max(pause, 0.0), self._finish, job)
+                    return
+        finally:
+            if gc_was_enabled:
+                _GCPause.turn_ended()
 
     def pause_writing(self) -> None:
         """The client does not read its replies fast enough: stop taking
