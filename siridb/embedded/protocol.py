@@ -272,6 +272,12 @@ class ServerProtocol(asyncio.Protocol):
                     except StopIteration:
                         self._job = None
                         continue
+                    except Exception:  # a bug: drop the connection, not the server
+                        self._job = None
+                        log.exception('%s: error in a request of %s',
+                                      self._server.name, self.peer)
+                        self.abort()
+                        break
                     if pause > 0:
                         wait = pause
                         break
