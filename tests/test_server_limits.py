@@ -93,6 +93,22 @@ async def poll(cond, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-
     return False
 
 
+async def can_ping(host: str, port: int) -> bool:
+    """Whether a new connection gets its PING answered (within 0.5 s)."""
+    try:
+        c = await RawConn.open(host, port)
+    except OSError:
+        return False
+    try:
+        c.send(pm.CPROTO_REQ_PING)
+        reply = await c.recv(timeout=0.5)
+        return reply is not None and reply[1] == pm.CPROTO_RES_ACK
+    except ConnectionError:  # closed at once (connection limit)
+        return False
+    finally:
+        await c.close()
+
+
 @pytest.fixture
 async def proc() -> AsyncIterator[ServerProcess]:
     p = ServerProcess()
@@ -298,27 +314,38 @@ async def test_idle_sockets_at_the_open_file_limit_lock_nobody_out():
             except OSError:
                 pass
 
-        async def can_ping() -> bool:
-            try:
-                c = await RawConn.open(p.host, p.port)
-            except OSError:
-                return False
-            try:
-                c.send(pm.CPROTO_REQ_PING)
-                reply = await c.recv(timeout=0.5)
-                return reply is not None and reply[1] == pm.CPROTO_RES_ACK
-            except ConnectionError:  # closed by the connection limit
-                return False
-            finally:
-                await c.close()
-
-        assert await poll(can_ping, timeout=10)
+        assert await poll(lambda: can_ping(p.host, p.port), timeout=10)
         for c in conns:
             await c.close()
     finally:
         err = p.stop()
     assert p.proc.returncode == 0, err
     assert len(err.splitlines()) < 20, err[-3000:]
+
+
+@pytest.mark.skipif(not LINUX, reason='RLIMIT_NOFILE in a subprocess')
+async def test_accept_errors_out_of_file_descriptors_are_logged_rarely():
+    # no connection limit, 64 open files, 150 sockets for 2 s: the old server
+    # logged a traceback for every failed accept (about 1,800 lines, 130 KB
+    # in 3 s); now one line per 10 s, and it serves again once files are free
+    p = ServerProcess('--max-connections', '0', nofile=64)
+    try:
+        conns = []
+        for _ in range(150):
+            try:
+                conns.append(await RawConn.open(p.host, p.port))
+            except OSError:
+                pass
+        await asyncio.sleep(2)  # the attack goes on for a while
+        for c in conns:
+            c.writer.transport.abort()
+
+        assert await poll(lambda: can_ping(p.host, p.port), timeout=10)
+    finally:
+        err = p.stop()
+    lines = err.splitlines()
+    assert 1 <= sum('cannot accept' in line for line in lines) <= 2, err[-2000:]
+    assert len(lines) <= 4, err[-2000:]
 
 
 # -- 12: delay after failed logins ----------------------------------------
