@@ -3,11 +3,13 @@
 Decodes packages with the shared codec and answers each the way SiriDB 2.0.55
 does: PING, AUTH (again later to switch database/user), QUERY, INSERT and
 SERVICE; no reply to unknown types or malformed AUTH/QUERY bodies; a bad
-header (check byte, size over 40 MiB) closes the connection.
+header (check byte, size over 40 MiB, or over ``Limits.pre_auth_max_body``
+before authentication) closes the connection.
 
-Requests wait in a queue and are handled for at most ``Limits.time_slice``
-at a time before other connections get their turn; a connection whose
-client does not read its replies is not read from (see ``limits.py``).
+Requests wait in a queue and are handled for about ``Limits.time_slice`` at
+a time before other connections get their turn (a big insert is a job that
+goes on over several turns, see ``bulk.py``); a connection whose client does
+not read its replies is not read from (see ``limits.py``).
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ __all__ = ['ServerProtocol', 'LARGE_PACKAGE', 'POOL_DOWN_INSERT']
 log = logging.getLogger('siridb.embedded')
 
 #: packages larger than this draw a warning in the log, like the real server
+#: (here at most one per 10 s)
 LARGE_PACKAGE = 2 * 1024 * 1024
 
 POOL_DOWN_INSERT = \
