@@ -103,3 +103,21 @@ def test_insert_and_apply_steps_store_every_point():
         assert stop.value == 10_000
     assert len(db.series) == 5_000
     assert all(len(s) == 2 for s in db.series.values())
+
+
+def test_edge_shapes_are_read_like_qpack_reads_them():
+    entry = packb({'a': [[1, 2], [1, 2], [1, 2]]})[1:]  # name + points
+    points = packb([[i, i] for i in range(10)])
+    cases = [
+        b'\xf5' + entry,                       # fixed map short of a pair
+        b'\xf5' + entry + entry,               # fixed map, complete
+        b'\xf5' + entry + entry + b'\x01',     # ... and a trailing byte
+        b'\xf0' + packb({'name': 'a', 'points': [[1, 1]]}),  # array short
+        b'\xfd' + entry + b'\x81b' + points[:-1],  # open list until the end
+        b'\xfd' + entry + b'\x81b' + points[:-1] + b'\xff',  # closed by a map close
+        b'\xfd' + entry + b'\x81b',            # a name without points
+        b'\xfd' + entry + b'\xfe',             # an array close in a map
+        b'\xfc\xfe', b'\xfd\xff', b'\xfd', b'\xf3', b'\xed',
+    ]
+    for body in cases:
+        assert stepped(body) == whole(body), body.hex()

@@ -166,6 +166,8 @@ def pieces(body: bytes) -> Iterator[Tuple[bytes, bool]]:
             if is_map:
                 pos = _skip(body, pos, end) if pos < end else pos
             count -= 1
+        if pos >= end and count > 0:  # a fixed container short of items
+            raise _Malformed
         if pos > start:
             yield prefix + body[start:pos], False
         if pos >= end or count == 0 or (count < 0 and body[pos] == close):
@@ -236,6 +238,8 @@ def decode_steps(body: bytes, depth_bound: int,
         else:  # pieces always share the body's kind
             raise ProtocolError('corrupt payload: pieces of another kind')
         yield 0.0
+    if merged is None:  # an empty container: no piece
+        return {} if body[:1] == bytes((_OPEN_MAP,)) else []
     return merged
 
 
