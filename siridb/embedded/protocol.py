@@ -104,7 +104,7 @@ class ServerProtocol(asyncio.Protocol):
         self._engine = server.engine
         self._limits = server.limits
         # bodies before authentication are capped from their header on
-        self._decoder = Decoder(self._limits.pre_auth_max_body)
+        self._decoder = Decoder(min(self._limits.pre_auth_max_body, MAX_PAYLOAD))
         self._session = Session()
         self._transport: Optional[asyncio.Transport] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
