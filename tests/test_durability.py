@@ -333,6 +333,33 @@ async def test_disk_full_over_the_wire(tmp_path, monkeypatch):
         e.close()
 
 
+async def test_disk_full_during_a_big_insert_stored_in_steps(tmp_path, monkeypatch):
+    """A body over 64 KiB is stored in steps (bulk.py): a failed log write
+    answers 66 on the same connection and stores none of its points."""
+    d = str(tmp_path)
+    big = {f's{i}': [[j, float(j)] for j in range(20)] for i in range(1000)}
+    async with EmbeddedServer(data_dir=d) as srv:
+        c = await RawConn.open(srv.host, srv.port)
+        try:
+            await c.auth()
+            monkeypatch.setattr(persist, 'os_write', _Full(room=0))
+            tp, reply = await c.request(1, big)
+            assert tp == 66 and 'No space left on device' in reply['error_msg']
+            assert srv.store.databases['dbtest'].series == {}
+            monkeypatch.setattr(persist, 'os_write', os.write)
+            tp, reply = await c.request(1, big)  # the same connection goes on
+            assert tp == 1
+        finally:
+            await c.close()
+    monkeypatch.undo()
+    e = Engine(d)
+    try:
+        assert len(e.store.databases['dbtest'].series) == 1000
+        assert len(e.store.databases['dbtest'].series['s7']) == 20
+    finally:
+        e.close()
+
+
 def test_failed_compaction_at_start_keeps_the_log(tmp_path, monkeypatch, caplog):
     from siridb.embedded import engine as engine_mod
     d = str(tmp_path)

@@ -2,11 +2,13 @@
 
 ``EmbeddedServer`` runs one in-process; ``EmbeddedCluster`` runs several
 listeners over one store to test failover; ``python -m siridb.embedded``
-runs one standalone.
+runs one standalone. ``Limits`` bounds what each client may make a server
+hold or do.
 """
 from __future__ import annotations
 
 from .cluster import EmbeddedCluster
+from .limits import Limits
 from .server import EmbeddedServer, ServerThread
 
-__all__ = ['EmbeddedServer', 'EmbeddedCluster', 'ServerThread']
+__all__ = ['EmbeddedServer', 'EmbeddedCluster', 'ServerThread', 'Limits']

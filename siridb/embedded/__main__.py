@@ -22,11 +22,13 @@ import ssl
 import sys
 from typing import Callable, Dict, List, Optional
 
+from .limits import EXPOSED_AUTH_FAIL_DELAY, Limits, limits_for
 from .persist import DataDirError, DataDirInUse
 from .server import EmbeddedServer
 from .store import PRECISIONS, check_db_name
 
-__all__ = ['main', 'parse_args', 'server_parser', 'args_error', 'serve', 'setup_logging']
+__all__ = ['main', 'parse_args', 'server_parser', 'args_error', 'serve', 'setup_logging',
+           'add_limit_options', 'limits_from_args']
 
 log = logging.getLogger('siridb.embedded')
 
@@ -43,6 +45,37 @@ def _db_arg(value: str) -> Dict[str, str]:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return {name: precision}
+
+
+def add_limit_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``Limits`` (see ``limits.py``)."""
+    d = Limits(max_connections=0)
+    p.add_argument('--max-connections', type=int, default=None, metavar='N',
+                   help='open connections allowed; more are closed at once '
+                        '(0 = no limit; default: the open-file limit less 64)')
+    p.add_argument('--pre-auth-timeout', type=float, default=None,
+                   metavar='SECONDS',
+                   help='close a connection that sends no request for this '
+                        'long before it authenticates (0 = never; default '
+                        f'{d.pre_auth_idle_timeout:g})')
+    p.add_argument('--auth-fail-delay', type=float, default=None,
+                   metavar='SECONDS',
+                   help='delay the answers to logins of a peer by this much '
+                        'per failed login (0 = off; default '
+                        f'{EXPOSED_AUTH_FAIL_DELAY:g} when --host is not a '
+                        f'loopback address, else {d.auth_fail_delay:g})')
+    p.add_argument('--reply-budget', type=int, default=None, metavar='BYTES',
+                   help='unsent replies of all connections together before '
+                        'clients that do not read are held back (default '
+                        f'{d.reply_budget})')
+
+
+def limits_from_args(args: argparse.Namespace) -> Limits:
+    """The server's ``Limits`` from the options of ``add_limit_options``."""
+    return limits_for(
+        args.host, args.unix, max_connections=args.max_connections,
+        pre_auth_idle_timeout=args.pre_auth_timeout,
+        auth_fail_delay=args.auth_fail_delay, reply_budget=args.reply_budget)
 
 
 def server_parser(prog: str = 'python -m siridb.embedded',
@@ -79,6 +112,7 @@ def server_parser(prog: str = 'python -m siridb.embedded',
                    help='serve TLS with this certificate (PEM)')
     p.add_argument('--tls-key', default=None, metavar='FILE',
                    help='private key for --tls-cert (PEM)')
+    add_limit_options(p)
     p.add_argument('--log-level', default='info',
                    choices=('debug', 'info', 'warning', 'error'))
     return p
@@ -88,6 +122,10 @@ def args_error(args: argparse.Namespace) -> Optional[str]:
     """What is wrong with option values argparse cannot check, or None."""
     if bool(args.tls_cert) != bool(args.tls_key):
         return '--tls-cert and --tls-key go together'
+    for opt in ('max_connections', 'pre_auth_timeout', 'auth_fail_delay',
+                'reply_budget'):
+        if (getattr(args, opt) or 0) < 0:
+            return f'--{opt.replace("_", "-")} must not be negative'
     if not 0 <= args.port < 65536:
         return '--port must be 0..65535'
     return None
@@ -122,7 +160,7 @@ async def serve(args: argparse.Namespace,
     server = EmbeddedServer(args.host, args.port, databases=databases,
                             data_dir=args.data_dir, ssl=context,
                             unix_path=args.unix, fsync=args.fsync,
-                            recover=args.recover)
+                            recover=args.recover, limits=limits_from_args(args))
     if not server.store.databases:
         server.engine.ensure_database('dbtest', 'ms')
     stop = asyncio.Event()

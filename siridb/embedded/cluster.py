@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .context import ServerInfo
 from .engine import Engine
+from .limits import Limits
 from .server import Databases, EmbeddedServer, normalize_databases
 from .store import Store
 
@@ -20,13 +21,14 @@ __all__ = ['EmbeddedCluster']
 
 
 class EmbeddedCluster:
-    """``n`` ``EmbeddedServer`` listeners (``servers``) over one engine."""
+    """``n`` ``EmbeddedServer`` listeners (``servers``) over one engine;
+    ``limits`` (``siridb.embedded.limits.Limits``) applies to each."""
 
     def __init__(self, n: int = 3, databases: Databases = None, *,
                  host: str = '127.0.0.1', data_dir: Optional[str] = None,
                  pools: Optional[Sequence[int]] = None, fsync: str = 'always',
                  ssl: Optional[_ssl.SSLContext] = None,
-                 recover: bool = False) -> None:
+                 recover: bool = False, limits: Optional[Limits] = None) -> None:
         if n < 1:
             raise ValueError('a cluster needs at least one server')
         if pools is not None and len(pools) != n:
@@ -38,7 +40,7 @@ class EmbeddedCluster:
         self.servers: List[EmbeddedServer] = [
             EmbeddedServer(host, 0, databases={}, ssl=ssl, engine=self.engine,
                            pool=pools[i] if pools is not None else 0,
-                           cluster=self)
+                           cluster=self, limits=limits)
             for i in range(n)]
 
     @property

@@ -119,6 +119,9 @@ class Engine:
         self._pending: List[Tuple[Callable[[], None],
                                   Optional[Callable[[], None]]]] = []
         self._flush_handle: Optional[asyncio.Handle] = None
+        #: the connection storing a big insert in steps (see bulk.py); other
+        #: changes wait for it, so that the store changes in log order
+        self.bulk_writer: Optional[object] = None
         self._lock: Optional[DirLock] = None
         if data_dir is not None:
             os.makedirs(os.path.join(data_dir, 'db'), exist_ok=True)
@@ -168,13 +171,19 @@ class Engine:
     def insert(self, db: Database, data: Any, body: bytes) -> int:
         """Validate, log (the body as received) and store an insert."""
         chunks = parse_insert(data, db.max_ts)
-        if chunks and self._server_log is not None:
+        if chunks:
+            self.log_insert(db, body)
+        return apply_insert(db, chunks)
+
+    def log_insert(self, db: Database, body: bytes) -> None:
+        """Log an insert (the body as received) before it is stored; a failed
+        write raises QueryFailure 66 and leaves the log as it was."""
+        if self._server_log is not None:
             try:
                 self._db_log(db.name).append(_KIND_INSERT, body)
             except LogWriteError as exc:
                 raise QueryFailure(66, 'Insert failed: ' + WRITE_FAILED.format(
                     exc.strerror)) from None
-        return apply_insert(db, chunks)
 
     def query(self, ctx: QueryContext, query: str,
               time_precision: Optional[int]) -> Tuple[Dict[str, Any], bool]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from array import array
 from operator import itemgetter
-from typing import Any, List, Tuple
+from typing import Any, Iterator, List, Tuple
 
 from .context import QueryFailure
 from .store import TYPE_FLOAT, TYPE_INTEGER, TYPE_STRING, Database
@@ -21,7 +21,7 @@ from .store import TYPE_FLOAT, TYPE_INTEGER, TYPE_STRING, Database
 __all__ = [
     'ERR_MAP_OR_ARRAY', 'ERR_SERIES_NAME', 'ERR_ARRAY', 'ERR_AT_LEAST_ONE',
     'ERR_INTEGER_TS', 'ERR_TS_RANGE', 'ERR_VALUE', 'ERR_NAME_AND_POINTS',
-    'Chunk', 'parse_insert', 'apply_insert', 'insert', 'success_msg',
+    'Chunk', 'iter_chunks', 'parse_insert', 'apply_insert', 'insert', 'success_msg',
     'to_int', 'to_float', 'to_str',
 ]
 
@@ -108,9 +108,9 @@ def _points(name: str, pts: Any, max_ts: int) -> Tuple[Chunk, bool]:
     return (name, ts, values), broken
 
 
-def parse_insert(data: Any, max_ts: int) -> List[Chunk]:
-    """Validate a decoded INSERT payload; raise QueryFailure(66, text)."""
-    chunks: List[Chunk] = []
+def iter_chunks(data: Any, max_ts: int) -> Iterator[Chunk]:
+    """Validate a decoded INSERT payload series by series, in wire order;
+    raise QueryFailure(66, text) at the first problem."""
     if type(data) is dict:
         for name, pts in data.items():
             if type(name) is not str or not name:
@@ -118,7 +118,7 @@ def parse_insert(data: Any, max_ts: int) -> List[Chunk]:
             chunk, broken = _points(name, pts, max_ts)
             if broken:
                 raise _fail(ERR_SERIES_NAME)
-            chunks.append(chunk)
+            yield chunk
     elif type(data) is list:
         for item in data:
             # the real parser reads the list form as maps of exactly two keys
@@ -130,10 +130,14 @@ def parse_insert(data: Any, max_ts: int) -> List[Chunk]:
             chunk, broken = _points(name, item['points'], max_ts)
             if broken:
                 raise _fail(ERR_SERIES_NAME)
-            chunks.append(chunk)
+            yield chunk
     else:
         raise _fail(ERR_MAP_OR_ARRAY)
-    return chunks
+
+
+def parse_insert(data: Any, max_ts: int) -> List[Chunk]:
+    """Validate a decoded INSERT payload; raise QueryFailure(66, text)."""
+    return list(iter_chunks(data, max_ts))
 
 
 # -- conversions like the C library ---------------------------------------

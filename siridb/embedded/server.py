@@ -8,7 +8,6 @@ start_in_thread()`` runs one in a background thread for synchronous code.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import ssl as _ssl
@@ -27,13 +26,15 @@ from typing import (
 
 from .context import QueryContext, ServerInfo
 from .engine import Engine
+from .limits import AuthThrottle, Limits, LogRateLimit, is_loopback
 from .protocol import ServerProtocol
 from .store import DEFAULT_SERVICE_ACCOUNT, Database, Store, User, check_db_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cluster import EmbeddedCluster
 
-__all__ = ['EmbeddedServer', 'ServerThread', 'Databases', 'normalize_databases']
+__all__ = ['EmbeddedServer', 'ServerThread', 'Databases', 'normalize_databases',
+           'Limits', 'is_loopback']
 
 log = logging.getLogger('siridb.embedded')
 
@@ -59,15 +60,6 @@ def normalize_databases(databases: Databases) -> Dict[str, str]:
     return out
 
 
-def _is_loopback(host: str) -> bool:
-    if host in ('localhost', ''):
-        return host == 'localhost'
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class EmbeddedServer:
     """One listener of the embedded server (see the module docstring).
 
@@ -79,7 +71,9 @@ class EmbeddedServer:
     start (``persist.DataDirError``) unless ``recover`` is true: then what is
     readable is loaded and the originals are kept next to the files.
     ``engine``/``pool``/``cluster`` are used by ``EmbeddedCluster`` to share
-    one store between listeners.
+    one store between listeners. ``limits`` bounds what each client may make
+    the server hold or do (``siridb.embedded.limits.Limits``; its defaults when
+    None).
     """
 
     def __init__(self, host: str = '127.0.0.1', port: int = 0,
@@ -88,7 +82,8 @@ class EmbeddedServer:
                  unix_path: Optional[str] = None, *, fsync: str = 'always',
                  recover: bool = False,
                  engine: Optional[Engine] = None, pool: int = 0,
-                 cluster: Optional[EmbeddedCluster] = None) -> None:
+                 cluster: Optional[EmbeddedCluster] = None,
+                 limits: Optional[Limits] = None) -> None:
         self.host = host
         self.port = port
         self.ssl = ssl
@@ -103,6 +98,13 @@ class EmbeddedServer:
         self.info = ServerInfo(name=f'{host}:{port}', pool=pool,
                                online=False, status='offline')
         self.connections: Set[ServerProtocol] = set()
+        self.limits = limits if limits is not None else Limits()
+        #: per-peer delay of login answers after failed logins
+        self.throttle = AuthThrottle(self.limits.auth_fail_delay)
+        #: bytes buffered by connections that have not authenticated
+        self.pre_auth_buffered = 0
+        self._log_rate = LogRateLimit()
+        self._old_handler: Any = None
         self.paused = False
         self._pool_error = False
         self._server: Optional[asyncio.AbstractServer] = None
@@ -133,6 +135,7 @@ class EmbeddedServer:
         if self._owns_engine:
             self.engine.open()
         loop = asyncio.get_running_loop()
+        self._quiet_accept_errors(loop)
         if self.unix_path is not None:
             self._server = await loop.create_unix_server(
                 lambda: ServerProtocol(self), self.unix_path, ssl=self.ssl)
@@ -169,6 +172,7 @@ class EmbeddedServer:
                 except OSError:
                     pass
             log.info('embedded SiriDB server %s stopped', self.info.name)
+        self._restore_handler()
         if self._owns_engine:
             self.engine.close()
 
@@ -232,10 +236,54 @@ class EmbeddedServer:
         Use the handle's ``host``/``port`` and ``close()`` it when done."""
         return ServerThread(**kwargs)
 
+    def unsent_total(self) -> int:
+        """Bytes of replies that wait to be sent, over all connections."""
+        return sum(c.unsent for c in self.connections)
+
+    def log_limited(self, kind: str, msg: str, *args: Any,
+                    level: int = logging.WARNING) -> None:
+        """Log ``msg`` at most once per 10 s for each ``kind`` of event (an
+        attacker must not be able to flood the log), with a count of the
+        lines left out."""
+        left_out = self._log_rate.allow(kind, time.monotonic())
+        if left_out is None:
+            return
+        fmt = f'%s: {msg} (%d more like this not logged)' if left_out else \
+            f'%s: {msg}'
+        extra = (left_out,) if left_out else ()
+        log.log(level, fmt, self.info.name, *args, *extra)
+
     # -- internals -----------------------------------------------------
 
+    def _quiet_accept_errors(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Out of file descriptors, asyncio reports every failed accept to
+        the loop's exception handler; unless the application set its own,
+        those reports are logged at most once per 10 s."""
+        if loop.get_exception_handler() is not None:
+            return
+
+        def handler(loop: asyncio.AbstractEventLoop,
+                    context: Dict[str, Any]) -> None:
+            exc = context.get('exception')
+            if isinstance(exc, OSError) and \
+                    'accept' in str(context.get('message', '')):
+                self.log_limited('accept', 'cannot accept connections: %s',
+                                 exc, level=logging.ERROR)
+                return
+            loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handler)
+        self._old_handler = (loop, handler)
+
+    def _restore_handler(self) -> None:
+        mine, self._old_handler = self._old_handler, None
+        if mine is not None:
+            loop, handler = mine
+            if not loop.is_closed() and loop.get_exception_handler() is handler:
+                loop.set_exception_handler(None)
+
     def _warn_exposed(self) -> None:
-        if self.unix_path is not None or _is_loopback(self.host):
+        if self.unix_path is not None or is_loopback(self.host):
             return
         store = self.engine.store
         name, password = DEFAULT_SERVICE_ACCOUNT

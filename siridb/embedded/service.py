@@ -16,7 +16,7 @@ from .store import PRECISIONS, VERSION, valid_db_name
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import Engine
 
-__all__ = ['handle_service', 'ServiceFailure', 'DURATION_RE']
+__all__ = ['handle_service', 'serve_request', 'ServiceFailure', 'DURATION_RE']
 
 Reply = Tuple[int, Any]
 
@@ -81,27 +81,33 @@ def _options(request: int, options: Any) -> Optional[Dict[str, Any]]:
 
 def handle_service(engine: Engine, data: Any) -> Reply:
     """The reply to one decoded SERVICE payload."""
+    return serve_request(engine, data)[0]
+
+
+def serve_request(engine: Engine, data: Any) -> Tuple[Reply, bool]:
+    """The reply to one decoded SERVICE payload and whether it was refused
+    for a wrong service account or password (a failed login)."""
     if type(data) is not list or len(data) != 4:
-        return _INVALID
+        return _INVALID, False
     user, password, request, options = data
     if type(user) is not str or type(password) is not str or \
             type(request) is not int:
-        return _INVALID
+        return _INVALID, False
     accounts = engine.store.accounts
     if user not in accounts:
-        return _error(f"cannot find service account '{user}'")
+        return _error(f"cannot find service account '{user}'"), True
     if accounts[user] != password:
-        return _error(f"incorrect password for service account '{user}'")
+        return _error(f"incorrect password for service account '{user}'"), True
     opts = _options(request, options)
     if opts is None:
-        return _INVALID
+        return _INVALID, False
     try:
-        return _dispatch(engine, request, opts)
+        return _dispatch(engine, request, opts), False
     except ServiceFailure as exc:
-        return _error(str(exc))
+        return _error(str(exc)), False
     except LogWriteError as exc:  # nothing changed (see Engine)
         from .engine import WRITE_FAILED
-        return _error('Request failed: ' + WRITE_FAILED.format(exc.strerror))
+        return _error('Request failed: ' + WRITE_FAILED.format(exc.strerror)), False
 
 
 def _dispatch(engine: Engine, request: int, opts: Dict[str, Any]) -> Reply:
