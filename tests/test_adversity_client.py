@@ -156,6 +156,49 @@ async def test_decoding_past_the_deadline_fails_by_the_timeout(strict_loop: Any)
     assert timeout <= took < timeout + 1.5, took
 
 
+async def test_a_reply_whose_deadline_passed_meanwhile_is_not_decoded(
+        strict_loop: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # two big replies in one write: while the first decodes (the loop does
+    # not run), the second one's deadline passes; it fails by its timeout
+    # without being decoded, the first one is returned
+    slow = b'\xfc' + b'\xed\x49' * (2 << 20) + b'\x49'
+    decoded: List[int] = []
+    real = codec._unpack_kw
+    monkeypatch.setattr(codec, '_unpack_kw',
+                        lambda body, decode: decoded.append(len(body)) or real(body, decode))
+    timeout = 0.5
+    waiting: List[Package] = []
+
+    small = b'\xfc' + b'\x00' * 40_000  # big enough for the deadline check
+
+    def reply(conn: ScriptedConn, pkg: Package) -> None:
+        waiting.append(pkg)
+        if len(waiting) == 2:
+            # all of the first reply but its last bytes; then those bytes
+            # and the second reply in one write, so one read delivers both
+            loop = asyncio.get_running_loop()
+            first = encode(waiting[0].pid, pm.CPROTO_RES_QUERY, slow)
+            second = encode(waiting[1].pid, pm.CPROTO_RES_QUERY, small)
+            loop.call_later(timeout - 0.25, conn.write, first[:-10])
+            loop.call_later(timeout - 0.15, conn.write, first[-10:] + second)
+
+    loop = asyncio.get_running_loop()
+    async with ScriptedServer(_hostile(reply)) as srv:
+        conn = await _connect(srv.host, srv.port)
+        try:
+            t0 = loop.time()
+            first = asyncio.ensure_future(conn.query('first', timeout=30))
+            await asyncio.sleep(0)
+            with pytest.raises(RequestTimeoutError):
+                await conn.query('second', timeout=timeout)
+            took = loop.time() - t0
+            assert len(await first) == len(slow) - 1  # every item after the 0xFC
+        finally:
+            await _close(conn)
+    assert decoded == [len(slow)], decoded  # the second reply was not decoded
+    assert took < timeout + 1.5, took
+
+
 async def test_a_big_reply_in_time_is_returned(strict_loop: Any) -> None:
     data = {'s': [[1_700_000_000_000 + i, i * 0.5] for i in range(100_000)]}
     handler = _hostile(lambda c, p: c.reply(p.pid, pm.CPROTO_RES_QUERY, data))
