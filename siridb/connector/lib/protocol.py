@@ -140,7 +140,7 @@ class SiriDBProtocol(asyncio.Protocol):
         self._timer: Optional[asyncio.TimerHandle] = None
         self._timer_at = _INF
         self._std_futures = False
-        self._decoder = Decoder()
+        self._decoder = Decoder(replies=True)
         self._transport: Optional[asyncio.Transport] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._authenticated = False
