@@ -3,7 +3,7 @@
     python bench/hostile_replies.py                 # the default table, each case in a child
     python bench/hostile_replies.py KIND MIB        # one case in this process
 
-Each reply body is handed to ``Decoder.feed`` in 256 KiB chunks, as a
+Each reply body is handed to ``Decoder(replies=True).feed`` in 256 KiB chunks, as a
 transport does, and decoded as the client protocol does
 (``unpack_body(..., reply=True)``). Kinds: ``empty`` (an open array of empty
 arrays: the attack of issue 13), ``deep+ints`` (the deepest nesting the
@@ -69,7 +69,7 @@ def one(kind: str, mib: float) -> str:
     del wire
     peak0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    dec = Decoder()
+    dec = Decoder(replies=True)
     got: List[Package] = []
     for chunk in chunks:
         got += dec.feed(chunk)

@@ -130,12 +130,14 @@ async def test_decoding_past_the_deadline_fails_by_the_timeout(strict_loop: Any)
     # an accepted reply that arrives just before the deadline and takes
     # longer than that to decode: the request fails with the timeout, never
     # returns its result late
-    body = b'\xfc' + b'\x49' * (3 << 20)  # 3 M ints of -10: ~0.1 s to decode
+    # an empty array between every two ints of -10: as many containers as
+    # a reply may hold, ~0.3 s to decode here (~200 MB)
+    body = b'\xfc' + b'\xed\x49' * (2 << 20) + b'\x49'
     timeout = 0.5
 
     def reply(conn: ScriptedConn, pkg: Package) -> None:
         asyncio.get_running_loop().call_later(
-            timeout - 0.03, conn.reply_raw, pkg.pid, pm.CPROTO_RES_QUERY, body)
+            timeout - 0.15, conn.reply_raw, pkg.pid, pm.CPROTO_RES_QUERY, body)
 
     loop = asyncio.get_running_loop()
     async with ScriptedServer(_hostile(reply)) as srv:
@@ -150,7 +152,51 @@ async def test_decoding_past_the_deadline_fails_by_the_timeout(strict_loop: Any)
             assert (await conn.query('q', timeout=5))['query'] == 'q'
         finally:
             await _close(conn)
-    assert timeout <= took < timeout + 0.5, took
+    # late by the decode at most (it holds the GIL: no timer runs meanwhile)
+    assert timeout <= took < timeout + 1.5, took
+
+
+async def test_a_reply_whose_deadline_passed_meanwhile_is_not_decoded(
+        strict_loop: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # two big replies in one write: while the first decodes (the loop does
+    # not run), the second one's deadline passes; it fails by its timeout
+    # without being decoded, the first one is returned
+    slow = b'\xfc' + b'\xed\x49' * (2 << 20) + b'\x49'
+    decoded: List[int] = []
+    real = codec._unpack_kw
+    monkeypatch.setattr(codec, '_unpack_kw',
+                        lambda body, decode: decoded.append(len(body)) or real(body, decode))
+    timeout = 0.5
+    waiting: List[Package] = []
+
+    small = b'\xfc' + b'\x00' * 40_000  # big enough for the deadline check
+
+    def reply(conn: ScriptedConn, pkg: Package) -> None:
+        waiting.append(pkg)
+        if len(waiting) == 2:
+            # all of the first reply but its last bytes; then those bytes
+            # and the second reply in one write, so one read delivers both
+            loop = asyncio.get_running_loop()
+            first = encode(waiting[0].pid, pm.CPROTO_RES_QUERY, slow)
+            second = encode(waiting[1].pid, pm.CPROTO_RES_QUERY, small)
+            loop.call_later(timeout - 0.25, conn.write, first[:-10])
+            loop.call_later(timeout - 0.15, conn.write, first[-10:] + second)
+
+    loop = asyncio.get_running_loop()
+    async with ScriptedServer(_hostile(reply)) as srv:
+        conn = await _connect(srv.host, srv.port)
+        try:
+            t0 = loop.time()
+            first = asyncio.ensure_future(conn.query('first', timeout=30))
+            await asyncio.sleep(0)
+            with pytest.raises(RequestTimeoutError):
+                await conn.query('second', timeout=timeout)
+            took = loop.time() - t0
+            assert len(await first) == len(slow) - 1  # every item after the 0xFC
+        finally:
+            await _close(conn)
+    assert decoded == [len(slow)], decoded  # the second reply was not decoded
+    assert took < timeout + 1.5, took
 
 
 async def test_a_big_reply_in_time_is_returned(strict_loop: Any) -> None:
@@ -174,7 +220,8 @@ def test_a_select_reply_is_far_below_the_container_limit() -> None:
         body = codec.packb(data)
         assert len(body) > codec.SAFE_BODY_SIZE
         assert codec.unpack_body(body, reply=True) == data
-        assert codec._containers(body, len(body)) <= len(body) // 2.5
+        markers = len(body.translate(None, codec._NOT_CONTAINER))
+        assert markers <= codec.container_limit(len(body)) * 0.8, (markers, len(body))
 
 
 # ------------------------------------------------------- item 15: trickling

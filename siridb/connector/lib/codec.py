@@ -333,25 +333,29 @@ class Decoder:
     decoder refuses all further input, as the stream can no longer be trusted.
     Packages that the same chunk completed before the fault are not lost: they
     travel on the exception as ``exc.packages``, for the caller to handle
-    before it closes the connection.
+    before it closes the connection. ``replies``: the packages are a server's
+    replies, decoded with ``unpack_body(..., reply=True)``; their bound of
+    container markers is tightened down to ``container_limit`` (else to
+    ``MAX_DEPTH``), so that decoding need not count them again.
     """
 
     __slots__ = ('_buf', '_failed', 'max_payload', '_big', '_chunks', '_have', '_bound',
-                 '_limit', '_tail')
+                 '_limit', '_tail', '_replies')
 
     #: a body at least this big that arrives over several chunks is collected
     #: as a list of chunks and joined once, instead of being copied into the
     #: growing buffer chunk by chunk and sliced out again; on the way, the
     #: chunks tighten the body's bound of container markers
-    #: (``Package.depth_bound``) down to ``container_limit`` of its length
+    #: (``Package.depth_bound``)
     BIG_BODY = 262_144
     #: chunks smaller than this are gathered in one bytearray and join the
     #: list at this size: a body trickled a byte per segment would otherwise
     #: keep one bytes object (~34 bytes) and one list slot per byte
     SMALL_CHUNK = 16_384
 
-    def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
+    def __init__(self, max_payload: int = MAX_PAYLOAD, replies: bool = False) -> None:
         self._buf = bytearray()
+        self._replies = replies
         self._failed: Optional[ProtocolError] = None
         self.max_payload = max_payload
         self._big: Optional[Tuple[int, int, int]] = None  # pid, tp, length
@@ -436,7 +440,8 @@ class Decoder:
                     self._big = (pid, tp, length)
                     self._chunks = [first]
                     self._have = len(first)
-                    self._limit = limit = container_limit(length)
+                    self._limit = limit = (container_limit(length) if self._replies
+                                           else MAX_DEPTH)
                     self._bound = tighten_depth_bound(length, first, limit)
                     buf.clear()
                     return out

@@ -140,7 +140,7 @@ class SiriDBProtocol(asyncio.Protocol):
         self._timer: Optional[asyncio.TimerHandle] = None
         self._timer_at = _INF
         self._std_futures = False
-        self._decoder = Decoder()
+        self._decoder = Decoder(replies=True)
         self._transport: Optional[asyncio.Transport] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._authenticated = False
@@ -295,8 +295,9 @@ class SiriDBProtocol(asyncio.Protocol):
                 return
         elif not pm.is_error(tp):
             if tp in _KNOWN:
-                exc = ProtocolError(f'reply of type {tp} to a request that '
-                                    f'takes {sorted(accept)}; connection closed')
+                due = ' or '.join(str(t) for t in sorted(accept))
+                exc = ProtocolError(f'the server sent a reply of type {tp} where type '
+                                    f'{due} (or an error) was due; connection closed')
                 fut.set_exception(exc)
                 self.abort(exc)
             else:
