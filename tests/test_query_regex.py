@@ -77,6 +77,44 @@ def test_automaton_agrees_with_re(pattern: str, flags: int) -> None:
         assert bool(automaton.search(text)) == (rx.search(text) is not None), text
 
 
+_ATOMS = ['a', 'b', '.', '[ab]', '[^a]', r'\d', 'x', r'\n', '[a-c]', 'A', r'\w', r'\S']
+_QUANTIFIERS = ['*', '+', '?', '{1,2}', '{2}', '*?', '+?', '{0,3}', '{2,}', '']
+
+
+def _random_pattern(rng: random.Random, depth: int = 0) -> str:
+    roll = rng.random()
+    if depth > 3 or roll < 0.35:
+        return rng.choice(_ATOMS) + rng.choice(_QUANTIFIERS)
+    if roll < 0.6:
+        return ''.join(_random_pattern(rng, depth + 1) for _ in range(rng.randint(1, 3)))
+    if roll < 0.8:
+        alts = '|'.join(_random_pattern(rng, depth + 1) for _ in range(rng.randint(1, 3)))
+        return '(' + alts + ')' + rng.choice(_QUANTIFIERS)
+    return '(?:' + _random_pattern(rng, depth + 1) + ')' + rng.choice(_QUANTIFIERS)
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_random_patterns_agree_with_re_where_re_is_bounded(seed: int) -> None:
+    """Random nested patterns whose bound lets re run texts of 7 characters: the
+    automaton gives re's verdict (and re finishes, so the bound holds there)."""
+    rng = random.Random(seed)
+    compared = 0
+    for _ in range(200):
+        pattern = _random_pattern(rng)
+        for full in (pattern, '^' + pattern + '$'):
+            flags = rng.choice([0, re.IGNORECASE])
+            cost = backtrack_cost(full, flags)
+            if not cost.linear() and cost.max_length() < 7:
+                continue  # re itself can take seconds on 3 characters here
+            automaton, rx = LinearMatcher(full, flags), re.compile(full, flags)
+            for _ in range(25):
+                text = ''.join(rng.choice('abAxB1\n') for _ in range(rng.randint(0, 7)))
+                assert bool(automaton.search(text)) == (rx.search(text) is not None), \
+                    (full, flags, text)
+                compared += 1
+    assert compared > 3000
+
+
 def _compile_seconds(pattern: str) -> float:
     started = time.perf_counter()
     compile_regex(pattern, True)
