@@ -91,3 +91,30 @@ def test_twenty_prefixes_of_a_big_series_stop_early() -> None:
     # one answer of 30,000 rows and two results are a few MB; 20 answers were ~60 MB
     assert peak < 16 * 1024 * 1024, peak
     assert elapsed < 5.0, elapsed
+
+
+async def test_over_the_wire_a_read_only_user_gets_the_real_servers_text() -> None:
+    """`select * from "big"` with 3x the limit, by a user with read rights over a
+    loopback connection: query error 65 with the real server's text."""
+    from _embedded_helpers import RawConn
+
+    from siridb.embedded import EmbeddedServer
+
+    async with EmbeddedServer(port=0) as srv:
+        admin = await RawConn.open(srv.host, srv.port)
+        reader = await RawConn.open(srv.host, srv.port)
+        try:
+            await admin.auth()
+            assert (await admin.request(1, {'big': [[t, t] for t in range(1, 31)]}))[0] == 1
+            for query in ('alter database set select_points_limit 10',
+                          'create user "reader" set password "reader-pw"',
+                          'grant read to user "reader"'):
+                assert (await admin.request(0, [query, None]))[0] == 0
+            await reader.auth(user='reader', password='reader-pw')
+            assert await reader.request(0, ['select * from "big"', None]) == \
+                (65, {'error_msg': LIMIT_TEXT.format(10)})
+            tp, reply = await reader.request(0, ['select * from "big" head 10', None])
+            assert tp == 0 and len(reply['big']) == 10
+        finally:
+            await admin.close()
+            await reader.close()

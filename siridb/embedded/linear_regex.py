@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import importlib
 import re
-from typing import Any, Dict, FrozenSet, List, Optional, Protocol, Sequence, Set, Tuple
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Protocol, Sequence, Set, Tuple
 
 __all__ = ['LinearMatcher', 'RegexLike', 'Unsupported', 'TooExpensive', 'MAX_STATES',
-           'MAX_WORK', 'op_name', 'sre_parse']
+           'MAX_WORK', 'QUERY_WORK', 'PATTERN_CACHE', 'TOTAL_CACHE', 'work_budget', 'op_name',
+           'sre_parse']
 
 try:  # Python >= 3.11
     sre_parse: Any = importlib.import_module('re._parser')
@@ -28,10 +31,17 @@ except ImportError:  # pragma: no cover - Python 3.9 and 3.10
 
 #: automaton states a pattern may expand to (counted repetitions are unrolled)
 MAX_STATES = 20_000
-#: automaton states one search may visit while building transitions (about 0.5 s)
-MAX_WORK = 1_000_000
-#: cached deterministic transitions per pattern before the cache starts over
-_MAX_CACHE = 50_000
+#: automaton states one search may visit while building transitions (about 0.2 s)
+MAX_WORK = 200_000
+#: the same for all searches of one query together (about 1 s), see work_budget
+QUERY_WORK = 1_000_000
+#: what the running query has left of QUERY_WORK (None: outside work_budget)
+_QUERY_LEFT: ContextVar[Optional[List[int]]] = ContextVar('regex_work_left', default=None)
+#: cache entries (automaton states in cached sets, transitions, class answers;
+#: roughly 50 bytes each) one pattern, and all patterns together, may keep
+#: before a search starts its pattern's cache over
+PATTERN_CACHE = 500_000
+TOTAL_CACHE = 2_000_000
 _MAXREPEAT = int(sre_parse.MAXREPEAT)
 _CHAR_FLAGS = re.IGNORECASE | re.DOTALL | re.ASCII
 _CATEGORIES = {
@@ -59,7 +69,18 @@ class Unsupported(Exception):
 
 
 class TooExpensive(Exception):
-    """One search visited more than MAX_WORK automaton states."""
+    """A search visited more than MAX_WORK automaton states, or the searches of
+    one query more than QUERY_WORK."""
+
+
+@contextmanager
+def work_budget(work: int = QUERY_WORK) -> Iterator[None]:
+    """Share ``work`` among every automaton search inside the block (one query)."""
+    token = _QUERY_LEFT.set([work])
+    try:
+        yield
+    finally:
+        _QUERY_LEFT.reset(token)
 
 
 def op_name(code: Any) -> str:
@@ -166,6 +187,9 @@ class LinearMatcher:
     a leading ``^`` makes those later starts die at once.
     """
 
+    #: cache entries of all live matchers (see TOTAL_CACHE)
+    _total = 0
+
     def __init__(self, pattern: str, flags: int = 0) -> None:
         parsed = sre_parse.parse(pattern, flags)
         global_flags = int(parsed.state.flags)
@@ -177,10 +201,13 @@ class LinearMatcher:
         self._states = builder.states
         self._preds = builder.preds
         self._ids: Dict[FrozenSet[int], int] = {}
-        self._sets: List[Tuple[Tuple[Tuple[int, int], ...], bool]] = []
+        # per cached set: (predicate, next state, predicate, ...) and whether it matches
+        self._sets: List[Tuple[Tuple[int, ...], bool]] = []
         self._next: Dict[Tuple[int, str, int], int] = {}
         self._pred_cache: Dict[Tuple[int, str], bool] = {}
+        self._starts: Dict[int, int] = {}  # position context -> the start's closure
         self._work = 0
+        self._stored = 0
         # whether a match can only start at position 0 (a leading ^): then no
         # live state means no match, whatever follows
         self._only_at_start = all(
@@ -211,11 +238,12 @@ class LinearMatcher:
         found = self._ids.get(key)
         if found is None:
             found = len(self._sets)
-            chars = tuple(sorted((states[i][1], states[i][2]) for i in key
-                                 if states[i][0] == 'char'))
+            chars = tuple(x for i in sorted(key) if states[i][0] == 'char'
+                          for x in states[i][1:])
             self._sets.append((chars, 0 in key))
             self._work += len(chars)
             self._ids[key] = found
+            self._keep(len(key) + len(chars))
         return found
 
     def _step(self, dstate: int, char: str, ctx: int) -> int:
@@ -223,33 +251,55 @@ class LinearMatcher:
         preds = self._preds
         cache = self._pred_cache
         seeds: List[int] = [self._start]  # search: a match may start here too
-        for pred, nxt in chars:
+        for at in range(0, len(chars), 2):
+            pred = chars[at]
             hit = cache.get((pred, char))
             if hit is None:
                 hit = cache[(pred, char)] = preds[pred].fullmatch(char) is not None
+                self._keep(2)
             if hit:
-                seeds.append(nxt)
+                seeds.append(chars[at + 1])
+        self._keep(2)  # the transition being made
         return self._closure(seeds, ctx)
+
+    def _keep(self, entries: int) -> None:
+        self._stored += entries
+        LinearMatcher._total += entries
+
+    def _forget(self) -> None:
+        """Start the cache over (its entries leave the shared total)."""
+        LinearMatcher._total -= self._stored
+        self._stored = 0
+        self._next.clear()
+        self._pred_cache.clear()
+        self._starts.clear()
+        self._ids.clear()
+        self._sets.clear()
+
+    def __del__(self) -> None:
+        LinearMatcher._total -= getattr(self, '_stored', 0)
 
     def search(self, string: str) -> Optional[bool]:
         """True when ``re.search`` of the pattern would find a match, else None;
-        TooExpensive when building the transitions takes more than MAX_WORK."""
-        if len(self._next) > _MAX_CACHE or len(self._pred_cache) > _MAX_CACHE:
-            self._next.clear()
-            self._pred_cache.clear()
-            self._ids.clear()
-            self._sets.clear()
+        TooExpensive when building transitions takes more than MAX_WORK (or what
+        is left of the query's work_budget)."""
+        if self._stored > PATTERN_CACHE or LinearMatcher._total > TOTAL_CACHE:
+            self._forget()
         size = len(string)
         last = size - 1
         final_nl = size > 0 and string[last] == '\n'
         ctx = _BOS | (_EOS | _EOL if size == 0 else 0) | (_EOL if final_nl and size == 1 else 0)
         self._work = 0
-        dstate = self._closure([self._start], ctx)
+        dstate = self._starts.get(ctx, -1)
+        if dstate < 0:
+            dstate = self._starts[ctx] = self._closure([self._start], ctx)
         sets = self._sets
         trans = self._next
+        left = _QUERY_LEFT.get()
+        limit = MAX_WORK if left is None else min(MAX_WORK, left[0])
         for pos, char in enumerate(string):
             if sets[dstate][1]:
-                return True
+                break
             if pos == last:
                 ctx = _EOS | _EOL
             elif pos == last - 1 and final_nl:
@@ -260,9 +310,13 @@ class LinearMatcher:
             found = trans.get(key)
             if found is None:
                 found = trans[key] = self._step(dstate, char, ctx)
-                if self._work > MAX_WORK:
+                if self._work > limit:
+                    if left is not None:
+                        left[0] -= self._work
                     raise TooExpensive(pos)
             dstate = found
             if self._only_at_start and sets[dstate] == ((), False):
-                return None
+                break
+        if left is not None:
+            left[0] -= self._work
         return True if sets[dstate][1] else None

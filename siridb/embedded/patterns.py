@@ -2,9 +2,8 @@
 
 Python's ``re`` backtracks and cannot be interrupted: ``/(a+)+b/`` costs
 2**n steps on an n-character name and ``/.*.*.*=/`` n**3. ``backtrack_cost``
-bounds that cost in one pass over the parsed pattern (linear in its length):
-``paths * (n + 1) ** degree``, or unbounded when a variable repetition holds
-another choice (nested quantifiers, alternatives inside ``+``/``*``).
+(regex_cost.py) bounds that cost in one pass over the parsed pattern, in time
+linear in its length.
 
 ``compile_regex`` hands out the plain ``re`` pattern when the bound is at most
 linear, which covers what SiriDB users write (``/cpu.*/``,
@@ -17,23 +16,16 @@ refused for a long string with a QueryFailure instead of being run.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Optional
 
 from .context import QueryFailure
-from .linear_regex import LinearMatcher, RegexLike, TooExpensive, Unsupported, op_name, sre_parse
+from .linear_regex import LinearMatcher, RegexLike, TooExpensive, Unsupported
+from .regex_cost import BACKTRACK_BUDGET, Cost, backtrack_cost
 
 __all__ = ['compile_regex', 'group_pattern', 'backtrack_cost', 'Cost', 'GuardedPattern',
            'REGEX_TYPES', 'RegexLike', 'BACKTRACK_BUDGET']
 
-#: backtracking steps ``re`` may take on one string (well under a millisecond)
-BACKTRACK_BUDGET = 100_000
-#: a counted repetition with more choices than this counts as unbounded
-_SMALL_RANGE = 64
-_BIG = 10 ** 18
-_MAXREPEAT = int(sre_parse.MAXREPEAT)
-_ATOMIC = ('ATOMIC_GROUP', 'POSSESSIVE_REPEAT', 'ASSERT', 'ASSERT_NOT')
 #: how the error text names what the automaton cannot run
 _CONSTRUCTS = {
     'GROUPREF': 'a back-reference', 'GROUPREF_EXISTS': 'a conditional group',
@@ -42,7 +34,6 @@ _CONSTRUCTS = {
     'AT_BOUNDARY': 'a word boundary', 'AT_NON_BOUNDARY': 'a word boundary',
     'MULTILINE': 'multi-line anchors',
 }
-
 # PCRE wording for the compile errors users are most likely to hit
 _RE_ERRORS = (
     ('missing ), unterminated subpattern', 'missing closing parenthesis'),
@@ -50,92 +41,6 @@ _RE_ERRORS = (
     ('unterminated character set', 'missing terminating ] for character class'),
     ('nothing to repeat', 'quantifier does not follow a repeatable item'),
 )
-
-
-@dataclass(frozen=True)
-class Cost:
-    """Bound on backtracking steps for an n-character string:
-    ``paths * (n + 1) ** degree``; ``unbounded``: exponential (nested choices)."""
-
-    paths: int = 1
-    degree: int = 0
-    unbounded: bool = False
-
-    def linear(self) -> bool:
-        """Whether ``re`` runs in time linear in the string for every string."""
-        return not self.unbounded and self.degree <= 1 and self.paths <= 10_000
-
-    def max_length(self) -> int:
-        """The longest string whose bound stays within BACKTRACK_BUDGET."""
-        if self.unbounded:  # ((a*)*)*b takes 11 s in re on 12 characters
-            return 0
-        if self.degree == 0:
-            return _BIG if self.paths <= BACKTRACK_BUDGET else 0
-        room = BACKTRACK_BUDGET // max(self.paths, 1)
-        if room < 1:
-            return 0
-        return max(0, int(room ** (1.0 / self.degree) + 1e-9) - 1)
-
-
-class _Nested(Exception):
-    """Internal: a variable repetition around a choice (exponential)."""
-
-
-# each walk below returns (paths, degree, has_choice) and visits a node once
-
-def _seq(items: Sequence[Tuple[Any, Any]]) -> Tuple[int, int, bool]:
-    paths, degree, choice = 1, 0, False
-    for op, av in items:
-        p, d, c = _item(op_name(op), av)
-        paths = min(paths * p, _BIG)
-        degree += d
-        choice = choice or c
-    return paths, degree, choice
-
-
-def _item(name: str, av: Any) -> Tuple[int, int, bool]:
-    if name in ('LITERAL', 'NOT_LITERAL', 'ANY', 'IN', 'AT'):
-        return 1, 0, False
-    if name == 'SUBPATTERN':
-        return _seq(av[-1])
-    if name == 'BRANCH':
-        alts = [_seq(alt) for alt in av[1]]
-        return (min(sum(a[0] for a in alts), _BIG), max(a[1] for a in alts), True)
-    if name in ('MAX_REPEAT', 'MIN_REPEAT', 'POSSESSIVE_REPEAT'):
-        lo, hi, body = av
-        p, d, c = _seq(body)
-        if lo == hi:  # fixed count: the body, lo times over
-            reps = min(lo, 64)
-            return (1 if p == 1 else min(p ** reps, _BIG)), d * lo, c
-        if c and name != 'POSSESSIVE_REPEAT':
-            raise _Nested
-        choice = name != 'POSSESSIVE_REPEAT'
-        if hi >= _MAXREPEAT or hi - lo > _SMALL_RANGE:
-            return p, d + 1, choice
-        return min(p * (hi - lo + 1), _BIG), d, choice
-    if name in _ATOMIC:  # run once per visit; nothing to backtrack into
-        p, d, _ = _seq(av if name == 'ATOMIC_GROUP' else av[1])
-        return p, d, False
-    if name == 'GROUPREF':  # compares up to n characters
-        return 1, 1, False
-    if name == 'GROUPREF_EXISTS':
-        branches = [_seq(b) for b in av[1:] if b is not None]
-        return (min(sum(b[0] for b in branches) or 1, _BIG),
-                max((b[1] for b in branches), default=0), True)
-    raise _Nested  # an opcode this walk does not know: assume the worst
-
-
-def backtrack_cost(pattern: str, flags: int = 0) -> Cost:
-    """The backtracking bound of ``pattern`` as ``re.search`` runs it (see Cost)."""
-    try:
-        parsed = list(sre_parse.parse(pattern, flags))
-        paths, degree, _ = _seq(parsed)
-    except (_Nested, RecursionError):
-        return Cost(unbounded=True)
-    first = op_name(parsed[0][1]) if parsed and op_name(parsed[0][0]) == 'AT' else ''
-    if first not in ('AT_BEGINNING', 'AT_BEGINNING_STRING'):
-        degree += 1  # search tries every start position
-    return Cost(paths, degree)
 
 
 class GuardedPattern:

@@ -6,6 +6,7 @@ import time
 from typing import Any, Dict, Optional
 
 from ..context import QueryContext, QueryFailure
+from ..linear_regex import work_budget
 from .admin import run_admin
 from .listing import run_count, run_help, run_list, run_show
 from .parser import parse
@@ -96,7 +97,8 @@ def execute(ctx: QueryContext, query: str,
             if (kind in ('list', 'count') and stmt['target'] == 'series') or \
                     kind in ('drop_series', 'alter_series'):
                 raise QueryFailure(68, _NO_ONLINE_POOL)
-        result = _run(ctx, stmt, ctx.db.now(), time_precision)
+        with work_budget():  # every regex automaton search of this query together
+            result = _run(ctx, stmt, ctx.db.now(), time_precision)
     except QueryFailure:
         raise
     except RecursionError:
