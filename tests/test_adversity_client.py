@@ -30,6 +30,7 @@ from siridb.connector.lib.exceptions import (
     ServerError,
 )
 from siridb.testing.proxy import FaultProxy
+from siridb.wire import decode as wire_decode
 
 __all__ = ['strict_loop']  # the fixture, imported for pytest
 
@@ -174,7 +175,7 @@ def test_a_select_reply_is_far_below_the_container_limit() -> None:
         body = codec.packb(data)
         assert len(body) > codec.SAFE_BODY_SIZE
         assert codec.unpack_body(body, reply=True) == data
-        assert codec._containers(body, len(body)) <= len(body) // 2.5
+        assert wire_decode._containers(body, len(body)) <= len(body) // 2.5
 
 
 # ------------------------------------------------------- item 15: trickling

@@ -162,7 +162,7 @@ async def test_a_big_reply_is_bounded_while_it_arrives(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # the decoder bounds a big reply's nesting from the chunks the transport
     # hands over; only a reply that may nest too deep is scanned again
-    from siridb.connector.lib import codec
+    from siridb.wire import decode as codec
     data = {'s': [[i, i * 0.25] for i in range(800_000)]}
     good = pack(0, pm.CPROTO_RES_QUERY, data)[8:]
     hostile = b'\xee' * (codec.MAX_DEPTH + 1) + b'\x00'

@@ -13,9 +13,10 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, List, Optional
 
-from ..connector.lib import protomap as pm
-from ..connector.lib.codec import MAX_QUERY, Decoder, Package, pack, unpack_body
-from ..connector.lib.exceptions import ProtocolError
+from ..wire import types as pm
+from ..wire.decode import Decoder, Package, unpack_body
+from ..wire.errors import WireError
+from ..wire.framing import MAX_QUERY, pack
 from .context import QueryFailure
 from .engine import Session
 from .insert import ERR_MAP_OR_ARRAY, success_msg
@@ -96,7 +97,7 @@ class ServerProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             packages = self._decoder.feed(data)
-        except ProtocolError as exc:
+        except WireError as exc:
             self._handle_all(exc.packages)  # intact requests before the fault
             log.warning('%s: closing connection from %s: %s',
                         self._server.name, self.peer, exc)
@@ -171,7 +172,7 @@ class ServerProtocol(asyncio.Protocol):
     def _auth(self, pkg: Package) -> None:
         try:
             data = unpack_body(pkg.body)
-        except ProtocolError:
+        except WireError:
             return
         tp = self._engine.authenticate(self._session, data)
         if tp is not None:
@@ -188,7 +189,7 @@ class ServerProtocol(asyncio.Protocol):
             return
         try:
             data = unpack_body(pkg.body)
-        except ProtocolError:
+        except WireError:
             return
         if type(data) is not list or not 1 <= len(data) <= 2:
             return
@@ -279,7 +280,7 @@ class ServerProtocol(asyncio.Protocol):
             return
         try:
             data = unpack_body(pkg.body, depth_bound=pkg.depth_bound)
-        except ProtocolError:
+        except WireError:
             self._error(pid, pm.CPROTO_ERR_INSERT, ERR_MAP_OR_ARRAY)
             return
         try:
@@ -293,7 +294,7 @@ class ServerProtocol(asyncio.Protocol):
     def _service(self, pkg: Package) -> None:
         try:
             data = unpack_body(pkg.body)
-        except ProtocolError:
+        except WireError:
             data = None
         tp, payload = handle_service(self._engine, data)
         reply = pack(pkg.pid, tp, payload)
