@@ -213,7 +213,7 @@ async def test_a_reply_trickled_through_the_proxy_decodes_in_bounded_memory(
         conn = await _connect(*proxy.address)
         try:
             proxy.split(16, direction='down')
-            decoder = conn._protocol._decoder  # type: ignore[attr-defined]
+            decoder = conn._protocol.core.decoder  # type: ignore[attr-defined]
             biggest = 0
 
             def watch() -> None:
