@@ -12,8 +12,10 @@ from typing import Any
 import qpack
 
 __all__ = ['HEADER', 'HEADER_SIZE', 'MAX_PAYLOAD', 'MAX_QUERY', 'PID_SPACE',
-           'check_byte', 'encode', 'pack', 'packb']
+           'encode', 'pack', 'packb']
 
+#: length, pid, type, check; the check byte is ``type ^ 0xFF`` (written
+#: inline where packages are made and read: these are hot paths)
 HEADER = struct.Struct('<IHBB')
 HEADER_SIZE = HEADER.size
 
@@ -26,12 +28,6 @@ PID_SPACE = 65536
 
 _pack_header = HEADER.pack
 _packb = qpack.packb
-
-
-def check_byte(tp: int) -> int:
-    """The header's check byte for package type ``tp`` (callers on hot paths
-    write ``tp ^ 0xFF`` inline)."""
-    return tp ^ 0xFF
 
 
 def packb(data: Any) -> bytes:
