@@ -30,6 +30,7 @@ from siridb.connector.lib.exceptions import (
     ServerError,
 )
 from siridb.testing.proxy import FaultProxy
+from siridb.wire import decode as wire_decode
 
 __all__ = ['strict_loop']  # the fixture, imported for pytest
 
@@ -163,8 +164,8 @@ async def test_a_reply_whose_deadline_passed_meanwhile_is_not_decoded(
     # without being decoded, the first one is returned
     slow = b'\xfc' + b'\xed\x49' * (2 << 20) + b'\x49'
     decoded: List[int] = []
-    real = codec._unpack_kw
-    monkeypatch.setattr(codec, '_unpack_kw',
+    real = wire_decode._unpack_kw
+    monkeypatch.setattr(wire_decode, '_unpack_kw',
                         lambda body, decode: decoded.append(len(body)) or real(body, decode))
     timeout = 0.5
     waiting: List[Package] = []
@@ -220,7 +221,7 @@ def test_a_select_reply_is_far_below_the_container_limit() -> None:
         body = codec.packb(data)
         assert len(body) > codec.SAFE_BODY_SIZE
         assert codec.unpack_body(body, reply=True) == data
-        markers = len(body.translate(None, codec._NOT_CONTAINER))
+        markers = len(body.translate(None, wire_decode._NOT_CONTAINER))
         assert markers <= codec.container_limit(len(body)) * 0.8, (markers, len(body))
 
 
@@ -259,7 +260,7 @@ async def test_a_reply_trickled_through_the_proxy_decodes_in_bounded_memory(
         conn = await _connect(*proxy.address)
         try:
             proxy.split(16, direction='down')
-            decoder = conn._protocol._decoder  # type: ignore[attr-defined]
+            decoder = conn._protocol.core.decoder  # type: ignore[attr-defined]
             biggest = 0
 
             def watch() -> None:

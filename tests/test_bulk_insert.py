@@ -17,11 +17,11 @@ def whole(body: bytes) -> Tuple[str, Any]:
     """What decoding the whole body gives (qpack itself: these bodies do
     not nest deep, and unpack_body's deep-stack thread costs 50 ms each)."""
     if body[:1] >= b'\xfe':
-        return 'error', 'ProtocolError'
+        return 'error', 'WireError'
     try:
         return 'ok', qpack.unpackb(body, decode='utf-8')
     except DECODE_ERRORS:
-        return 'error', 'ProtocolError'
+        return 'error', 'WireError'
 
 
 def stepped(body: bytes) -> Tuple[str, Any]:

@@ -25,6 +25,7 @@ from siridb.connector.lib.codec import (
     unpack_body,
 )
 from siridb.connector.lib.validate import pack_insert
+from siridb.wire import WireError
 
 
 def test_header_layout() -> None:
@@ -134,7 +135,7 @@ def test_deeply_nested_bodies_do_not_crash(expr: str, expected: str) -> None:
 @settings(max_examples=30, deadline=None)
 def test_the_nesting_scan_stops_early_but_never_misjudges(
         markers: int, plain: int, limit: int) -> None:
-    from siridb.connector.lib import codec
+    from siridb.wire import decode as codec
     body = b'\x00' * plain + b'\xee' * markers + b'\x00' * plain
     found = codec._containers(body, limit)
     assert (found > limit) == (markers > limit)
@@ -149,7 +150,7 @@ def _markers(body: bytes) -> int:
 def test_empty_containers_count_as_containers() -> None:
     # an empty array nests nothing but costs a 56-byte list for one byte:
     # the count bounds how many containers a body makes, not only its depth
-    from siridb.connector.lib import codec
+    from siridb.wire import decode as codec
     assert codec._containers(b'\xed\xf3' * 1000, 10) > 10
     assert codec._containers(b'\xed\xf3' * 1000, 5000) == 2000
     assert codec._containers(b'\xee\xf4\xfc\xfd\x00\x81a' * 3, 100) == 12
@@ -166,7 +167,7 @@ def test_the_decoder_bounds_nesting_of_a_body_it_gathers(
         body: bytes, cuts: list[int], limit: int, replies: bool) -> None:
     # a body gathered chunk by chunk carries an upper bound of its nesting
     # that sorts it like the full scan does, whatever the chunking
-    from siridb.connector.lib import codec
+    from siridb.wire import decode as codec
     mp = pytest.MonkeyPatch()
     mp.setattr(codec, 'MAX_DEPTH', limit)
     mp.setattr(Decoder, 'BIG_BODY', 1)
@@ -189,7 +190,7 @@ def test_the_decoder_bounds_nesting_of_a_body_it_gathers(
 
 
 def test_a_gathered_big_reply_is_not_scanned_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    from siridb.connector.lib import codec
+    from siridb.wire import decode as codec
     data = {'s': [[i, i * 0.25] for i in range(800_000)]}
     wire = pack(9, 0, data)
     assert len(wire) > codec.MAX_DEPTH
@@ -211,7 +212,7 @@ def test_a_gathered_big_reply_is_not_scanned_again(monkeypatch: pytest.MonkeyPat
 
 
 def test_a_gathered_hostile_reply_is_refused() -> None:
-    from siridb.connector.lib import codec
+    from siridb.wire import decode as codec
     wire = encode(3, 0, b'\xee' * (codec.MAX_DEPTH + 1) + b'\x00')
     dec = Decoder()
     got: list[Package] = []
@@ -219,13 +220,13 @@ def test_a_gathered_hostile_reply_is_refused() -> None:
         got += dec.feed(wire[pos:pos + (1 << 20)])
     [pkg] = got
     assert pkg.depth_bound == codec.MAX_DEPTH + 1
-    with pytest.raises(ex.ProtocolError, match='nested too deep'):
-        pkg.data()
+    with pytest.raises(WireError, match='nested too deep'):
+        pkg.data()  # a wire-level object: the codec's error
 
 
 def test_big_bodies_are_scanned_for_their_nesting_bound(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from siridb.connector.lib import codec
+    from siridb.wire import decode as codec
     data = {'s': [[i, i * 0.25] for i in range(800_000)]}
     body = packb(data)
     assert len(body) > codec.MAX_DEPTH
@@ -244,7 +245,7 @@ def test_big_bodies_are_scanned_for_their_nesting_bound(
 
 def test_a_big_body_decodes_when_no_fresh_thread_starts(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from siridb.connector.lib import codec
+    from siridb.wire import decode as codec
     real_stack_size = codec.threading.stack_size
     fell_back: list[int] = []
 

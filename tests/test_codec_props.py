@@ -19,6 +19,7 @@ from siridb.connector.lib.codec import (
     unpack_body,
 )
 from siridb.connector.lib.exceptions import ProtocolError
+from siridb.wire import WireError
 
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -88,7 +89,7 @@ def test_any_bytes_give_packages_or_protocol_error(data: bytes, cuts: List[int])
                 assert 0 <= pkg.pid <= 0xFFFF and 0 <= pkg.tp <= 0xFF
                 try:
                     pkg.data()
-                except ProtocolError:
+                except WireError:
                     pass
     except ProtocolError:
         failed = True

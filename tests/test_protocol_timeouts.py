@@ -74,7 +74,7 @@ async def test_each_request_times_out_at_its_own_deadline() -> None:
         assert isinstance(long.exception(), ex.ClientClosedError)
         # close fails what is left and cancels the timer
         assert proto._timer is None
-        assert proto._deadlines == []
+        assert proto.core.deadlines == []
 
 
 async def test_request_without_timeout_waits_and_others_still_time_out() -> None:
@@ -112,7 +112,7 @@ async def test_deadline_heap_stays_bounded_and_timeouts_still_fire() -> None:
             for start in range(0, 6000, 500):
                 futs = [proto.send_package(pm.CPROTO_REQ_QUERY, i, timeout=60)
                         for i in range(start, start + 500)]
-                most = max(most, len(proto._deadlines))
+                most = max(most, len(proto.core.deadlines))
                 assert await asyncio.gather(*futs) == list(range(start, start + 500))
             # answered requests leave stale heap entries; they are dropped
             assert most <= 2 * 501 + 1024 + 1

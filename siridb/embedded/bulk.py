@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any, Generator, Iterator, List, Tuple
 
-from ..connector.lib.codec import SAFE_BODY_SIZE, unpack_body
-from ..connector.lib.exceptions import ProtocolError
+from ..wire.decode import SAFE_BODY_SIZE, unpack_body
+from ..wire.errors import WireError
 from .insert import Chunk, apply_insert, iter_chunks
 from .store import Database
 
@@ -201,7 +201,7 @@ def decode_steps(body: bytes, depth_bound: int,
                  whole_up_to: int = DECODE_WHOLE) -> Generator[float, None, Any]:
     """Decode an INSERT body piece by piece (yielding between pieces) into
     what ``unpack_body`` gives for the whole (at once up to ``whole_up_to``
-    bytes); raises ``ProtocolError``."""
+    bytes); raises ``WireError``."""
     if len(body) <= whole_up_to:
         return unpack_body(body, depth_bound=depth_bound)
     merged: Any = None
@@ -236,7 +236,7 @@ def decode_steps(body: bytes, depth_bound: int,
         elif type(merged) is list and type(value) is list:
             merged.extend(value)
         else:  # pieces always share the body's kind
-            raise ProtocolError('corrupt payload: pieces of another kind')
+            raise WireError('corrupt payload: pieces of another kind')
         yield 0.0
     if merged is None:  # an empty container: no piece
         return {} if body[:1] == bytes((_OPEN_MAP,)) else []

@@ -15,7 +15,9 @@ import re
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ..connector.lib.codec import unpack_body
+from ..wire import types as pm
+from ..wire.decode import unpack_body
+from ..wire.framing import packb
 from .context import QueryContext, QueryFailure
 from .insert import apply_insert, parse_insert
 from .patterns import group_pattern
@@ -142,7 +144,6 @@ class Engine:
 
     def authenticate(self, session: Session, data: Any) -> Optional[int]:
         """Reply type to an AUTH payload (None: malformed, no reply)."""
-        from ..connector.lib import protomap as pm
         if type(data) is not list or len(data) != 3 or \
                 not all(type(x) is str for x in data):
             return None
@@ -200,8 +201,8 @@ class Engine:
             if saved.series is not None:
                 dropped = [n for n in saved.series if n not in db.series]
                 if dropped:
-                    records.append((_KIND_DROP_SERIES, _packb(dropped)))
-            records.append((_KIND_META, _packb(_meta(db))))
+                    records.append((_KIND_DROP_SERIES, packb(dropped)))
+            records.append((_KIND_META, packb(_meta(db))))
             try:
                 self._db_log(db.name).append_many(records)
             except LogWriteError as exc:
@@ -218,7 +219,7 @@ class Engine:
         db = Database(name, precision, **options)
         if self._server_log is not None:
             self._move_aside(name, 'files left of an older database')
-            self._server_log.append(_KIND_NEW_DB, _packb({
+            self._server_log.append(_KIND_NEW_DB, packb({
                 'name': name, 'precision': precision, 'uuid': db.uuid,
                 'created': db.created, **options}))
             self._gens[name] = 0
@@ -239,7 +240,7 @@ class Engine:
 
     def drop_database(self, name: str) -> None:
         if self._server_log is not None:
-            self._server_log.append(_KIND_DROP_DB, _packb({'name': name}))
+            self._server_log.append(_KIND_DROP_DB, packb({'name': name}))
             self._server_log.sync()
         self.store.databases.pop(name, None)
         if self._server_log is not None:
@@ -249,14 +250,14 @@ class Engine:
 
     def set_account(self, name: str, password: str) -> None:
         if self._server_log is not None:
-            self._server_log.append(_KIND_ACCOUNT, _packb(
+            self._server_log.append(_KIND_ACCOUNT, packb(
                 {'name': name, 'password': password}))
         self.store.accounts[name] = password
 
     def drop_account(self, name: str) -> None:
         if self._server_log is not None:
             self._server_log.append(_KIND_DROP_ACCOUNT,
-                                    _packb({'name': name}))
+                                    packb({'name': name}))
         self.store.accounts.pop(name, None)
 
     # -- commits -------------------------------------------------------
@@ -549,11 +550,6 @@ class _Saved:
         if self.series is not None:
             db.series.clear()
             db.series.update(self.series)
-
-
-def _packb(data: Any) -> bytes:
-    from ..connector.lib.codec import packb
-    return packb(data)
 
 
 def _meta(db: Database) -> Dict[str, Any]:

@@ -21,16 +21,10 @@ import re
 from collections import deque
 from typing import TYPE_CHECKING, Any, Deque, Iterator, List, Optional
 
-from ..connector.lib import protomap as pm
-from ..connector.lib.codec import (
-    MAX_PAYLOAD,
-    MAX_QUERY,
-    Decoder,
-    Package,
-    pack,
-    unpack_body,
-)
-from ..connector.lib.exceptions import ProtocolError
+from ..wire import types as pm
+from ..wire.decode import Decoder, Package, unpack_body
+from ..wire.errors import WireError
+from ..wire.framing import MAX_PAYLOAD, MAX_QUERY, pack
 from .bulk import BULK_BODY, apply_steps, decode_steps, insert_steps
 from .context import QueryFailure
 from .engine import MUTATING, Session, statement_keyword
@@ -132,7 +126,7 @@ class ServerProtocol(asyncio.Protocol):
         self._job: Optional[Iterator[float]] = None
         self._wake: Optional[asyncio.Handle] = None
         #: the stream broke after the queued requests: close once done
-        self._fault: Optional[ProtocolError] = None
+        self._fault: Optional[WireError] = None
         #: replies of the requests being handled, written together (one
         #: send per batch of requests instead of one per reply)
         self._out: Optional[List[bytes]] = None
@@ -235,7 +229,7 @@ class ServerProtocol(asyncio.Protocol):
             return
         try:
             packages = self._decoder.feed(data)
-        except ProtocolError as exc:
+        except WireError as exc:
             packages = exc.packages  # intact requests before the fault
             self._fault = exc
         if not self._authed:
@@ -482,7 +476,7 @@ class ServerProtocol(asyncio.Protocol):
             return  # no login is that big: not decoded, no reply (malformed)
         try:
             data = unpack_body(pkg.body)
-        except ProtocolError:
+        except WireError:
             return
         tp = self._engine.authenticate(self._session, data)
         if tp is None:
@@ -502,7 +496,7 @@ class ServerProtocol(asyncio.Protocol):
             return
         try:
             data = unpack_body(pkg.body)
-        except ProtocolError:
+        except WireError:
             return
         if type(data) is not list or not 1 <= len(data) <= 2:
             return
@@ -610,7 +604,7 @@ class ServerProtocol(asyncio.Protocol):
             return
         try:
             data = unpack_body(pkg.body, depth_bound=pkg.depth_bound)
-        except ProtocolError:
+        except WireError:
             self._error(pid, pm.CPROTO_ERR_INSERT, ERR_MAP_OR_ARRAY)
             return
         try:
@@ -630,7 +624,7 @@ class ServerProtocol(asyncio.Protocol):
         try:
             try:
                 data = yield from decode_steps(pkg.body, pkg.depth_bound)
-            except ProtocolError:
+            except WireError:
                 self._error(pid, pm.CPROTO_ERR_INSERT, ERR_MAP_OR_ARRAY)
                 return
             try:
@@ -662,7 +656,7 @@ class ServerProtocol(asyncio.Protocol):
             # without being decoded
             try:
                 data = unpack_body(pkg.body)
-            except ProtocolError:
+            except WireError:
                 pass
         (tp, payload), failed = serve_request(self._engine, data)
         self._answer_login(pack(pkg.pid, tp, payload), failed, ack=True)
@@ -677,7 +671,7 @@ def _changes_store(pkg: Package) -> bool:
         return False
     try:
         data = unpack_body(pkg.body)
-    except ProtocolError:
+    except WireError:
         return False
     query = data[0] if type(data) is list and data else None
     if isinstance(query, bytes):

@@ -7,14 +7,12 @@ through the engine so that they are logged when it has a data directory.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
-from ..connector.lib import protomap as pm
+from ..wire import types as pm
+from .engine import WRITE_FAILED, Engine
 from .persist import LogWriteError
 from .store import PRECISIONS, VERSION, valid_db_name
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .engine import Engine
 
 __all__ = ['handle_service', 'serve_request', 'ServiceFailure', 'DURATION_RE']
 
@@ -106,7 +104,6 @@ def serve_request(engine: Engine, data: Any) -> Tuple[Reply, bool]:
     except ServiceFailure as exc:
         return _error(str(exc)), False
     except LogWriteError as exc:  # nothing changed (see Engine)
-        from .engine import WRITE_FAILED
         return _error('Request failed: ' + WRITE_FAILED.format(exc.strerror)), False
 
 

@@ -21,7 +21,8 @@ import sys
 from array import array
 from typing import Any, Dict, List, Optional
 
-from ..connector.lib.codec import packb, unpack_body
+from ..wire.decode import unpack_body
+from ..wire.framing import packb
 from .persist import (
     RECORD_HEADER,
     CorruptLog,

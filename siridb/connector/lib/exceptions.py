@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type
 
+from ...wire.errors import WireError
 from . import protomap as pm
 
 if TYPE_CHECKING:  # only for annotations: session.py imports this module
@@ -131,14 +132,13 @@ class ConnectionLostError(SiriDBError, ConnectionError):
     retriable = True
 
 
-class ProtocolError(ConnectionLostError):
+class ProtocolError(ConnectionLostError, WireError):
     """A received package was corrupt; the connection is closed.
 
-    When raised by the decoder, ``packages`` holds the intact packages that
-    arrived in the same chunk before the fault.
+    The client's meaning of the codec's ``WireError``. When raised by the
+    decoder, ``packages`` holds the intact packages that arrived in the same
+    chunk before the fault.
     """
-
-    packages: List[Any] = []
 
 
 class ClientClosedError(SiriDBError, ConnectionError):

@@ -1,51 +1,39 @@
-"""The client ``asyncio.Protocol``: AUTH on connect, the pid table and timers.
+"""The client ``asyncio.Protocol``: asyncio glue around the sans-IO request core.
 
-Many requests may be in flight; replies come in any order and are matched by
-pid. Timeouts: a heap of (deadline, pid) per connection and one
-``loop.call_at`` handle for the earliest live deadline (no timer object to
-create and cancel per request; a reply just drops its entry). A pid whose
-request timed out or was cancelled stays reserved until its reply arrives or
-the connection closes, so a late reply can never complete another request.
-Every failure of a request (timeout, connection loss, corrupt data, close)
-goes through ``_fail``.
+``request_core.RequestCore`` holds the pid table, the deadline heap and
+reply routing; this module adds the transport (write batching), one
+``loop.call_at`` timer for the earliest live deadline (no timer object to
+create and cancel per request), AUTH on connect and the keepalive ping.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import ssl as _ssl
-from heapq import heapify, heappop, heappush
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Callable, List, Optional
 
-import qpack
-
-from . import protomap as pm
-from .codec import (
-    DECODE_ERRORS,
-    HEADER,
-    MAX_PAYLOAD,
-    SAFE_BODY_SIZE,
-    Decoder,
-    Package,
-    packb,
-    unpack_body,
-)
+from ...wire import types as pm
+from ...wire.framing import HEADER, MAX_PAYLOAD, PID_SPACE, packb
 from .exceptions import (
     ClientClosedError,
     ConnectionLostError,
-    ProtocolError,
     RequestTimeoutError,
     RequestTooLargeError,
     SiriDBError,
-    TooManyRequestsError,
-    error_for_response,
+)
+from .request_core import (
+    NO_DEADLINE,
+    REPLY_TYPES,
+    UNKNOWN_REPLY_LIMIT,
+    RequestCore,
+    timeout_error,
 )
 
-__all__ = ['SiriDBProtocol', 'open_protocol', 'PID_SPACE', 'DEFAULT_AUTH_TIMEOUT', 'WRITE_BATCH']
+__all__ = ['SiriDBProtocol', 'open_protocol', 'PID_SPACE', 'DEFAULT_AUTH_TIMEOUT', 'WRITE_BATCH',
+           'REPLY_TYPES', 'UNKNOWN_REPLY_LIMIT', 'timeout_error']
 
 logger = logging.getLogger('siridb.connector')
 
-PID_SPACE = 65536
 #: this many requests queued in one loop iteration are written at once: the
 #: server works on them while the client makes the next ones (one write per
 #: iteration made client and server take turns: 256 in flight ran ~40% slower)
@@ -55,59 +43,12 @@ WRITE_BATCH = 64
 BIG_WRITE = 65_536
 DEFAULT_AUTH_TIMEOUT = 10.0
 
-#: replies that resolve the request with the decoded payload
-_SUCCESS = frozenset({
-    pm.CPROTO_RES_QUERY, pm.CPROTO_RES_INSERT, pm.CPROTO_RES_AUTH_SUCCESS,
-    pm.CPROTO_RES_ACK, pm.CPROTO_RES_INFO, pm.CPROTO_ACK_SERVICE,
-    pm.CPROTO_ACK_SERVICE_DATA,
-})
-
-#: the reply types (besides errors, 64-191) that may answer each request
-#: type, from the protocol (shared/siridb-protocol.md); any other known type
-#: is a protocol violation (ProtocolError). Request types not listed (the
-#: server-to-server ones, LOADDB) accept every success type.
-_FILE = frozenset({pm.CPROTO_RES_FILE})
-REPLY_TYPES: Dict[int, FrozenSet[int]] = {
-    pm.CPROTO_REQ_QUERY: frozenset({pm.CPROTO_RES_QUERY}),
-    pm.CPROTO_REQ_INSERT: frozenset({pm.CPROTO_RES_INSERT}),
-    pm.CPROTO_REQ_AUTH: frozenset({pm.CPROTO_RES_AUTH_SUCCESS}),
-    pm.CPROTO_REQ_PING: frozenset({pm.CPROTO_RES_ACK}),
-    pm.CPROTO_REQ_INFO: frozenset({pm.CPROTO_RES_INFO}),
-    pm.CPROTO_REQ_FILE_SERVERS: _FILE,
-    pm.CPROTO_REQ_FILE_USERS: _FILE,
-    pm.CPROTO_REQ_FILE_GROUPS: _FILE,
-    pm.CPROTO_REQ_FILE_DATABASE: _FILE,
-    pm.CPROTO_REQ_SERVICE: frozenset({pm.CPROTO_ACK_SERVICE, pm.CPROTO_ACK_SERVICE_DATA}),
-}
-#: every success type this driver knows; a reply of another non-error type
-#: fails its request with UnknownResponseError
-_KNOWN = _SUCCESS | _FILE
-#: a connection is closed (ProtocolError) after more replies than this for
-#: request ids that no request is waiting on: a correct server sends none
-#: (the pid of a request that timed out or was cancelled stays reserved
-#: until its late reply), so these are only tolerated as a rare glitch; the
-#: first one is logged as a WARNING, the rest at DEBUG level
-UNKNOWN_REPLY_LIMIT = 16
-
-#: pid -> (future, deadline (inf: none, or already timed out), timeout,
-#: the reply types that may answer it (REPLY_TYPES))
-_Entry = Tuple['asyncio.Future[Any]', float, float, FrozenSet[int]]
-_INF = float('inf')
-_RES_FILE = pm.CPROTO_RES_FILE
+_INF = NO_DEADLINE
 _pack_header = HEADER.pack
 #: the standard loops' create_future, skipped for a direct Future() call
 _BASE_CREATE_FUTURE = asyncio.BaseEventLoop.create_future
 _Future = asyncio.Future
-_unpackb = qpack.unpackb
-#: the deadline heap is rebuilt from the live entries when it holds more than
-#: twice the pending requests plus this many (entries of answered requests)
-_HEAP_SLACK = 1024
 LostCallback = Callable[['SiriDBProtocol', Optional[BaseException]], None]
-
-
-def timeout_error(timeout: float) -> SiriDBError:
-    """The error of a request that got no reply within ``timeout`` seconds."""
-    return RequestTimeoutError(f'no reply from the server within {timeout:g} s')
 
 
 def _mark_retrieved(fut: asyncio.Future[Any]) -> None:
@@ -134,13 +75,11 @@ class SiriDBProtocol(asyncio.Protocol):
         self._username = username
         self._password = password
         self._dbname = dbname
-        self._pending: Dict[int, _Entry] = {}
-        self._pid = 0
-        self._deadlines: List[Tuple[float, int]] = []
+        #: the sans-IO request state: pids, deadlines, reply routing
+        self.core = RequestCore()
         self._timer: Optional[asyncio.TimerHandle] = None
         self._timer_at = _INF
         self._std_futures = False
-        self._decoder = Decoder(replies=True)
         self._transport: Optional[asyncio.Transport] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._authenticated = False
@@ -151,7 +90,6 @@ class SiriDBProtocol(asyncio.Protocol):
         self._ka_idle = 45.0
         self._ka_timeout = 15.0
         self.last_reply = 0.0
-        self._unknown_replies = 0
         try:
             loop: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
         except RuntimeError:
@@ -161,6 +99,7 @@ class SiriDBProtocol(asyncio.Protocol):
 
     def _init_futures(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self.core.clock = loop.time
         self._std_futures = type(loop).create_future is _BASE_CREATE_FUTURE
         self.auth_future: asyncio.Future[Any] = loop.create_future()
         self._closed_future = loop.create_future()
@@ -168,7 +107,7 @@ class SiriDBProtocol(asyncio.Protocol):
     def __repr__(self) -> str:
         state = 'connected' if self.is_connected() else 'closed'
         return (f'<{type(self).__name__} user={self._username!r} '
-                f'db={self._dbname!r} {state} pending={len(self._pending)}>')
+                f'db={self._dbname!r} {state} pending={len(self.core.pending)}>')
 
     # ----------------------------------------------------------- hooks
     def on_connection_made(self) -> None:
@@ -186,6 +125,7 @@ class SiriDBProtocol(asyncio.Protocol):
         if self._loop is None or self._closed_future is None:
             self._init_futures(loop)
         self._loop = loop
+        self.core.clock = loop.time
         self._std_futures = type(loop).create_future is _BASE_CREATE_FUTURE
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
@@ -219,37 +159,11 @@ class SiriDBProtocol(asyncio.Protocol):
         self.on_authenticated()
 
     def data_received(self, data: bytes) -> None:
-        try:
-            packages = self._decoder.feed(data)
-        except ProtocolError as exc:
-            for package in exc.packages:  # intact replies before the fault
-                self._on_package(package)
-            self.abort(exc)
-            return
         if self._loop is not None:
             self.last_reply = self._loop.time()
-        pending = self._pending
-        for package in packages:
-            # fast path: a small success reply to a waiting request
-            pid, tp, body, _bound = package
-            entry = pending.get(pid)
-            if (entry is not None and tp in entry[3] and tp != _RES_FILE and body
-                    and len(body) <= SAFE_BODY_SIZE and body[0] < 0xFE):
-                fut = entry[0]
-                if not fut.done():
-                    try:
-                        result = _unpackb(body, decode='utf-8')
-                    except DECODE_ERRORS:
-                        pass  # _on_package reports it
-                    else:
-                        del pending[pid]
-                        fut.set_result(result)
-                        continue
-            self._on_package(package)
-            transport = self._transport
-            if transport is None or transport.is_closing():
-                return  # aborted after a corrupt reply
-            pending = self._pending
+        exc = self.core.receive(data)
+        if exc is not None:
+            self.abort(exc)
 
     def eof_received(self) -> Optional[bool]:
         return False  # close the transport
@@ -278,93 +192,7 @@ class SiriDBProtocol(asyncio.Protocol):
             if self._closed_future is not None and not self._closed_future.done():
                 self._closed_future.set_result(None)
 
-    # --------------------------------------------------------- replies
-    def _on_package(self, package: Package) -> None:
-        pid, tp, body, bound = package
-        entry = self._pending.pop(pid, None)
-        if entry is None:
-            self._on_unknown_reply(pid, tp)
-            return
-        fut, deadline, timeout, accept = entry
-        if fut.done():
-            logger.debug('late reply of type %s for pid %s dropped', tp, pid)
-            return
-        if tp in accept:
-            if tp == _RES_FILE:
-                fut.set_result(body)
-                return
-        elif not pm.is_error(tp):
-            if tp in _KNOWN:
-                due = ' or '.join(str(t) for t in sorted(accept))
-                exc = ProtocolError(f'the server sent a reply of type {tp} where type '
-                                    f'{due} (or an error) was due; connection closed')
-                fut.set_exception(exc)
-                self.abort(exc)
-            else:
-                fut.set_exception(error_for_response(tp, None))
-            return
-        try:
-            if len(body) > SAFE_BODY_SIZE and deadline != _INF:
-                # a big reply may take a while to decode (holding the GIL):
-                # one whose deadline passed fails by its timeout, decoded or not
-                if self._past(deadline):
-                    self._fail(fut, timeout_error(timeout))
-                    return
-                data = unpack_body(body, depth_bound=bound, reply=True)
-                if self._past(deadline):
-                    self._fail(fut, timeout_error(timeout))
-                    return
-            else:
-                data = unpack_body(body, depth_bound=bound, reply=True)
-        except ProtocolError as exc:
-            fut.set_exception(ProtocolError(str(exc)))
-            self.abort(exc)
-            return
-        if tp in accept:
-            fut.set_result(data)
-        else:
-            fut.set_exception(error_for_response(tp, data))
-
-    def _past(self, deadline: float) -> bool:
-        loop = self._loop
-        return loop is not None and loop.time() >= deadline
-
-    def _on_unknown_reply(self, pid: int, tp: int) -> None:
-        """A reply for a pid no request holds: logged once, tolerated up to
-        ``UNKNOWN_REPLY_LIMIT`` per connection, then the connection closes."""
-        self._unknown_replies += 1
-        count = self._unknown_replies
-        if count == 1:
-            logger.warning('reply of type %s for unknown pid %s dropped '
-                           '(more are logged at DEBUG level)', tp, pid)
-        else:
-            logger.debug('reply of type %s for unknown pid %s dropped', tp, pid)
-        if count > UNKNOWN_REPLY_LIMIT:
-            self.abort(ProtocolError(
-                f'{count} replies for request ids that no request is waiting on; '
-                f'connection closed'))
-
     # --------------------------------------------------------- requests
-    def _next_pid(self) -> int:
-        pending = self._pending
-        if len(pending) >= PID_SPACE:
-            stale = sum(1 for entry in pending.values() if entry[0].done())
-            if stale:
-                # the bound of reserved pids: a connection that left this many
-                # requests unanswered is dropped (the pool reconnects it)
-                exc = ConnectionLostError(
-                    f'{stale} requests of this connection timed out or were '
-                    f'cancelled without a reply; connection closed')
-                self.abort(exc)
-                raise exc
-            raise TooManyRequestsError(
-                'all 65536 request ids of this connection are waiting for a reply')
-        pid = self._pid
-        while pid in pending:
-            pid = (pid + 1) & 0xFFFF
-        self._pid = (pid + 1) & 0xFFFF
-        return pid
-
     def send_package(self, tipe: int, data: Any = None, is_binary: bool = False,
                      timeout: Optional[float] = 3600) -> asyncio.Future[Any]:
         """Send one request; the future resolves with the decoded reply.
@@ -376,8 +204,8 @@ class SiriDBProtocol(asyncio.Protocol):
         loop = self._loop
         if loop is None or not self.is_connected():
             raise ConnectionLostError('connection is closed')
-        if len(self._pending) >= PID_SPACE:
-            self._next_pid()  # raises: no request id is free
+        if len(self.core.pending) >= PID_SPACE:
+            self._check_free()  # raises: no request id is free
         if data is None:
             body = b''
         elif is_binary:
@@ -397,30 +225,20 @@ class SiriDBProtocol(asyncio.Protocol):
         loop = self._loop
         if transport is None or loop is None or transport.is_closing():
             raise ConnectionLostError('connection is closed')
-        pending = self._pending
-        pid = self._pid
-        if pid in pending or len(pending) >= PID_SPACE:
-            pid = self._next_pid()
-        else:
-            self._pid = (pid + 1) & 0xFFFF
         if len(body) > MAX_PAYLOAD:
             raise RequestTooLargeError(
                 f'request payload is {len(body)} bytes, more than '
                 f'the server accepts ({MAX_PAYLOAD}); nothing was sent')
-        header = _pack_header(len(body), pid, tipe, tipe ^ 0xFF)
         fut: asyncio.Future[Any] = (_Future(loop=loop) if self._std_futures
                                     else loop.create_future())
-        accept = REPLY_TYPES.get(tipe, _KNOWN)
-        if deadline == _INF:
-            pending[pid] = (fut, _INF, 0.0, accept)
-        else:
-            pending[pid] = (fut, deadline, 0.0 if timeout is None else timeout, accept)
-            heap = self._deadlines
-            heappush(heap, (deadline, pid))
-            if deadline < self._timer_at:
-                self._arm_timer(loop, deadline)
-            elif len(heap) > 2 * len(pending) + _HEAP_SLACK:
-                self._compact_deadlines()
+        try:
+            pid = self.core.start(tipe, fut, deadline, timeout)
+        except ConnectionLostError as exc:
+            self.abort(exc)  # reserved pids fill the space: drop the connection
+            raise
+        if deadline < self._timer_at:
+            self._arm_timer(loop, deadline)
+        header = _pack_header(len(body), pid, tipe, tipe ^ 0xFF)
         # writes made in one loop iteration go out in one system call, or in
         # one per WRITE_BATCH requests, so the server can start on the first
         # ones while the rest are being made
@@ -461,11 +279,12 @@ class SiriDBProtocol(asyncio.Protocol):
         self._timer = loop.call_at(when, self._on_deadline)
         self._timer_at = when
 
-    def _compact_deadlines(self) -> None:
-        heap = [(entry[1], pid) for pid, entry in self._pending.items()
-                if entry[1] != _INF]
-        heapify(heap)
-        self._deadlines = heap
+    def _check_free(self) -> None:
+        try:
+            self.core.check_free()
+        except ConnectionLostError as exc:
+            self.abort(exc)
+            raise
 
     def _on_deadline(self) -> None:
         """Fail the requests whose deadline passed; arm for the next live one."""
@@ -475,40 +294,16 @@ class SiriDBProtocol(asyncio.Protocol):
         self._timer_at = _INF
         if loop is None:
             return
-        limit = max(limit, loop.time())
-        heap = self._deadlines
-        pending = self._pending
-        while heap:
-            deadline, pid = heap[0]
-            entry = pending.get(pid)
-            if entry is None or entry[1] != deadline:
-                heappop(heap)  # answered, or the pid serves a newer request
-                continue
-            if deadline > limit:
-                self._arm_timer(loop, deadline)
-                return
-            heappop(heap)
-            fut, _, timeout, accept = entry
-            # keep the pid reserved: a late reply may still come
-            pending[pid] = (fut, _INF, timeout, accept)
-            self._fail(fut, timeout_error(timeout))
-
-    @staticmethod
-    def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:
-        """The one place a request fails (timeout, loss, corrupt data, close)."""
-        if not fut.done():
-            fut.set_exception(exc)
+        when = self.core.expire(max(limit, loop.time()))
+        if when != _INF:
+            self._arm_timer(loop, when)
 
     def _fail_all(self, make_exc: Callable[[], BaseException]) -> None:
-        pending = self._pending
-        self._pending = {}
-        self._deadlines = []
+        self.core.fail_all(make_exc)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
             self._timer_at = _INF
-        for entry in pending.values():
-            self._fail(entry[0], make_exc())
 
     # ----------------------------------------------------------- state
     def is_connected(self) -> bool:
@@ -527,7 +322,7 @@ class SiriDBProtocol(asyncio.Protocol):
     @property
     def pending(self) -> int:
         """Requests waiting for a reply, reserved pids included."""
-        return len(self._pending)
+        return len(self.core.pending)
 
     @property
     def transport(self) -> Optional[asyncio.Transport]:
