@@ -11,8 +11,14 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 import qpack
-from _conformance_helpers import (known_failure, matches, record_failure, records,
-                                  self_contained, unjson)
+from _conformance_helpers import (
+    known_failure,
+    matches,
+    record_failure,
+    records,
+    self_contained,
+    unjson,
+)
 
 from siridb.embedded.context import QueryContext, QueryFailure, ServerInfo
 from siridb.embedded.insert import insert
