@@ -232,6 +232,10 @@ class Database:
         self.select_points_limit = 1000_000
         self.drop_threshold = 1.0
         self.timezone = 'NAIVE'
+        #: `alter database set expiration_num|expiration_log` (None: never expire);
+        #: kept and shown only: the embedded server does not expire shards
+        self.expiration_num: Optional[int] = None
+        self.expiration_log: Optional[int] = None
         self.created = time.time()
         self.series: Dict[str, Series] = {}
         self.users: Dict[str, User] = {'iris': User('iris', 'siri', _FULL)}

@@ -12,7 +12,7 @@ from ..store import ACCESS, ACCESS_PROFILES, Database, Group, User
 from .listing import server_props, server_uuid
 from .parser import Node
 from .selectors import compile_regex, matches, resolve_where, select_names, series_row
-from .timeexpr import get_zone, to_int
+from .timeexpr import evaluate, get_zone, to_int
 
 __all__ = ['run_admin']
 
@@ -90,7 +90,31 @@ def _access_bits(words: List[str]) -> int:
     return bits
 
 
-def _alter_database(db: Database, prop: str, value: str) -> Dict[str, Any]:
+def _check_tee(address: str) -> None:
+    """The real server's checks of `alter database set tee "ADDRESS[:PORT]"`."""
+    if not address:
+        raise _fail('Tee address must not be empty')
+    host, sep, port = address.rpartition(':')
+    if not sep:
+        host, port = address, '9104'
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _fail('Invalid tee address; expecting ADDRESS[:PORT]')
+
+
+def _alter_database(db: Database, node: Node, now: int) -> Dict[str, Any]:
+    prop, value = node['prop'], node['value']
+    if prop in ('expiration_num', 'expiration_log'):
+        n = evaluate(value, db.factor, now, db.timezone)
+        if not 0 <= n <= db.max_ts:
+            raise _fail('Time expression out-of-range.')
+        old_exp = getattr(db, prop) or 0
+        setattr(db, prop, n or None)
+        return _ok(f'Successfully changed expiration from {old_exp} to {n}.')
+    if prop == 'tee':
+        if value != 'false':
+            _check_tee(value)
+            raise _fail("The embedded server does not support 'alter database set tee'.")
+        return _ok('Successfully disabled tee.')
     if prop in ('list_limit', 'select_points_limit'):
         n = to_int(value)
         label = prop.replace('_', ' ')
@@ -254,7 +278,7 @@ def run_admin(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
         user.access &= ~_access_bits(node['access'])
         return _ok(f"Successfully revoked permissions from user '{name}'.")
     if kind == 'alter_database':
-        return _alter_database(db, node['prop'], node['value'])
+        return _alter_database(db, node, now)
     if kind == 'alter_server':
         return _alter_server(ctx, node, now)
     raise _fail(f'Statement not supported: {kind}')  # pragma: no cover

@@ -90,7 +90,7 @@ def _range(node: Optional[Tuple[Any, ...]], db: Database, now: int) -> Tuple[
         return None, None, None, None
     word = node[0]
     if word in ('head', 'tail'):
-        n = to_int(node[1])
+        n = evaluate(node[1], db.factor, now, db.timezone)
         limit = db.select_points_limit
         if not 1 <= n <= limit:
             raise QueryFailure(

@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 from ..context import QueryFailure
 from ..patterns import compile_regex, group_pattern
 from ..store import ACCESS, ACCESS_PROFILES, Database, Group, Series
+from .parser import LOG_LEVELS
 from .timeexpr import evaluate
 
 __all__ = ['compile_regex', 'group_pattern', 'group_members', 'select_names',
@@ -69,8 +70,10 @@ def select_names(db: Database, node: Optional[Tuple[Any, ...]]) -> List[str]:
 
 def series_row(s: Series) -> Dict[str, Any]:
     """The columns of `list series` for one series."""
+    # shard_duration: SiriDB 2.0.55 answers 0 for every series (and a where on it
+    # compares with 0)
     return {'name': s.name, 'type': s.type_name, 'length': len(s),
-            'start': s.start, 'end': s.end, 'pool': s.pool}
+            'start': s.start, 'end': s.end, 'shard_duration': 0, 'pool': s.pool}
 
 
 def resolve_where(db: Database, node: Optional[Tuple[Any, ...]], now: int) -> Optional[
@@ -85,6 +88,8 @@ def resolve_where(db: Database, node: Optional[Tuple[Any, ...]], now: int) -> Op
         value = evaluate(value, db.factor, now, db.timezone)
     elif vkind == 'access':
         value = ACCESS_PROFILES.get(value) or ACCESS[value]
+    elif vkind == 'log':  # log levels compare by severity
+        return ('cmp', 'log_level_num', op, LOG_LEVELS.index(value))
     return ('cmp', prop, op, value)
 
 
