@@ -16,12 +16,11 @@ Rules (g = group size, o = offset, both in database time units):
 - ``offset(o)`` re-runs the aggregate before it with its buckets shifted by o:
   ``mean(5m) => offset(60)`` buckets (ts - 60) and labels land on ...060.
 - ``limit(n, fn)``: at most n points are returned unchanged; more points are reduced with
-  ``fn`` in buckets of g = (last - first) // n + 1 starting at the first point, i.e.
-  o = first - 1; each bucket is labelled with the last timestamp it can hold
-  (aggr: g = 191 -> labels 1447251128, 1447251319, 1447251510; limit(1, sum) gives
-  one point at the last timestamp). Known difference: SiriDB's own tests expect
-  limit(2, max) of points at 705, 707, 710 at 707 and 713 (this rule gives 710); no
-  bucket rule found fits that case together with the others.
+  ``fn`` in windows of g = (last - first) // n + 1 with o = (first - 1) % g, as SiriDB
+  2.0.55 does it: a window starts at its first point t and is labelled
+  ceil(t / g) * g + o; it takes every point up to its label, and the next point past
+  the label starts the next window (705, 707, 710 with limit(2, max): g = 3, o = 2,
+  labels 707 and 713, as SiriDB's own tests expect).
 - ``difference()``/``derivative()``/``interval()`` without g work on consecutive points
   and report at the later point; ``difference(g)`` is last - first in the bucket and
   ``derivative(u, g)`` is (last - first) * u / g (the bucket size, not the points' span).
@@ -402,9 +401,7 @@ def _apply(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int,
             raise _err_string(fn)
         if len(ts) <= (spec.limit or 0):
             return list(ts), list(values), tp
-        group = (ts[-1] - ts[0]) // (spec.limit or 1) + 1
-        inner = AggrSpec(fn, group=group, offset=ts[0] - 1)
-        return _apply(inner, ts, values, tp, clamp=True)
+        return _limit_windows(fn, spec.limit or 1, ts, values, tp)
     if tp == TYPE_STRING and name in _NUMBER_ONLY:
         raise _err_string(name)
     out_tp = result_type(spec, tp)
@@ -437,10 +434,42 @@ def _apply(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int,
                 # can only hold points up to there, so that is its label
                 out_ts[-1] = INT64_MAX
             out_v = [reduce(values, i, j) for i, j in zip(starts, ends)]
+            if tp == TYPE_STRING and name in ('first', 'last'):
+                # strings keep the timestamp of the point taken (SiriDB 2.0.55)
+                out_ts = [ts[i] if name == 'first' else ts[j - 1]
+                          for i, j in zip(starts, ends)]
     except OverflowError:  # a float conversion of an enormous integer
         raise _err_overflow(name) from None
     if name in ('sum', 'difference'):
         _check_int64(name, out_tp, out_v)
+    return out_ts, out_v, out_tp
+
+
+def _limit_windows(fn: str, limit: int, ts: Sequence[int], values: Sequence[Any],
+                   tp: int) -> Tuple[List[int], List[Any], int]:
+    """limit(n, fn) over more than n points: SiriDB's sequential windows (see the
+    module docstring)."""
+    group = (ts[-1] - ts[0]) // limit + 1
+    offset = (ts[0] - 1) % group
+    out_tp = result_type(AggrSpec(fn, group=group), tp)
+    reduce = _reducer(fn, tp, 1, group)
+    out_ts: List[int] = []
+    out_v: List[Any] = []
+    n = len(ts)
+    start = 0
+    try:
+        while start < n:
+            label = -(-ts[start] // group) * group + offset
+            end = bisect_right(ts, label, start)
+            if tp == TYPE_STRING and fn in ('first', 'last'):
+                label = ts[start] if fn == 'first' else ts[end - 1]  # as SiriDB 2.0.55
+            out_ts.append(min(label, INT64_MAX))
+            out_v.append(reduce(values, start, end))
+            start = end
+    except OverflowError:
+        raise _err_overflow(fn) from None
+    if fn == 'sum':
+        _check_int64(fn, out_tp, out_v)
     return out_ts, out_v, out_tp
 
 
