@@ -113,10 +113,13 @@ def test_unknown_time_zone_fails_cleanly() -> None:
 
 
 def test_overflow_is_an_error() -> None:
-    assert calc_error('9223372036854775807 + 1') == 'Integer value out of range.'
-    assert calc_error('1' * 5000) == 'Integer value out of range.'
-    assert calc_error('1w * 1w * 1w * 1w * 1w') == 'Integer value out of range.'
-    assert calc('9223372036854775807') == 2 ** 63 - 1
+    # int64 arithmetic wraps as in the real server; a negative result is out of range
+    assert calc_error('9223372036854775807 + 1') == 'Time expression out-of-range.'
+    assert calc_error('1' * 5000) == 'Expression too long. (max 512 characters)'
+    assert calc_error('3037000500 * 3037000500') == 'Time expression out-of-range.'
+    assert calc('4294967296 * 4294967296') == 0
+    assert calc('9223372036854775807', 'ms') == 2 ** 63 - 1
+    assert calc_error('4294967296') == 'Time expression out-of-range.'  # seconds: 32 bits
 
 
 def test_calc_respects_time_precision() -> None:

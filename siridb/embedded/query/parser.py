@@ -19,7 +19,11 @@ Node = Dict[str, Any]
 T = TypeVar('T')
 
 MAX_WHERE_DEPTH = 5  # nested parentheses allowed in a where expression
-MAX_DEPTH = 48  # any nesting deeper than this is refused (keeps recursion bounded)
+MAX_DEPTH = 200  # selector nesting deeper than this is refused (keeps recursion bounded)
+#: operators (or nested parentheses) in one time expression beyond which the real
+#: server's parser gives up (it takes 600 operators and 500 parentheses and refuses
+#: 2000 operators; the exact number is not known)
+MAX_FLAT_OPS = 1000
 #: the real server's text when its parser reaches its recursion limit
 MAX_DEPTH_ERROR = 'Memory allocation error or maximum recursion depth reached.'
 
@@ -304,41 +308,42 @@ class Parser:
 
     # -- time and integer expressions --------------------------------------
     def time_expr(self, ints_only: bool = False) -> Tuple[Any, ...]:
-        """('chain', first, [(op, operand), ...]) per precedence level, so that long
-        sums evaluate in a loop, not by recursion. ``ints_only``: the grammar's
-        integer expression (integers, parentheses and operators only)."""
-        first = self._time_mul(ints_only)
-        rest: List[Tuple[str, Tuple[Any, ...]]] = []
+        """('expr', tokens, is_time): the expression's tokens in order (operators and
+        parentheses as text, operands as leaves), evaluated the way the real server
+        does it (timeexpr.evaluate). Parsed in a loop, so that neither deep
+        parentheses nor long sums recurse. ``ints_only``: the grammar's integer
+        expression (integers, parentheses and operators only)."""
+        out: List[Any] = []
+        depth = 0
+        n_ops = 0
         while True:
-            save = self.pos
-            try:
-                op = self.toks(ARITH_OPS)
-            except NoMatch:
-                self.pos = save
-                return first if not rest else ('chain', first, rest)
-            if op in '+-':
-                rest.append((op, self._time_mul(ints_only)))
-            else:  # a higher-precedence operator after a lower one: fold into the last
-                self.pos = save
-                return first if not rest else ('chain', first, rest)
+            leaf = self._time_leaf(ints_only)
+            if leaf is None:  # an opening parenthesis: an operand follows
+                out.append('(')
+                depth += 1
+                if depth > MAX_FLAT_OPS:
+                    raise QueryFailure(65, MAX_DEPTH_ERROR)
+                continue
+            out.append(leaf)
+            while True:
+                save = self.pos
+                try:
+                    out.append(self.toks(ARITH_OPS))
+                except NoMatch:
+                    self.pos = save
+                else:
+                    n_ops += 1
+                    break
+                if depth == 0:
+                    if n_ops > MAX_FLAT_OPS:
+                        raise QueryFailure(65, MAX_DEPTH_ERROR)
+                    return ('expr', tuple(out), not ints_only)
+                self.tok(')')
+                out.append(')')
+                depth -= 1
 
-    def _time_mul(self, ints_only: bool) -> Tuple[Any, ...]:
-        first = self._time_term(ints_only)
-        rest: List[Tuple[str, Tuple[Any, ...]]] = []
-        while True:
-            save = self.pos
-            try:
-                op = self.toks(ARITH_OPS)
-            except NoMatch:
-                self.pos = save
-                return first if not rest else ('chain', first, rest)
-            if op in '*/%':
-                rest.append((op, self._time_term(ints_only)))
-            else:
-                self.pos = save
-                return first if not rest else ('chain', first, rest)
-
-    def _time_term(self, ints_only: bool) -> Tuple[Any, ...]:
+    def _time_leaf(self, ints_only: bool) -> Optional[Tuple[Any, ...]]:
+        """One operand, or None after taking an opening parenthesis."""
         pos = self._skip()
         text = self.text
         if not ints_only:
@@ -361,11 +366,7 @@ class Parser:
             return ('int', m.group())
         self._record(pos, 'integer')
         self.tok('(')
-        self.enter()
-        node = self.time_expr(ints_only)
-        self.leave()
-        self.tok(')')
-        return node
+        return None
 
     def int_expr(self) -> Tuple[Any, ...]:
         return self.time_expr(ints_only=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from ..context import QueryFailure
 
@@ -104,9 +104,110 @@ def parse_date(text: str, factor: int, tz_name: str) -> int:
     return units
 
 
+#: the longest expression text the real server evaluates (EXPR_MAX_SIZE)
+EXPR_MAX_SIZE = 512
+_U64 = 2 ** 64
+_MAX_S = 2 ** 32 - 1  # the last valid timestamp of a database in seconds
+
+
+def _wrap(value: int) -> int:
+    """``value`` as a C int64 (wrapping, as the real server computes)."""
+    return (value + 2 ** 63) % _U64 - 2 ** 63
+
+
+def _expr_text(tokens: Tuple[Any, ...], factor: int, now: int, tz_name: str) -> str:
+    """The text the real server evaluates: operators and parentheses, integers as
+    written, durations, dates and `now` as numbers in the database's units."""
+    parts: List[str] = []
+    for tok in tokens:
+        if isinstance(tok, str):
+            parts.append(tok)
+            continue
+        kind = tok[0]
+        if kind == 'int':
+            parts.append(tok[1])
+        elif kind == 'dur':
+            parts.append(str(int(tok[1]) * UNITS[tok[2]] * factor % _U64))
+        elif kind == 'now':
+            parts.append(str(now))
+        else:
+            parts.append(str(parse_date(tok[1], factor, tz_name)))
+    return ''.join(parts)
+
+
+class _CExpr:
+    """SiriDB's expression evaluator: int64 arithmetic that wraps, C division and
+    modulo, unary minus; an error (division by zero) still evaluates the rest."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.error: Optional[str] = None
+
+    def _char(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ''
+
+    def factor(self) -> int:
+        c = self._char()
+        if c.isdigit():
+            start = self.pos
+            while self._char().isdigit():
+                self.pos += 1
+            return _wrap(int(self.text[start:self.pos]))
+        if c == '(':
+            self.pos += 1
+            value = self.expression(1)
+            self.pos += 1  # ')'
+            return value
+        if c == '-':
+            self.pos += 1
+            return _wrap(-self.factor())
+        return 0  # (a '+' sign: the real evaluator reads 0 and moves on)
+
+    def expression(self, min_level: int) -> int:
+        """Operators of level >= min_level (1: + -, 2: * / %), left to right."""
+        value = self.factor()
+        while True:
+            op = self._char()
+            level = 1 if op in ('+', '-') else 2 if op in ('*', '/', '%') else 0
+            if not op or level < min_level:
+                return value
+            self.pos += 1
+            other = self.expression(2) if level == 1 else self.factor()
+            if op == '+':
+                value = _wrap(value + other)
+            elif op == '-':
+                value = _wrap(value - other)
+            elif op == '*':
+                value = _wrap(value * other)
+            elif other == 0:
+                self.error = 'Division by zero error.' if op == '/' else \
+                    'Modulo by zero error.'
+            elif op == '/':
+                value = _wrap(c_div(value, other))
+            else:
+                value = _wrap(c_mod(value, other))
+
+
+def _evaluate_expr(node: Tuple[Any, ...], factor: int, now: int, tz_name: str) -> int:
+    _, tokens, is_time = node
+    text = _expr_text(tokens, factor, now, tz_name)
+    if len(text) >= EXPR_MAX_SIZE:
+        raise _fail(f'Expression too long. (max {EXPR_MAX_SIZE} characters)')
+    ev = _CExpr(text)
+    value = ev.expression(1)
+    if ev.error is not None:
+        raise _fail(ev.error)
+    if is_time and not (0 <= value and (factor != 1 or value <= _MAX_S)):
+        raise _fail('Time expression out-of-range.')
+    return value
+
+
 def evaluate(node: Tuple[Any, ...], factor: int, now: int, tz_name: str) -> int:
     """Evaluate a time expression tree built by the parser."""
     kind = node[0]
+    if kind == 'expr':
+        return _evaluate_expr(node, factor, now, tz_name)
     if kind == 'int':
         return to_int(node[1])
     if kind == 'dur':
