@@ -100,12 +100,21 @@ REFERENCE = {
 def _naive(name: str, ts: List[int], values: List[int], group: int, offset: int,
            unit: int) -> List[List[Any]]:
     buckets: Dict[int, List[int]] = OrderedDict()
-    for t, v in sorted(zip(ts, values), key=lambda p: p[0]):
+    if offset % group:
+        # SiriDB 2.0.55: the window opened by t ends at ceil(t / g) * g + o
+        label = None
+        for t, v in sorted(zip(ts, values), key=lambda p: p[0]):
+            if label is None or t > label:
+                label = -(-t // group) * group + offset % group
+            buckets.setdefault(label, []).append(v)
+        offset = 0
+    for t, v in sorted(zip(ts, values), key=lambda p: p[0]) if not buckets else ():
         # the end of t's bucket: the next label at or after t (labels: offset + k*group)
         label = t + (offset - t) % group
         buckets.setdefault(label, []).append(v)
     if name == 'derivative':
-        return [[lb, (v[-1] - v[0]) * unit / group] for lb, v in buckets.items()]
+        return [[lb, (float(v[-1]) - float(v[0])) * unit / group]
+                for lb, v in buckets.items()]
     return [[lb, REFERENCE[name](v)] for lb, v in buckets.items()]
 
 

@@ -43,7 +43,7 @@ import operator
 import re
 from bisect import bisect_right
 from dataclasses import dataclass, replace
-from itertools import compress, islice, repeat
+from itertools import accumulate, compress, islice, repeat
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..context import QueryFailure
@@ -84,9 +84,9 @@ ERR_LIMIT = 'Limit must be an integer value larger than zero.'
 ERR_OFFSET = 'Offset must be used after an aggregation method.'
 ERR_NUMBER_FILTER = 'Cannot use a number filter on string type.'
 ERR_STRING_FILTER = 'Cannot use a string filter on number type.'
-# the real text starts so (SiriDB's own tests); the rest of it is ours
-ERR_REGEX_OP = ('Regular expressions can only be used with the == (equal) or != '
-                '(not equal) operator.')
+# the real server's text (grammar.jsonl)
+ERR_REGEX_OP = ("Regular expressions can only be used with 'equal' (==) or 'not equal' "
+                "(!=) operator.")
 # chosen (no transcript): the texts below follow the style of the recorded ones
 ERR_TIME_UNIT = 'Time unit must be an integer value larger than zero.'
 
@@ -154,6 +154,9 @@ def _check_spec(spec: AggrSpec) -> None:
         if (spec.op == 'regex' or isinstance(operand, re.Pattern)) and \
                 spec.op not in (None, 'regex', '==', '!='):
             raise QueryFailure(65, ERR_REGEX_OP)
+        if spec.op in ('~', '!~') and isinstance(operand, (int, float)) and \
+                not isinstance(operand, bool):
+            raise QueryFailure(65, f"Operator '{spec.op}' can only be used with strings.")
         if not isinstance(operand, (int, float, str, re.Pattern)) or \
                 isinstance(operand, bool):
             raise QueryFailure(65, 'Filter needs a number, string or regular '
@@ -230,11 +233,15 @@ def _reducer(name: str, tp: int, unit: int, group: int) -> Reducer:
         return lambda v, i, j: v[j - 1]
     if name == 'difference':
         return lambda v, i, j: v[j - 1] - v[i]
-    if name == 'derivative':
-        return lambda v, i, j: (v[j - 1] - v[i]) * unit / group
+    if name == 'derivative':  # the values as doubles first, as the real server
+        return lambda v, i, j: (float(v[j - 1]) - float(v[i])) * unit / group
     if name == 'sum':
+        if tp == TYPE_INTEGER:
+            return _int_sum
         return lambda v, i, j: sum(v[i:j])
     if name == 'mean':
+        if tp == TYPE_INTEGER:  # summed in a double, as the real server does
+            return lambda v, i, j: sum(map(float, v[i:j]), 0.0) / (j - i)
         return lambda v, i, j: sum(v[i:j]) / (j - i)
 
     def nan_aware(fn: Callable[[Sequence[Any]], Any]) -> Reducer:
@@ -254,6 +261,16 @@ def _reducer(name: str, tp: int, unit: int, group: int) -> Reducer:
     if name in ('variance', 'pvariance', 'stddev'):
         return lambda v, i, j: _VARIANCES[name](v[i:j])
     raise AssertionError(name)  # pragma: no cover - guarded by _check_spec
+
+
+def _int_sum(v: Sequence[int], i: int, j: int) -> int:
+    """sum() of integers: the real server refuses a running total beyond int64."""
+    vals = v[i:j]
+    if vals and max(map(abs, (max(vals), min(vals)))) * len(vals) > INT64_MAX:
+        for total in accumulate(vals):
+            if not -INT64_MAX - 1 <= total <= INT64_MAX:
+                raise _err_overflow('sum')
+    return sum(vals)
 
 
 def _median(vals: Sequence[Any]) -> float:
@@ -306,14 +323,25 @@ def _bucket_bounds(ts: Sequence[int], group: int, offset: int
                    ) -> Tuple[List[int], List[int], List[int]]:
     """Labels, start and end indexes of every (label - group, label] holding points.
 
-    label = ceil((ts - offset) / group) * group + offset, in exact integers. Few large
+    label = ceil(ts / group) * group, in exact integers (with an offset: the real
+    server's windows, see below). Few large
     buckets are found by bisecting; many small ones by labelling every point in one
     pass (no Python call per point), which is several times faster there.
     """
     n = len(ts)
     labels: List[int] = []
     starts: List[int] = []
-    if n and ((ts[-1] - ts[0]) // group + 1) * 16 < n:
+    offset %= group
+    if offset:
+        # SiriDB 2.0.55's windows with an offset: a window opened by the point at t
+        # is labelled ceil(t / g) * g + o and takes every point up to its label
+        i = 0
+        while i < n:
+            label = -(-ts[i] // group) * group + offset
+            labels.append(label)
+            starts.append(i)
+            i = bisect_right(ts, label, i, n)
+    elif n and ((ts[-1] - ts[0]) // group + 1) * 16 < n:
         i = 0
         while i < n:
             label = offset - ((offset - ts[i]) // group) * group
@@ -336,9 +364,11 @@ def _pairwise(name: str, ts: Sequence[int], values: Sequence[Any], unit: int
     """difference(), derivative() and interval() over consecutive points."""
     if name == 'interval':
         return list(map(operator.sub, islice(ts, 1, None), ts))
-    diffs = list(map(operator.sub, islice(values, 1, None), values))
     if name == 'difference':
-        return diffs
+        return list(map(operator.sub, islice(values, 1, None), values))
+    # derivative: the values as doubles first, as the real server computes it
+    fv = list(map(float, values))
+    diffs = list(map(operator.sub, islice(fv, 1, None), fv))
     dts = map(operator.sub, islice(ts, 1, None), ts)
     # chosen: two points at the same time-stamp give +-inf or nan, as C doubles would
     return [d * unit / dt if dt else _div0(d) for d, dt in zip(diffs, dts)]
@@ -356,6 +386,11 @@ def _filter(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int
     elif text_operand or op in _STRING_OPS:  # filter(> "x"), filter(~ "x"), regex
         raise QueryFailure(65, ERR_STRING_FILTER)
 
+    if tp == TYPE_INTEGER and isinstance(operand, float):
+        # the real server compares integers with the operand converted to int64 as C
+        # does (toward zero; nan and +-inf become the smallest int64)
+        operand = int(operand) if math.isfinite(operand) and \
+            -2 ** 63 <= operand < 2 ** 63 else -2 ** 63
     mask: Any
     if is_regex:
         pattern = operand
@@ -401,7 +436,9 @@ def _apply(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int,
             raise _err_string(fn)
         if len(ts) <= (spec.limit or 0):
             return list(ts), list(values), tp
-        return _limit_windows(fn, spec.limit or 1, ts, values, tp)
+        group = (ts[-1] - ts[0]) // (spec.limit or 1) + 1
+        inner = AggrSpec(fn, group=group, offset=(ts[0] - 1) % group)
+        return _apply(inner, ts, values, tp, clamp=True)
     if tp == TYPE_STRING and name in _NUMBER_ONLY:
         raise _err_string(name)
     out_tp = result_type(spec, tp)
@@ -442,34 +479,6 @@ def _apply(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int,
         raise _err_overflow(name) from None
     if name in ('sum', 'difference'):
         _check_int64(name, out_tp, out_v)
-    return out_ts, out_v, out_tp
-
-
-def _limit_windows(fn: str, limit: int, ts: Sequence[int], values: Sequence[Any],
-                   tp: int) -> Tuple[List[int], List[Any], int]:
-    """limit(n, fn) over more than n points: SiriDB's sequential windows (see the
-    module docstring)."""
-    group = (ts[-1] - ts[0]) // limit + 1
-    offset = (ts[0] - 1) % group
-    out_tp = result_type(AggrSpec(fn, group=group), tp)
-    reduce = _reducer(fn, tp, 1, group)
-    out_ts: List[int] = []
-    out_v: List[Any] = []
-    n = len(ts)
-    start = 0
-    try:
-        while start < n:
-            label = -(-ts[start] // group) * group + offset
-            end = bisect_right(ts, label, start)
-            if tp == TYPE_STRING and fn in ('first', 'last'):
-                label = ts[start] if fn == 'first' else ts[end - 1]  # as SiriDB 2.0.55
-            out_ts.append(min(label, INT64_MAX))
-            out_v.append(reduce(values, start, end))
-            start = end
-    except OverflowError:
-        raise _err_overflow(fn) from None
-    if fn == 'sum':
-        _check_int64(fn, out_tp, out_v)
     return out_ts, out_v, out_tp
 
 

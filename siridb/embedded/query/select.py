@@ -130,14 +130,16 @@ def _merge(results: List[Result], using: List[Any]) -> Tuple[List[int], List[Any
 
 def run_select(db: Database, node: Node, now: int,
                time_precision: Optional[int]) -> Dict[str, Any]:
+    # in the real server's order: each aggregate is checked as the statement is read,
+    # then the selection as a whole
+    aggrs: List[Node] = node['aggrs']
+    chains = [build_specs(a['chain'], db, now) for a in aggrs]
+    if len(aggrs) > 1 and len({(a['prefix'], a['suffix']) for a in aggrs}) < len(aggrs):
+        raise QueryFailure(65, _UNIQUE)
     names = select_names(db, node['selector'])
     where = resolve_where(db, node['where'], now)
     if where is not None:
         names = [n for n in names if matches(where, series_row(db.series[n]))]
-    aggrs: List[Node] = node['aggrs']
-    if len(aggrs) > 1 and len({(a['prefix'], a['suffix']) for a in aggrs}) < len(aggrs):
-        raise QueryFailure(65, _UNIQUE)
-    chains = [build_specs(a['chain'], db, now) for a in aggrs]
     merge = node['merge']
     using: List[Any] = []
     if merge is not None:
