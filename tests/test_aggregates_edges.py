@@ -430,7 +430,7 @@ def test_bad_specs_are_query_errors() -> None:
              'Limit must be an integer value larger than zero.'),
             (A('limit', fn='mean'), 'Limit must be an integer value larger than zero.'),
             (A('derivative', ts_unit=0),
-             'Time unit must be an integer value larger than zero.'),
+             'Time-span must be an integer value larger than zero.'),
             (A('limit', limit=2, fn='filter'),
              'Cannot use filter() as the aggregation method of limit().')]:
         with pytest.raises(QueryFailure) as info:

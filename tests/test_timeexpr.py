@@ -74,8 +74,9 @@ def test_dates() -> None:
     assert calc('"2015-11-11 14:00"') == 1447250400
     assert calc("'2015-11-11 14:00:00Z'") == 1447250400
     assert calc("'2015-11-11 14:00+01:00'") == 1447250400 - 3600
-    assert calc("'2015-11-11 14:00:00.5'", 'ms') == 1447250400500
-    assert calc("'2015-11-11 14:00:00.123456789'", 'ns') == 1447250400123456789
+    # the real server reads no fractions, and a day past the month's end carries over
+    assert calc_error("'2015-11-11 14:00:00.5'", 'ms') == 'Invalid date string.'
+    assert calc("'2015-02-30'") == 1425254400
 
 
 def test_the_date_formats_siridb_documents() -> None:
@@ -94,7 +95,7 @@ def test_the_date_formats_siridb_documents() -> None:
     assert calc_error("'2015-1-'") == 'Invalid date string.'
 
 
-@pytest.mark.parametrize('text', ["'2015-13-45'", "'yesterday'", "'2015-02-30'",
+@pytest.mark.parametrize('text', ["'2015-13-45'", "'yesterday'", "'2015-11-11 '",
                                   "'1969-12-31'", "''", "'0000-01-01'"])
 def test_invalid_dates(text: str) -> None:
     assert calc_error(text) == 'Invalid date string.'

@@ -17,6 +17,7 @@ from .timeexpr import evaluate, get_zone, to_int
 __all__ = ['run_admin']
 
 _MAX_LIMIT = 2 ** 32 - 1
+_MIN_LIST_LIMIT = 1000  # the real server's smallest list limit
 
 
 def _fail(msg: str) -> QueryFailure:
@@ -116,26 +117,31 @@ def _alter_database(db: Database, node: Node, now: int) -> Dict[str, Any]:
             raise _fail("The embedded server does not support 'alter database set tee'.")
         return _ok('Successfully disabled tee.')
     if prop in ('list_limit', 'select_points_limit'):
-        n = to_int(value)
+        n = to_int(value) if len(value) < 30 else _MAX_LIMIT + 1
         label = prop.replace('_', ' ')
+        if prop == 'list_limit' and not _MIN_LIST_LIMIT <= n <= _MAX_LIMIT:
+            raise _fail('List limit should be a value greater than or equal to '
+                        f'{_MIN_LIST_LIMIT} and smaller than {_MAX_LIMIT + 1} but got {n}')
         if not 1 <= n <= _MAX_LIMIT:
-            raise _fail(f'{label.capitalize()} must be a value between 1 and {_MAX_LIMIT} '
-                        f'but received: {n}')
+            raise _fail('Select points limit should be a value greater than 0 and '
+                        f'smaller than {_MAX_LIMIT + 1} but got {n}')
         old = getattr(db, prop)
         setattr(db, prop, n)
         return _ok(f'Successfully changed {label} from {old} to {n}.')
     if prop == 'drop_threshold':
-        try:
-            f = float(value)
-        except ValueError:
-            f = -1.0
+        f = float(value)
         if not 0.0 <= f <= 1.0:
-            raise _fail(f'Drop threshold should be a value between 0 and 1, got: {value}')
+            raise _fail('Drop threshold should be a value between or equal to 0 and 1.0 '
+                        f'but got {f:.3f}')
         old_f = db.drop_threshold
         db.drop_threshold = f
         return _ok(f'Successfully changed drop_threshold from {old_f:g} to {f:g}.')
     zone = 'NAIVE' if value.upper() == 'NAIVE' else value
-    get_zone(zone)  # raises for an unknown zone (or missing tzdata)
+    try:
+        get_zone(zone)
+    except QueryFailure as exc:  # the real server points at the list of zones
+        raise _fail(f"{exc.msg} (see 'help timezones' for a list of valid time "
+                    'zones)') from None
     old_tz = db.timezone
     db.timezone = zone
     return _ok(f"Successfully changed timezone from '{old_tz}' to '{zone}'.")

@@ -88,7 +88,7 @@ ERR_STRING_FILTER = 'Cannot use a string filter on number type.'
 ERR_REGEX_OP = ("Regular expressions can only be used with 'equal' (==) or 'not equal' "
                 "(!=) operator.")
 # chosen (no transcript): the texts below follow the style of the recorded ones
-ERR_TIME_UNIT = 'Time unit must be an integer value larger than zero.'
+ERR_TIME_UNIT = 'Time-span must be an integer value larger than zero.'  # the real text
 
 
 def _err_string(name: str) -> QueryFailure:

@@ -27,7 +27,7 @@ MAX_FLAT_OPS = 1000
 #: the real server's text when its parser reaches its recursion limit
 MAX_DEPTH_ERROR = 'Memory allocation error or maximum recursion depth reached.'
 
-_WS = re.compile(r'\s*')
+_WS = re.compile(r'[ \t\n\r\f\v]*')  # C isspace(): ASCII only
 _WORD = re.compile(r'[a-z_]+')
 _INT = re.compile(r'[0-9]+')
 _NUMBER = re.compile(

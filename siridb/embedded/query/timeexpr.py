@@ -19,12 +19,13 @@ UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
 MAX_INT = 2 ** 63 - 1
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-#: the formats SiriDB documents: '2021', '2021-01', '2021-01-30', '2021-01-30 12:00',
-#: '2021-01-30 14:31:45Z', '2021-01-30T14:31:45+0200' (also +02:00 and +02)
+#: the date strings the real server reads: YYYY[-M[-D[( |T)H[:M[:S]]]]] with one or two
+#: digits after the year, then an optional zone (Z, +HH, +HH:MM or +HHMM); no
+#: fractions, no spaces around (grammar.jsonl)
 _DATE = re.compile(
     r'(\d{4})(?:-(\d{1,2})(?:-(\d{1,2})'
-    r'(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?)?)?'
-    r'\s*(Z|[+-]\d{2}(?::?\d{2})?)?')
+    r'(?:[T ](\d{1,2})(?::(\d{1,2})(?::(\d{1,2}))?)?)?)?)?'
+    r'(Z|[+-]\d{2}(?::?\d{2})?)?')
 
 
 def _fail(msg: str) -> QueryFailure:
@@ -72,14 +73,22 @@ def get_zone(name: str) -> Optional[tzinfo]:
 
 
 def parse_date(text: str, factor: int, tz_name: str) -> int:
-    """A date string like '2015-11-11 14:00' -> timestamp in units (factor per second)."""
-    m = _DATE.fullmatch(text.strip())
+    """A date string like '2015-11-11 14:00' -> timestamp in units (factor per second).
+
+    As the real server: month 1-12 and hour 0-23, but a day past the month's end,
+    minute 60 and second 60 carry over (2015-02-30 is March 2); before 1970 is
+    invalid."""
+    m = _DATE.fullmatch(text)
     if m is None:
         raise _fail('Invalid date string.')
-    year, month, day, hour, minute, sec, frac, off = m.groups()
+    year, month, day, hour, minute, sec, off = m.groups()
+    mon, d, h, mi, sc = (int(month or 1), int(day or 1), int(hour or 0),
+                         int(minute or 0), int(sec or 0))
+    if not (1 <= mon <= 12 and 1 <= d <= 31 and h <= 23 and mi <= 60 and sc <= 60):
+        raise _fail('Invalid date string.')
     try:
-        naive = datetime(int(year), int(month or 1), int(day or 1),
-                         int(hour or 0), int(minute or 0), int(sec or 0))
+        naive = datetime(int(year), mon, 1) + timedelta(
+            days=d - 1, hours=h, minutes=mi, seconds=sc)
         if off:
             if off == 'Z':
                 aware = naive.replace(tzinfo=timezone.utc)
@@ -97,11 +106,7 @@ def parse_date(text: str, factor: int, tz_name: str) -> int:
     seconds = delta.days * 86400 + delta.seconds
     if seconds < 0:
         raise _fail('Invalid date string.')
-    units = seconds * factor
-    if frac:
-        ns = int(frac.ljust(9, '0'))
-        units += ns * factor // 1000_000_000
-    return units
+    return seconds * factor
 
 
 #: the longest expression text the real server evaluates (EXPR_MAX_SIZE)
