@@ -208,7 +208,7 @@ def run_admin(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
             raise _fail(f"Cannot find group: '{name}'")
         if node['prop'] == 'expression':
             group.expression, group.regex = _regex(node['value'])
-        elif node['value'] != name:
+        else:  # the real server refuses the group's own name as well
             new = node['value']
             _check_group_or_tag_name(new, 'Group')
             _check_free(db, new)
@@ -225,7 +225,9 @@ def run_admin(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
         if node['action'] == 'tag':
             if tag not in db.tags:
                 _check_group_or_tag_name(tag, 'Tag')
-                _check_free(db, tag)
+                if tag in db.groups:
+                    raise _fail(f'Cannot create tag `{tag}` because a group with this '
+                                'name already exist.')
                 db.tags[tag] = set()
             db.tags[tag].update(names)
             return _ok(f'Successfully tagged {len(names)} series.')

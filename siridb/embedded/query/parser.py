@@ -21,9 +21,9 @@ T = TypeVar('T')
 MAX_WHERE_DEPTH = 5  # nested parentheses allowed in a where expression
 MAX_DEPTH = 200  # selector nesting deeper than this is refused (keeps recursion bounded)
 #: operators (or nested parentheses) in one time expression beyond which the real
-#: server's parser gives up (it takes 600 operators and 500 parentheses and refuses
-#: 2000 operators; the exact number is not known)
-MAX_FLAT_OPS = 1000
+#: server's parser gives up (it takes 300 operators and 500 nested parentheses and
+#: refuses 999 operators: grammar.jsonl; the exact number is not known)
+MAX_FLAT_OPS = 500
 #: the real server's text when its parser reaches its recursion limit
 MAX_DEPTH_ERROR = 'Memory allocation error or maximum recursion depth reached.'
 
@@ -58,6 +58,20 @@ SHOW_PROPS = (
 
 ACCESS_WORDS = ('read', 'write', 'modify', 'full', 'show', 'count', 'list', 'select',
                 'insert', 'create', 'alter', 'drop', 'grant', 'revoke')
+
+#: the topics of `help` (and `?`): topic -> its sub-topics, in the real server's order
+HELP_TOPICS: Dict[str, Any] = {
+    'access': {}, 'alter': {'database': {}, 'group': {}, 'server': {}, 'servers': {},
+                            'user': {}},
+    'count': {'groups': {}, 'pools': {}, 'series': {}, 'servers': {}, 'shards': {},
+              'users': {}},
+    'create': {'group': {}, 'user': {}},
+    'drop': {'group': {}, 'series': {}, 'server': {}, 'shards': {}, 'user': {}},
+    'functions': {}, 'grant': {},
+    'list': {'groups': {}, 'pools': {}, 'series': {}, 'servers': {}, 'shards': {},
+             'users': {}},
+    'noaccess': {}, 'revoke': {}, 'select': {}, 'show': {}, 'timeit': {}, 'timezones': {},
+}
 
 #: list/count targets -> (all columns in grammar order, default columns)
 LIST_COLUMNS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
@@ -794,11 +808,17 @@ class Parser:
             self._record(pos, 'help')
             self.tok('?')
         topic: List[str] = []
-        while True:
-            word = self.opt(lambda: self.rx('topic', _WORD).group())
-            if word is None:
+        level = HELP_TOPICS
+        while level:
+            pos = self._skip()
+            word = self._word(pos)
+            if word not in level:
+                for name in level:  # an optional choice: recorded, nothing taken
+                    self._record(pos, name)
                 break
+            self.pos = pos + len(word)
             topic.append(word)
+            level = level[word]
         return {'kind': 'help', 'topic': topic}
 
     # -- statement ---------------------------------------------------------
@@ -815,9 +835,10 @@ class Parser:
             stmt = {'kind': 'empty'}
         pos = self._skip()
         m = _COMMENT.match(self.text, pos)  # a trailing comment, never "expected"
-        if m is not None:
-            self.pos = m.end()
-            pos = self._skip()
+        if m is not None:  # the real server expects the end right after a comment
+            self.pos = pos = m.end()
+            if not self.text[pos:].strip(' \t\n\r\f\v'):
+                pos = len(self.text)
         if pos != len(self.text):
             self._record(pos, 'end_of_statement')
             raise self.error()
