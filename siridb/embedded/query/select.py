@@ -181,7 +181,7 @@ def run_select(db: Database, node: Node, now: int,
     for aggr, specs in zip(aggrs, chains):
         results: List[Result] = []
         for name, tp, ts, vals in data:
-            if specs:
+            if specs and len(ts):  # no points: no aggregate runs (nor refuses the type)
                 results.append((name, *ag.apply_chain(specs, ts, vals, tp)))
             else:
                 results.append((name, ts, vals, tp))
