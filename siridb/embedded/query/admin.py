@@ -53,7 +53,7 @@ def _selected(db: Database, node: Node, now: int) -> List[str]:
     names = select_names(db, node['selector'])
     where = resolve_where(db, node.get('where'), now)
     if where is not None:
-        names = [n for n in names if matches(where, series_row(db.series[n]))]
+        names = [n for n in names if matches(where, series_row(db.series[n], db))]
     return names
 
 

@@ -44,16 +44,18 @@ def rows_for(ctx: QueryContext, node: Node) -> List[Dict[str, Any]]:
     db = ctx.db
     target = node['target']
     if target == 'series':
-        return [series_row(db.series[n]) for n in select_names(db, node.get('selector'))]
+        return [series_row(db.series[n], db) for n in select_names(db, node.get('selector'))]
     if target == 'users':
         return [{'name': u.name, 'access': access_text(u.access), 'access_mask': u.access}
                 for u in db.users.values()]
+    # groups and tags come by name, as the real server lists them (a limit shows it)
     if target == 'groups':
         return [{'name': g.name, 'series': len(group_members(db, g)),
-                 'expression': g.expression} for g in db.groups.values()]
+                 'expression': g.expression}
+                for g in sorted(db.groups.values(), key=lambda g: g.name)]
     if target == 'tags':
         return [{'name': name, 'series': sum(1 for n in members if n in db.series)}
-                for name, members in db.tags.items()]
+                for name, members in sorted(db.tags.items())]
     if target == 'pools':
         pools = sorted({s.pool for s in ctx.servers} | {0})
         counts: Dict[int, int] = {}

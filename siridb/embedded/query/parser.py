@@ -193,7 +193,7 @@ def _unquote(s: str) -> str:
 def expecting_text(pos: int, names: List[str]) -> str:
     """The real server's text: names joined by ", ", the last with " or " (a hidden
     last element leaves no "or"); nothing named still leaves "Expecting "."""
-    out = []
+    out: List[str] = []
     last = len(names) - 1
     for i, name in enumerate(names):
         if name in HIDDEN:

@@ -139,7 +139,7 @@ def run_select(db: Database, node: Node, now: int,
     names = select_names(db, node['selector'])
     where = resolve_where(db, node['where'], now)
     if where is not None:
-        names = [n for n in names if matches(where, series_row(db.series[n]))]
+        names = [n for n in names if matches(where, series_row(db.series[n], db))]
     merge = node['merge']
     using: List[Any] = []
     if merge is not None:
