@@ -237,7 +237,7 @@ def test_list_pools_and_servers(ctx: QueryContext) -> None:
     # the columns SiriDB's own server tests list and filter on
     assert q(ctx, 'list servers active_tasks where active_tasks == 1 and idle_time >= 0 '
                   'and idle_percentage <= 100')['servers'] == [[1]]
-    assert q(ctx, 'list servers log_level')['servers'] == [['info']]
+    assert q(ctx, 'list servers log_level')['servers'] == [['warning']]  # SiriDB's default level
     assert q(ctx, 'count servers where active_handles > 1') == {'servers': 1}
     uuid = q(ctx, 'list servers uuid')['servers'][0][0]
     assert q(ctx, 'show uuid')['data'] == [{'name': 'uuid', 'value': uuid}]
