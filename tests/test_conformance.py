@@ -188,3 +188,35 @@ def test_every_line_is_played(transcripts):
         for rec, got in transcripts[name]:
             assert ('drop_first' in rec) == (got == DROPPED)
     assert len(transcripts['cluster']) == len(_records('cluster'))
+
+
+def test_received_points_count_successful_inserts():
+    """`show received_points` counts the points of successful inserts, as the real
+    server does (grammar.jsonl: 64 + 4 inserted points answer 68)."""
+    bg = Background()
+    try:
+        server = EmbeddedServer(databases={'db_rp': 's'})
+        bg.run(server.start())
+        conn = Conn(server.host, server.port)
+        try:
+            conn.auth('db_rp')
+
+            def query(text: str) -> Any:
+                conn.send(0, packb([text, None]))
+                return conn.recv(10)
+
+            assert query('show received_points') == (
+                0, {'data': [{'name': 'received_points', 'value': 0}]})
+            conn.send(1, packb({'a': [[1, 1], [2, 2]], 'b': [[1, 1.5]]}))
+            assert conn.recv(10)[0] == 1
+            conn.send(1, packb({'a': [[-1, 1]]}))  # refused: no points counted
+            assert conn.recv(10)[0] != 1
+            assert query('show received_points') == (
+                0, {'data': [{'name': 'received_points', 'value': 3}]})
+            assert query('count servers received_points') == (
+                0, {'servers_received_points': 3})
+        finally:
+            conn.close()
+            bg.run(server.stop())
+    finally:
+        bg.close()

@@ -39,6 +39,7 @@ class ServerInfo:
     version: str = VERSION
     log_level: str = 'warning'  # SiriDB's default; set by `alter server(s) ... set log_level`
     started: float = field(default_factory=time.time)
+    received_points: int = 0  # points of successful inserts (`show received_points`)
 
 
 @dataclass

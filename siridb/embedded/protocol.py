@@ -263,6 +263,7 @@ class ServerProtocol(asyncio.Protocol):
         except QueryFailure as exc:
             self._error(pid, exc.tp, exc.msg)
             return
+        server.info.received_points += n  # as the real server counts them
         reply = pack(pid, pm.CPROTO_RES_INSERT, {'success_msg': success_msg(n)})
         self._ack(reply)
 
