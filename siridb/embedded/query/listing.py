@@ -45,6 +45,8 @@ def rows_for(ctx: QueryContext, node: Node) -> List[Dict[str, Any]]:
     target = node['target']
     if target == 'series':
         return [series_row(db.series[n], db) for n in select_names(db, node.get('selector'))]
+    if target == 'shards':
+        return []  # the embedded server keeps every series in memory: no shards
     if target == 'users':
         return [{'name': u.name, 'access': access_text(u.access), 'access_mask': u.access}
                 for u in db.users.values()]
@@ -118,6 +120,8 @@ def run_count(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
     if node['length']:
         return {'series_length': sum(r['length'] for r in rows)}
     what = node.get('what')
+    if what == 'size':  # count shards size
+        return {'shards_size': 0}
     if what in ('received_points', 'selected_points'):
         return {f'servers_{what}': sum(r[what] for r in rows)}
     return {node['target']: len(rows)}

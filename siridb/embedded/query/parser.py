@@ -80,6 +80,8 @@ LIST_COLUMNS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
     'groups': (('name', 'series', 'expression'), ('name',)),
     'tags': (('name', 'series'), ('name',)),
     'pools': (('pool', 'servers', 'series'), ('pool', 'servers', 'series')),
+    'shards': (('sid', 'pool', 'server', 'size', 'start', 'end', 'type', 'status'),
+               ('sid', 'pool', 'server', 'start', 'end')),
     'servers': (('address', 'name', 'port', 'pool', 'version', 'online', 'status',
                  'uptime', 'uuid', 'active_handles', 'active_tasks', 'buffer_path',
                  'buffer_size', 'dbpath', 'fifo_files', 'idle_percentage', 'idle_time',
@@ -620,8 +622,6 @@ class Parser:
         node['selector'] = self.opt(self.selector) if target == 'series' else None
         node['where'] = self.opt(lambda: self.where(target))
         node['limit'] = self.opt(lambda: (self.kw('limit'), self.int_expr())[1])
-        if target == 'shards':
-            return self._unsupported('list shards')
         node['columns'] = columns or list(LIST_COLUMNS[target][1])
         return node
 
@@ -648,8 +648,6 @@ class Parser:
         node['where'] = self.opt(lambda: self.where(target))
         if word not in extra:
             self._opt_word_after(pos, extra)
-        if target == 'shards':
-            return self._unsupported('count shards')
         return node
 
     def show_stmt(self) -> Node:
