@@ -30,7 +30,18 @@ _RE_ERRORS = (
     ('unbalanced parenthesis', 'unmatched closing parenthesis'),
     ('unterminated character set', 'missing terminating ] for character class'),
     ('nothing to repeat', 'quantifier does not follow a repeatable item'),
+    ('bad character range', 'range out of order in character class'),
 )
+#: PCRE's POSIX classes inside [...], which Python's re lacks
+_POSIX_CLASSES = {
+    'alpha': 'a-zA-Z', 'digit': '0-9', 'alnum': 'a-zA-Z0-9', 'upper': 'A-Z',
+    'lower': 'a-z', 'space': ' \\t\\n\\r\\f\\v', 'blank': ' \\t', 'xdigit': '0-9A-Fa-f',
+    'word': '\\w', 'punct': '!-/:-@\\[-`{-~', 'cntrl': '\\x00-\\x1f\\x7f',
+    'print': ' -~', 'graph': '!-~',
+}
+_POSIX_RE = re.compile(r'\[:(' + '|'.join(_POSIX_CLASSES) + r'):\]')
+#: inline flags at the start of a pattern: they must stay in front of the anchor
+_LEAD_FLAGS = re.compile(r'\(\?[aiLmsux]+\)')
 _TOO_COMPLEX = ('nested repetition that can match the same text (exponential '
                 'backtracking; not allowed by the embedded server)')
 
@@ -224,8 +235,13 @@ def compile_regex(pattern: str, ignore_case: bool, anchored: bool = True) -> re.
     '^' + pattern + '$' (filter() searches, unanchored); QueryError when invalid
     or exponential (see the module docstring)."""
     full = '^' + pattern + '$' if anchored else pattern
+    source = _POSIX_RE.sub(lambda m: _POSIX_CLASSES[m.group(1)], pattern)
+    flags = _LEAD_FLAGS.match(source)
+    lead = flags.group() if flags else ''
+    if anchored:
+        source = lead + '^' + source[len(lead):] + '$'
     try:
-        compiled = re.compile(full, re.IGNORECASE if ignore_case else 0)
+        compiled = re.compile(source, re.IGNORECASE if ignore_case else 0)
     except (re.error, OverflowError, RecursionError, ValueError) as exc:
         text = getattr(exc, 'msg', None) or str(exc)
         for py, pcre in _RE_ERRORS:
@@ -234,7 +250,7 @@ def compile_regex(pattern: str, ignore_case: bool, anchored: bool = True) -> re.
                 break
         raise QueryFailure(
             65, f"Cannot compile regular expression '{full}': {text}") from None
-    if is_exponential(full):
+    if is_exponential(source):
         raise QueryFailure(
             65, f"Cannot compile regular expression '{full}': {_TOO_COMPLEX}")
     return compiled
