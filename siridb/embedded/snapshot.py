@@ -78,5 +78,7 @@ def load_snapshot(path: str, db: Database) -> Optional[Dict[str, Any]]:
             ts.byteswap()
         s.ts = ts
         s.values = values
+        if s.chunks is not None:  # chunks are not kept in a snapshot: one chunk
+            s.chunks = [(ts, values)]
         db.series[s.name] = s
     return {'covers_gen': covers_gen, 'meta': unpack_body(meta)}

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..context import QueryFailure
 from ..store import TYPE_FLOAT, TYPE_INTEGER, TYPE_STRING, Database
 from . import aggregates as ag
+from . import strings
 from .parser import Node
 from .selectors import compile_regex, matches, resolve_where, select_names, series_row
 from .timeexpr import evaluate, to_int
@@ -167,6 +168,12 @@ def run_select(db: Database, node: Node, now: int,
             total += len(ts)
             data.append((name, s.tp, ts, vals))
             continue
+        if s.chunks is not None and (start is not None or end is not None):
+            # a string series through a time filter: as SiriDB 2.0.55 reads it
+            f_ts, f_vals = strings.filtered(s, start, end)
+            total += len(f_ts)
+            data.append((name, s.tp, f_ts, f_vals))
+            continue
         lo = 0 if start is None else bisect_left(ts, start)
         hi = len(ts) if end is None else bisect_left(ts, end)
         if head is not None:
@@ -178,10 +185,20 @@ def run_select(db: Database, node: Node, now: int,
 
     factor = db.factor
     out: Dict[str, Any] = {}
+    # first(), last() and count() alone read only what they need, as SiriDB 2.0.55
+    # does (for string series that read is its own: see strings.py)
+    skip = start is None and end is None and head is None and tail is None and \
+        merge is None and all(len(a['chain']) == 1 and a['chain'][0]['fn'] in (
+            'count', 'first', 'last') and a['chain'][0].get('group') is None
+            for a in aggrs)
     for aggr, specs in zip(aggrs, chains):
         results: List[Result] = []
+        fn = aggr['chain'][0]['fn']
         for name, tp, ts, vals in data:
-            if specs and len(ts):  # no points: no aggregate runs (nor refuses the type)
+            if skip and tp == TYPE_STRING and fn in ('first', 'last') and len(ts):
+                t, v = (strings.first if fn == 'first' else strings.last)(series[name])
+                results.append((name, [t], [v], tp))
+            elif specs and len(ts):  # no points: no aggregate runs (nor refuses the type)
                 results.append((name, *ag.apply_chain(specs, ts, vals, tp)))
             else:
                 results.append((name, ts, vals, tp))
