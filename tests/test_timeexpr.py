@@ -77,6 +77,11 @@ def test_dates() -> None:
     # the real server reads no fractions, and a day past the month's end carries over
     assert calc_error("'2015-11-11 14:00:00.5'", 'ms') == 'Invalid date string.'
     assert calc("'2015-02-30'") == 1425254400
+    # glibc strptime: '60' minutes read as 6 (the last field), seconds up to 61
+    assert calc("'2015-11-11 23:60'") == 1447283160
+    assert calc("'2015-11-11 23:59:60'") == 1447286400
+    assert calc_error("'2015-11-11 23:60:00'") == 'Invalid date string.'
+    assert calc_error("'2015-11-11 24:00'") == 'Invalid date string.'
 
 
 def test_the_date_formats_siridb_documents() -> None:

@@ -72,20 +72,38 @@ def get_zone(name: str) -> Optional[tzinfo]:
         raise _fail(f"Unknown time zone: '{name}'.") from None
 
 
+#: the ranges the real server's date parser (glibc strptime) takes: month, day, hour,
+#: minute, second
+_FIELD_RANGES = ((1, 12), (1, 31), (0, 23), (0, 59), (0, 61))
+
+
 def parse_date(text: str, factor: int, tz_name: str) -> int:
     """A date string like '2015-11-11 14:00' -> timestamp in units (factor per second).
 
-    As the real server: month 1-12 and hour 0-23, but a day past the month's end,
-    minute 60 and second 60 carry over (2015-02-30 is March 2); before 1970 is
-    invalid."""
+    As the real server (glibc strptime, then mktime): two digits that would pass a
+    field's maximum stop after the first (the last field's second digit is then
+    ignored: '23:60' is 23:06), a day past the month's end and seconds 60-61 carry
+    over (2015-02-30 is March 2); before 1970 is invalid."""
     m = _DATE.fullmatch(text)
     if m is None:
         raise _fail('Invalid date string.')
     year, month, day, hour, minute, sec, off = m.groups()
-    mon, d, h, mi, sc = (int(month or 1), int(day or 1), int(hour or 0),
-                         int(minute or 0), int(sec or 0))
-    if not (1 <= mon <= 12 and 1 <= d <= 31 and h <= 23 and mi <= 60 and sc <= 60):
-        raise _fail('Invalid date string.')
+    fields = [f for f in (month, day, hour, minute, sec) if f is not None]
+    values = [1, 1, 0, 0, 0]
+    for i, digits in enumerate(fields):
+        lo, hi = _FIELD_RANGES[i]
+        value = int(digits[0])
+        if len(digits) == 2:
+            if value * 10 <= hi:
+                value = int(digits)
+            elif i != len(fields) - 1:
+                # strptime stops before a digit that would pass the maximum; the
+                # digit left over then stands where a separator must
+                raise _fail('Invalid date string.')
+        if not lo <= value <= hi:
+            raise _fail('Invalid date string.')
+        values[i] = value
+    mon, d, h, mi, sc = values
     try:
         naive = datetime(int(year), mon, 1) + timedelta(
             days=d - 1, hours=h, minutes=mi, seconds=sc)
