@@ -6,13 +6,12 @@ parse tree into `AggrSpec` chains, picks the points and shapes the reply.
 from __future__ import annotations
 
 from bisect import bisect_left
-from operator import itemgetter
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..context import QueryFailure
 from ..store import TYPE_FLOAT, TYPE_INTEGER, TYPE_STRING, Database
 from . import aggregates as ag
-from . import strings
+from . import merging, strings
 from .parser import Node
 from .selectors import compile_regex, matches, resolve_where, select_names, series_row
 from .timeexpr import evaluate, to_int
@@ -113,10 +112,8 @@ def _merge(results: List[Result], using: List[Any]) -> Tuple[List[int], List[Any
     types = {r[3] for r in results}
     if TYPE_STRING in types and len(types) > 1:
         raise QueryFailure(65, 'Cannot merge string and number series.')
-    points: List[Tuple[int, Any]] = []
-    for _, ts, vals, _tp in reversed(results):  # at equal times, later series first
-        points.extend(zip(ts, vals))
-    points.sort(key=itemgetter(0))
+    # at equal times in the real server's order (merging.py)
+    points = merging.merge_points([(ts, vals) for _, ts, vals, _tp in results])
     tp = TYPE_INTEGER
     if TYPE_STRING in types:
         tp = TYPE_STRING
