@@ -185,7 +185,7 @@ _STARTERS = ('select', 'list', 'count', 'alter', 'create', 'drop', 'grant', 'rev
 def _grammar_keywords() -> List[str]:
     """Every keyword the embedded grammar knows (its tables, in one list)."""
     from siridb.embedded.query import parser as p
-    words = set(p.FN_ORDER[1:]) | set(p.ACCESS_ORDER) | set(p.SHOW_ORDER) | \
+    words = set(p.FN_ORDER[1:]) | set(p.ACCESS_ORDER) | set(p.SHOW_PROPS) | \
         set(p.LOG_LEVELS) | set(p.HELP_TOPICS)
     for cols in p.COLUMN_ORDER.values():
         words.update(cols)

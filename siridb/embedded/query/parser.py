@@ -1,9 +1,10 @@
 """Hand-written recursive descent parser for the SiriDB query language.
 
-Like pyleri (the parser library of SiriDB's own grammar) it remembers the
-furthest position where an element failed and, in order, the names of the
-elements expected there: that gives the real server's "Query error at
-position N. Expecting A, B or C" texts. Statements come out as plain dicts.
+It follows SiriDB 2.0.55's grammar element by element and, like the real server's
+parser, remembers the furthest position where an element failed and the elements
+expected there in the order it tried them: that gives the real server's "Query error
+at position N. Expecting A, B or C" texts (tests/test_parser_differential.py checks
+them against the recorded transcripts). Statements come out as plain dicts.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from ..context import QueryFailure
 
-__all__ = ['parse', 'Node', 'AGGR_FNS', 'SHOW_PROPS', 'ACCESS_WORDS', 'LIST_COLUMNS',
-           'MAX_WHERE_DEPTH', 'MAX_DEPTH']
+__all__ = ['parse', 'expecting_text', 'Node', 'SHOW_PROPS', 'DEFAULT_COLUMNS',
+           'COLUMN_ORDER', 'MAX_WHERE_DEPTH', 'MAX_DEPTH', 'MAX_FLAT_OPS']
 
 Node = Dict[str, Any]
 T = TypeVar('T')
@@ -30,34 +31,16 @@ MAX_DEPTH_ERROR = 'Memory allocation error or maximum recursion depth reached.'
 _WS = re.compile(r'[ \t\n\r\f\v]*')  # C isspace(): ASCII only
 _WORD = re.compile(r'[a-z_]+')
 _INT = re.compile(r'[0-9]+')
-_NUMBER = re.compile(
-    r'-?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|inf(?![a-z_])|nan(?![a-z_]))')
 _TIME_STR = re.compile(r'([0-9]+)([smhdw])')
 _SQ = re.compile(r"'[^']*(?:''[^']*)*'")
 _DQ = re.compile(r'"[^"]*(?:""[^"]*)*"')
 _GRAVE = re.compile(r'`[^`]*(?:``[^`]*)*`')
 _REGEX = re.compile(r'/[^/\\]*(?:\\.[^/\\]*)*/i?')
 _COMMENT = re.compile(r'#.*')
-_UUID = re.compile(r'[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}')
 LOG_LEVELS = ('debug', 'info', 'warning', 'error', 'critical')
 
 GROUP_FNS = ('mean', 'median', 'median_low', 'median_high', 'sum', 'min', 'max', 'count',
              'variance', 'pvariance', 'stddev', 'first', 'last', 'difference')
-AGGR_FNS = ('limit',) + GROUP_FNS + ('derivative', 'filter', 'interval', 'timeval', 'offset')
-LIMIT_FNS = GROUP_FNS[:13]  # the functions limit(n, fn) may use
-FILTER_OPS = ('==', '!=', '<=', '>=', '!~', '<', '>', '~')
-CMP_OPS = ('==', '!=', '<=', '>=', '!~', '<', '>', '~')
-
-SHOW_PROPS = (
-    'active_handles', 'active_tasks', 'buffer_path', 'buffer_size', 'dbname', 'dbpath',
-    'drop_threshold', 'duration_log', 'duration_num', 'fifo_files', 'idle_percentage',
-    'idle_time', 'ip_support', 'libuv', 'list_limit', 'log_level', 'max_open_files',
-    'mem_usage', 'open_files', 'pool', 'received_points', 'reindex_progress',
-    'select_points_limit', 'selected_points', 'server', 'startup_time', 'status',
-    'sync_progress', 'time_precision', 'timezone', 'uptime', 'uuid', 'version', 'who_am_i')
-
-ACCESS_WORDS = ('read', 'write', 'modify', 'full', 'show', 'count', 'list', 'select',
-                'insert', 'create', 'alter', 'drop', 'grant', 'revoke')
 
 #: the topics of `help` (and `?`): topic -> its sub-topics, in the real server's order
 HELP_TOPICS: Dict[str, Any] = {
@@ -73,39 +56,13 @@ HELP_TOPICS: Dict[str, Any] = {
     'noaccess': {}, 'revoke': {}, 'select': {}, 'show': {}, 'timeit': {}, 'timezones': {},
 }
 
-#: list/count targets -> (all columns in grammar order, default columns)
-LIST_COLUMNS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
-    'series': (('name', 'type', 'length', 'start', 'end', 'pool'), ('name',)),
-    'users': (('name', 'access'), ('name', 'access')),
-    'groups': (('name', 'series', 'expression'), ('name',)),
-    'tags': (('name', 'series'), ('name',)),
-    'pools': (('pool', 'servers', 'series'), ('pool', 'servers', 'series')),
-    'shards': (('sid', 'pool', 'server', 'size', 'start', 'end', 'type', 'status'),
-               ('sid', 'pool', 'server', 'start', 'end')),
-    'servers': (('address', 'name', 'port', 'pool', 'version', 'online', 'status',
-                 'uptime', 'uuid', 'active_handles', 'active_tasks', 'buffer_path',
-                 'buffer_size', 'dbpath', 'fifo_files', 'idle_percentage', 'idle_time',
-                 'ip_support', 'libuv', 'log_level', 'max_open_files', 'mem_usage',
-                 'open_files', 'received_points', 'reindex_progress', 'selected_points',
-                 'startup_time', 'sync_progress'),
-                ('name', 'pool', 'version', 'online', 'status')),
+#: the columns `list` gives when none are named
+DEFAULT_COLUMNS: Dict[str, Tuple[str, ...]] = {
+    'series': ('name',), 'users': ('name', 'access'), 'groups': ('name',),
+    'tags': ('name',), 'pools': ('pool', 'servers', 'series'),
+    'shards': ('sid', 'pool', 'server', 'start', 'end'),
+    'servers': ('name', 'pool', 'version', 'online', 'status'),
 }
-#: what list/count accept, in the real grammar's order (shards: not supported here)
-LIST_TARGETS = ('series', 'users', 'shards', 'groups', 'tags', 'pools', 'servers')
-#: how a where clause reads a value for each column
-_PROP_KIND = {
-    'name': 'str', 'type': 'type', 'length': 'num', 'start': 'num', 'end': 'num',
-    'pool': 'num', 'access': 'str', 'series': 'num', 'expression': 'str',
-    'servers': 'num', 'address': 'str', 'port': 'num', 'version': 'str',
-    'online': 'bool', 'status': 'str', 'uptime': 'num', 'uuid': 'str',
-    'active_handles': 'num', 'active_tasks': 'num', 'buffer_path': 'str',
-    'buffer_size': 'num', 'dbpath': 'str', 'fifo_files': 'num', 'idle_percentage': 'num',
-    'idle_time': 'num', 'ip_support': 'str', 'libuv': 'str', 'log_level': 'str',
-    'max_open_files': 'num', 'mem_usage': 'num', 'open_files': 'num',
-    'received_points': 'num', 'reindex_progress': 'str', 'selected_points': 'num',
-    'startup_time': 'num', 'sync_progress': 'str',
-}
-
 
 #: how the real server lists element names in "Expecting ...": every alternative
 #: tried at the furthest position, in the grammar's order; a group of tokens is one
@@ -129,7 +86,8 @@ LIMIT_ORDER = ('mean', 'median', 'median_high', 'median_low', 'sum', 'min', 'max
                'count', 'variance', 'pvariance', 'stddev', 'first', 'last')
 ACCESS_ORDER = ('read', 'write', 'modify', 'full', 'select', 'show', 'list', 'count',
                 'create', 'insert', 'drop', 'grant', 'revoke', 'alter')
-SHOW_ORDER = (
+#: the properties of `show`, in the grammar's order (a bare `show` gives them all)
+SHOW_PROPS = (
     'active_handles', 'active_tasks', 'buffer_path', 'buffer_size', 'dbname', 'dbpath',
     'drop_threshold', 'duration_log', 'duration_num', 'fifo_files', 'expiration_log',
     'expiration_num', 'idle_percentage', 'idle_time', 'ip_support', 'libuv', 'list_limit',
@@ -622,7 +580,7 @@ class Parser:
         node['selector'] = self.opt(self.selector) if target == 'series' else None
         node['where'] = self.opt(lambda: self.where(target))
         node['limit'] = self.opt(lambda: (self.kw('limit'), self.int_expr())[1])
-        node['columns'] = columns or list(LIST_COLUMNS[target][1])
+        node['columns'] = columns or list(DEFAULT_COLUMNS[target])
         return node
 
     def _opt_word_after(self, pos: int, words: Tuple[str, ...]) -> None:
@@ -652,7 +610,7 @@ class Parser:
 
     def show_stmt(self) -> Node:
         self.kw('show')
-        props = self.opt(lambda: self._columns(SHOW_ORDER))
+        props = self.opt(lambda: self._columns(SHOW_PROPS))
         return {'kind': 'show', 'props': props}
 
     # -- create / alter / drop / grant / revoke ----------------------------
