@@ -38,3 +38,21 @@ def test_above_the_qsort_limit_the_highest_is_taken() -> None:
     assert len(got) == 4 * n
     assert [t for t, _ in got] == list(range(4 * n))
     assert [v for _, v in got[:8]] == [0, 1, 2, 3, 0, 1, 2, 3]
+
+
+def test_the_fast_path_agrees_with_the_methods() -> None:
+    """Without a time-stamp twice the sorted points are the answer; the real server's
+    methods (run here on the same data) give the same."""
+    import random
+
+    from siridb.embedded.query import merging
+
+    rng = random.Random(7)
+    for k in (2, 3, 5):
+        stamps = rng.sample(range(10_000), 40 * k)
+        series = [(sorted(stamps[i::k]), [f'{i}'] * 40) for i in range(k)]
+        fast = merge_points(series)
+        out: list = [(0, None)] * (40 * k)
+        tails = [merging._Tail(ts, vals) for ts, vals in series]
+        (merging._sort_while_merge if k < 4 else merging._merge_and_sort)(tails, out)
+        assert fast == out
