@@ -17,7 +17,9 @@ recorded one, because its parser skips whitespace the same way everywhere):
 - a keyword of an accepted statement in capitals is refused (keywords are
   case-sensitive) at or before the keyword;
 - every keyword of the grammar that starts no statement, and every prefix of one that
-  does, is refused at position 0 with the start-of-statement list.
+  does, is refused at position 0 with the start-of-statement list;
+- an accepted statement cut before a space parses or is refused at its end, expecting
+  the keyword the statement goes on with.
 """
 from __future__ import annotations
 
@@ -144,6 +146,31 @@ def test_junk_after_a_statement_is_refused_there() -> None:
         assert 'end_of_statement' in got, (query, got)
         checked += 1
     assert checked > 800
+
+
+def test_prefixes_of_accepted_statements_expect_their_continuation() -> None:
+    """Cut an accepted statement before a space: the rest is missing, so the prefix
+    parses or is refused at its very end, and a keyword that continues the statement
+    is among the expected elements there."""
+    checked = 0
+    for query in ACCEPTED:
+        if not _plain(query):
+            continue
+        for i in _spaces(query):
+            prefix, rest = query[:i], query[i:].lstrip(' ')
+            if not prefix.strip() or prefix.endswith(' '):
+                continue
+            got = _answer(prefix)
+            if got is None:
+                continue
+            m = _POS.match(got)
+            assert m is not None and int(m.group(1)) == len(prefix), (prefix, got)
+            word = re.match(r'[a-z_]+(?![\w(])', rest)
+            if word is not None:
+                named = re.search(rf'(?:^|, | or ){word.group()}(?=,|$| or )', m.group(2))
+                assert named is not None, (prefix, word.group(), got)
+            checked += 1
+    assert checked > 1000
 
 
 def _keywords(query: str) -> List[Tuple[int, str]]:
