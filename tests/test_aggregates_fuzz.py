@@ -100,12 +100,21 @@ REFERENCE = {
 def _naive(name: str, ts: List[int], values: List[int], group: int, offset: int,
            unit: int) -> List[List[Any]]:
     buckets: Dict[int, List[int]] = OrderedDict()
-    for t, v in sorted(zip(ts, values), key=lambda p: p[0]):
+    if offset % group:
+        # SiriDB 2.0.55: the window opened by t ends at ceil(t / g) * g + o
+        label = None
+        for t, v in sorted(zip(ts, values), key=lambda p: p[0]):
+            if label is None or t > label:
+                label = -(-t // group) * group + offset % group
+            buckets.setdefault(label, []).append(v)
+        offset = 0
+    for t, v in sorted(zip(ts, values), key=lambda p: p[0]) if not buckets else ():
         # the end of t's bucket: the next label at or after t (labels: offset + k*group)
         label = t + (offset - t) % group
         buckets.setdefault(label, []).append(v)
     if name == 'derivative':
-        return [[lb, (v[-1] - v[0]) * unit / group] for lb, v in buckets.items()]
+        return [[lb, (float(v[-1]) - float(v[0])) * unit / group]
+                for lb, v in buckets.items()]
     return [[lb, REFERENCE[name](v)] for lb, v in buckets.items()]
 
 
@@ -149,6 +158,16 @@ def test_limit_is_the_aggregate_over_n_even_buckets_from_the_first_point(
         assert (out_ts, out_v) == (ts, values)
         return
     assert len(out_ts) <= n
-    want = _naive(name, ts, values, (ts[-1] - ts[0]) // n + 1, ts[0] - 1, 1)
-    assert [t for t, _ in want] == out_ts
-    assert all(_close(got, w) for got, (_, w) in zip(out_v, want))
+    # SiriDB's sequential windows: g = span // n + 1, o = (first - 1) % g; a window
+    # opened by the point at t ends at ceil(t / g) * g + o (its label)
+    g = (ts[-1] - ts[0]) // n + 1
+    o = (ts[0] - 1) % g
+    labels: List[int] = []
+    for t in ts:
+        if not labels or t > labels[-1]:
+            labels.append(-(-t // g) * g + o)
+    assert labels == out_ts
+    for label, got in zip(labels, out_v):
+        lo = max([x for x in labels if x < label], default=None)
+        window = [v for t, v in zip(ts, values) if t <= label and (lo is None or t > lo)]
+        assert window and _close(got, REFERENCE[name](window))

@@ -14,7 +14,7 @@ import threading
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
-from _conformance_helpers import matches
+from _conformance_helpers import known_failure, matches, record_failure
 from _conformance_helpers import records as _records
 
 from siridb.connector.lib.codec import packb, unpack_body
@@ -27,7 +27,10 @@ HDR = struct.Struct('<IHBB')
 SERVER_FILES: List[Tuple[str, Optional[str]]] = [
     ('service', None), ('auth', None), ('insert', 'conf_s'),
     ('query', 'conf_s'), ('admin', 'conf_s'), ('precision_ms', 'conf_ms'),
+    ('grammar', None), ('aggregates', None),
 ]
+#: the reply to a ``{"drop_first": [...]}`` line: the service replies, one per database
+DROPPED = 'dropped'
 
 # -- a blocking client and a server in a background loop -----------------
 
@@ -106,6 +109,12 @@ def play(host: str, port: int, name: str, db: Optional[str],
         if db:
             conn.auth(db)
         for rec in _records(name):
+            if 'drop_first' in rec:  # start from a server without these databases
+                for dbname in rec['drop_first']:
+                    conn.send(32, packb(['sa', 'siri', 6, {'database': dbname}]))
+                    assert conn.recv(10) is not None
+                yield rec, DROPPED
+                continue
             if rec['name'] in hooks:
                 hooks[rec['name']]()
             conn.send(rec['request']['tp'], _request_body(rec))
@@ -152,7 +161,8 @@ def _cases() -> List[Any]:
     cases = []
     for name in [n for n, _ in SERVER_FILES] + ['cluster']:
         for i, rec in enumerate(_records(name)):
-            cases.append(pytest.param(name, i, id=f'{name}:{i:03d}:{rec["name"]}'))
+            if 'drop_first' not in rec:
+                cases.append(pytest.param(name, i, id=f'{name}:{i:03d}:{rec["name"]}'))
     return cases
 
 
@@ -161,7 +171,13 @@ def test_line(transcripts, name, index):
     rec, got = transcripts[name][index]
     exp = rec['response']
     want = None if exp is None else (exp['tp'], exp['payload'])
-    assert matches(rec, got), (
+    ok = matches(rec, got)
+    if not ok:
+        record_failure('wire', name, index)
+    if known_failure('wire', name, index):
+        assert not ok, 'a known failure passes now: remove it from known_failures.txt'
+        pytest.xfail('known difference (tests/conformance/known_failures.txt)')
+    assert ok, (
         f'{rec["name"]} ({rec.get("compare", "exact")}):\n'
         f'  want {str(want)[:400]}\n  got  {str(got)[:400]}')
 
@@ -169,4 +185,38 @@ def test_line(transcripts, name, index):
 def test_every_line_is_played(transcripts):
     for name, _ in SERVER_FILES:
         assert len(transcripts[name]) == len(_records(name))
+        for rec, got in transcripts[name]:
+            assert ('drop_first' in rec) == (got == DROPPED)
     assert len(transcripts['cluster']) == len(_records('cluster'))
+
+
+def test_received_points_count_successful_inserts():
+    """`show received_points` counts the points of successful inserts, as the real
+    server does (grammar.jsonl: 64 + 4 inserted points answer 68)."""
+    bg = Background()
+    try:
+        server = EmbeddedServer(databases={'db_rp': 's'})
+        bg.run(server.start())
+        conn = Conn(server.host, server.port)
+        try:
+            conn.auth('db_rp')
+
+            def query(text: str) -> Any:
+                conn.send(0, packb([text, None]))
+                return conn.recv(10)
+
+            assert query('show received_points') == (
+                0, {'data': [{'name': 'received_points', 'value': 0}]})
+            conn.send(1, packb({'a': [[1, 1], [2, 2]], 'b': [[1, 1.5]]}))
+            assert conn.recv(10)[0] == 1
+            conn.send(1, packb({'a': [[-1, 1]]}))  # refused: no points counted
+            assert conn.recv(10)[0] != 1
+            assert query('show received_points') == (
+                0, {'data': [{'name': 'received_points', 'value': 3}]})
+            assert query('count servers received_points') == (
+                0, {'servers_received_points': 3})
+        finally:
+            conn.close()
+            bg.run(server.stop())
+    finally:
+        bg.close()

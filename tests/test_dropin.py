@@ -290,3 +290,49 @@ def test_public_names() -> None:
     assert sc.DEFAULT_CLIENT_PORT == 9000
     assert protomap.CPROTO_REQ_QUERY == 0 and protomap.CPROTO_ERR_POOL == 68
     assert protomap.CPROTO_ACK_SERVICE_DATA == 33
+
+
+# --- 2.1.6's error texts and classes ------------------------------------------
+def test_authentication_texts_are_2_1_6s(server: ServerThread) -> None:
+    """Code comparing ``str(exc)`` with 2.1.6's texts keeps working."""
+    from siridb.connector import SiriDBClient
+    from siridb.connector.lib.exceptions import AuthenticationError
+
+    async def attempt(user: str, password: str, dbname: str) -> str:
+        siri = SiriDBClient(user, password, dbname, [('127.0.0.1', PORT)])
+        try:
+            res = await siri.connect(timeout=5)
+            exc = next(r for r in res if isinstance(r, Exception))
+            assert isinstance(exc, AuthenticationError)
+            return str(exc)
+        finally:
+            siri.close()
+
+    async def main() -> List[str]:
+        return [await attempt('iris', 'wrong', 'dbtest'),
+                await attempt('iris', 'siri', 'nosuchdb')]
+
+    assert _in_thread(lambda: asyncio.run(main())) == \
+        ['Invalid credentials', 'Unknown database']
+
+
+def test_query_after_close_is_a_pool_error(server: ServerThread) -> None:
+    """2.1.6 raised PoolError('No available connections found') after close():
+    ``except PoolError`` still catches it, and so does ``except ConnectionError``."""
+    from siridb.connector import SiriDBClient
+    from siridb.connector.lib.exceptions import PoolError
+
+    async def main() -> List[str]:
+        siri = SiriDBClient('iris', 'siri', 'dbtest', [('127.0.0.1', PORT)])
+        await siri.connect(timeout=5)
+        assert (await siri.query('count series'))['series'] == 0
+        siri.close()
+        caught = []
+        for kind in (PoolError, ConnectionError):
+            try:
+                await siri.query('count series', timeout=5)
+            except kind as exc:
+                caught.append(type(exc).__name__)
+        return caught
+
+    assert _in_thread(lambda: asyncio.run(main())) == ['ClientClosedError'] * 2

@@ -314,3 +314,15 @@ async def test_groups_with_hostile_patterns_restart_quickly(tmp_path) -> None:
         assert tp == 0 and len(reply) == 20
     assert boot < 2.0, boot
     assert time.monotonic() - started < 4.0
+
+
+def test_pcre_posix_classes_and_leading_flags() -> None:
+    """What SiriDB's PCRE takes and Python's re spells otherwise (grammar.jsonl,
+    aggregates.jsonl): POSIX classes in brackets, inline flags before the anchor."""
+    assert compile_regex('[[:alpha:]]+\\.rx', False).match('net.rx')
+    assert not compile_regex('[[:digit:]]+', False).match('net')
+    assert compile_regex('(?s)line.break', False).match('line\nbreak')
+    with pytest.raises(QueryFailure) as info:
+        compile_regex('[a-', False)
+    assert info.value.msg == ("Cannot compile regular expression '^[a-$': range out of "
+                              'order in character class')

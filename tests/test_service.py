@@ -97,12 +97,14 @@ async def test_accounts(svc):
     assert await call(svc, 64, user='conf_sa', password='other') == (33, ['2.0.55'])
     assert await call(svc, 1, {'account': 'nobody', 'password': 'other'}) == err(
         "cannot find service account 'nobody'")
+    assert await call(svc, 2, {'account': 'nobody'}) == err(
+        "cannot find service account 'nobody'")
     assert await call(svc, 2, {'account': 'conf_sa'}) == (32, None)
-    assert await call(svc, 2, {'account': 'conf_sa'}) == err(
-        "cannot find service account 'conf_sa'")
-    # the last account stays
-    tp, data = await call(svc, 2, {'account': 'sa'})
-    assert tp == 96 and 'last' in data['error_msg']
+    # the last account stays; the real server says so before looking the name up
+    last = err('at least one service account is required, cannot drop the last '
+               'service account')
+    assert await call(svc, 2, {'account': 'sa'}) == last
+    assert await call(svc, 2, {'account': 'conf_sa'}) == last
     assert await call(svc, 65) == (33, ['sa'])
 
 

@@ -37,8 +37,9 @@ class ServerInfo:
     online: bool = True
     status: str = 'running'  # running | offline | ...
     version: str = VERSION
-    log_level: str = 'info'  # set by `alter server(s) ... set log_level`
+    log_level: str = 'warning'  # SiriDB's default; set by `alter server(s) ... set log_level`
     started: float = field(default_factory=time.time)
+    received_points: int = 0  # points of successful inserts (`show received_points`)
 
 
 @dataclass

@@ -40,7 +40,19 @@ _RE_ERRORS = (
     ('unbalanced parenthesis', 'unmatched closing parenthesis'),
     ('unterminated character set', 'missing terminating ] for character class'),
     ('nothing to repeat', 'quantifier does not follow a repeatable item'),
+    ('bad character range', 'range out of order in character class'),
 )
+#: PCRE's POSIX classes inside [...], which Python's re lacks
+_POSIX_CLASSES = {
+    'alpha': 'a-zA-Z', 'digit': '0-9', 'alnum': 'a-zA-Z0-9', 'upper': 'A-Z',
+    'lower': 'a-z', 'space': ' \\t\\n\\r\\f\\v', 'blank': ' \\t', 'xdigit': '0-9A-Fa-f',
+    'word': '\\w', 'punct': '!-/:-@\\[-`{-~', 'cntrl': '\\x00-\\x1f\\x7f',
+    'print': ' -~', 'graph': '!-~',
+}
+_POSIX_RE = re.compile(r'\[:(' + '|'.join(_POSIX_CLASSES) + r'):\]')
+#: inline flags at the start of a pattern: they must stay in front of the anchor
+_LEAD_FLAGS = re.compile(r'\(\?[aiLmsux]+\)')
+
 
 
 class GuardedPattern:
@@ -95,9 +107,14 @@ def compile_regex(pattern: str, ignore_case: bool, anchored: bool = True) -> Reg
     """Compile a /pattern/ the way the server does: for series names anchored as
     '^' + pattern + '$' (unanchored: searched); QueryError when invalid."""
     full = '^' + pattern + '$' if anchored else pattern
+    source = _POSIX_RE.sub(lambda m: _POSIX_CLASSES[m.group(1)], pattern)
+    lead_flags = _LEAD_FLAGS.match(source)
+    lead = lead_flags.group() if lead_flags else ''
+    if anchored:
+        source = lead + '^' + source[len(lead):] + '$'
     flags = re.IGNORECASE if ignore_case else 0
     try:
-        compiled = re.compile(full, flags)
+        compiled = re.compile(source, flags)
     except (re.error, OverflowError, RecursionError, ValueError) as exc:
         text = getattr(exc, 'msg', None) or str(exc)
         for py, pcre in _RE_ERRORS:
@@ -106,7 +123,7 @@ def compile_regex(pattern: str, ignore_case: bool, anchored: bool = True) -> Reg
                 break
         raise QueryFailure(
             65, f"Cannot compile regular expression '{full}': {text}") from None
-    cost = backtrack_cost(full, flags)
+    cost = backtrack_cost(source, flags)
     if cost.linear():
         return compiled
     return GuardedPattern(compiled, cost)

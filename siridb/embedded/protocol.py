@@ -511,10 +511,7 @@ class ServerProtocol(asyncio.Protocol):
                 precision is None or type(precision) is int):
             return
         if precision is not None and not 0 <= precision <= 3:
-            self._error(pid, pm.CPROTO_ERR_QUERY,
-                        f'Invalid time precision: {precision} (expecting '
-                        f'0=s, 1=ms, 2=us, 3=ns or None)')
-            return
+            precision = None  # as the real server: no conversion (grammar.jsonl)
         db, user = resolved
         ctx = self._server.query_context(db, user)
         try:
@@ -612,6 +609,7 @@ class ServerProtocol(asyncio.Protocol):
         except QueryFailure as exc:
             self._error(pid, exc.tp, exc.msg)
             return
+        server.info.received_points += n  # as the real server counts them
         reply = pack(pid, pm.CPROTO_RES_INSERT, {'success_msg': success_msg(n)})
         self._ack(reply)
 

@@ -134,11 +134,11 @@ def _dispatch(engine: Engine, request: int, opts: Dict[str, Any]) -> Reply:
         return _ACK
     if request == pm.SERVICE_DROP_ACCOUNT:
         name = opts['account']
+        if len(store.accounts) == 1:  # checked first, as the real server does
+            raise ServiceFailure('at least one service account is required, cannot '
+                                 'drop the last service account')
         if name not in store.accounts:
             raise ServiceFailure(f"cannot find service account '{name}'")
-        if len(store.accounts) == 1:
-            raise ServiceFailure(
-                f"cannot drop service account '{name}': it is the last one")
         engine.drop_account(name)
         return _ACK
     if request == pm.SERVICE_NEW_DATABASE:

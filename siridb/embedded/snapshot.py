@@ -129,6 +129,8 @@ def _load_body(body: bytes, db: Database, checked: bool = True
         s.values = values
         if not checked:
             s.mark_unsorted()
+        if s.chunks is not None:  # chunks are not kept in a snapshot: one chunk
+            s.chunks = [(ts, values)]
         db.series[s.name] = s
     return {'covers_gen': covers_gen, 'meta': unpack_body(meta),
             'damaged': False}

@@ -67,7 +67,7 @@ class Series:
     """One series: a fixed type (set by its first value) and its points."""
 
     __slots__ = ('name', 'tp', 'ts', 'values', '_sorted', '_sorted_len', 'pool',
-                 'seq')
+                 'seq', 'chunks')
 
     def __init__(self, name: str, tp: int, pool: int = 0) -> None:
         self.name = name
@@ -85,6 +85,11 @@ class Series:
         self._sorted_len = 0
         self.pool = pool
         self.seq = next(_SERIES_SEQ)
+        #: string series: the points of each insert, sorted by time, in the order
+        #: they came (SiriDB 2.0.55 stores them as chunks and reads some of them in
+        #: its own way, see query.strings); None for number series
+        self.chunks: Optional[List[Tuple[Sequence[int], List[str]]]] = \
+            [] if tp == TYPE_STRING else None
 
     @property
     def type_name(self) -> str:
@@ -97,6 +102,10 @@ class Series:
         """Append points whose values already have this series' type."""
         if not ts:
             return
+        if self.chunks is not None:
+            order = sorted(range(len(ts)), key=ts.__getitem__)
+            self.chunks.append((array('q', map(ts.__getitem__, order)),
+                                list(map(values.__getitem__, order))))
         if self._sorted:
             if self.ts and ts[0] < self.ts[-1]:
                 if len(ts) <= _INSERT_IN_PLACE:
@@ -240,6 +249,10 @@ class Database:
         self.select_points_limit = 1000_000
         self.drop_threshold = 1.0
         self.timezone = 'NAIVE'
+        #: `alter database set expiration_num|expiration_log` (None: never expire);
+        #: kept and shown only: the embedded server does not expire shards
+        self.expiration_num: Optional[int] = None
+        self.expiration_log: Optional[int] = None
         self.created = time.time()
         self.series: Dict[str, Series] = {}
         self.users: Dict[str, User] = {'iris': User('iris', 'siri', _FULL)}

@@ -335,7 +335,7 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
             except Exception as exc:
                 if counters is not None:
                     counters.failed(exc)
-                if isinstance(exc, PoolError):
+                if isinstance(exc, PoolError) and not isinstance(exc, ClientClosedError):
                     if loop.time() + self._pool_retry_interval >= deadline:
                         raise
                     # the text, not the exception: a handler that keeps records

@@ -141,8 +141,12 @@ class ProtocolError(ConnectionLostError, WireError):
     """
 
 
-class ClientClosedError(SiriDBError, ConnectionError):
-    """The client or connection was closed by the caller."""
+class ClientClosedError(PoolError, ConnectionError):
+    """The client or connection was closed by the caller.
+
+    Also a ``PoolError``: 2.1.6 raised ``PoolError('No available connections
+    found')`` for a request after ``close()``, so ``except PoolError`` code keeps
+    working; still a ``ConnectionError`` as before."""
 
 
 class InsertDataError(InsertError, ValueError):
@@ -240,8 +244,8 @@ ERROR_CLASSES: Dict[int, Type[SiriDBError]] = {
 _DEFAULT_TEXTS: Dict[int, str] = {
     pm.CPROTO_ERR: 'Server returned an error without a message.',
     pm.CPROTO_ERR_NOT_AUTHENTICATED: 'This connection is not authenticated.',
-    pm.CPROTO_ERR_AUTH_CREDENTIALS: 'Invalid credentials.',
-    pm.CPROTO_ERR_AUTH_UNKNOWN_DB: 'Unknown database.',
+    pm.CPROTO_ERR_AUTH_CREDENTIALS: 'Invalid credentials',  # 2.1.6's texts exactly
+    pm.CPROTO_ERR_AUTH_UNKNOWN_DB: 'Unknown database',
     pm.CPROTO_ERR_LOADING_DB: 'Error loading the database.',
     pm.CPROTO_ERR_FILE: 'Error retrieving a file.',
     pm.CPROTO_ERR_SERVICE_INVALID_REQUEST: 'Invalid service request.',

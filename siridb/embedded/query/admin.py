@@ -12,11 +12,12 @@ from ..store import ACCESS, ACCESS_PROFILES, Database, Group, User
 from .listing import server_props, server_uuid
 from .parser import Node
 from .selectors import compile_regex, matches, resolve_where, select_names, series_row
-from .timeexpr import get_zone, to_int
+from .timeexpr import evaluate, get_zone, to_int
 
 __all__ = ['run_admin']
 
 _MAX_LIMIT = 2 ** 32 - 1
+_MIN_LIST_LIMIT = 1000  # the real server's smallest list limit
 
 
 def _fail(msg: str) -> QueryFailure:
@@ -52,7 +53,7 @@ def _selected(db: Database, node: Node, now: int) -> List[str]:
     names = select_names(db, node['selector'])
     where = resolve_where(db, node.get('where'), now)
     if where is not None:
-        names = [n for n in names if matches(where, series_row(db.series[n]))]
+        names = [n for n in names if matches(where, series_row(db.series[n], db))]
     return names
 
 
@@ -90,28 +91,57 @@ def _access_bits(words: List[str]) -> int:
     return bits
 
 
-def _alter_database(db: Database, prop: str, value: str) -> Dict[str, Any]:
+def _check_tee(address: str) -> None:
+    """The real server's checks of `alter database set tee "ADDRESS[:PORT]"`."""
+    if not address:
+        raise _fail('Tee address must not be empty')
+    host, sep, port = address.rpartition(':')
+    if not sep:
+        host, port = address, '9104'
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _fail('Invalid tee address; expecting ADDRESS[:PORT]')
+
+
+def _alter_database(db: Database, node: Node, now: int) -> Dict[str, Any]:
+    prop, value = node['prop'], node['value']
+    if prop in ('expiration_num', 'expiration_log'):
+        n = evaluate(value, db.factor, now, db.timezone)
+        if not 0 <= n <= db.max_ts:
+            raise _fail('Time expression out-of-range.')
+        old_exp = getattr(db, prop) or 0
+        setattr(db, prop, n or None)
+        return _ok(f'Successfully changed expiration from {old_exp} to {n}.')
+    if prop == 'tee':
+        if value != 'false':
+            _check_tee(value)
+            raise _fail("The embedded server does not support 'alter database set tee'.")
+        return _ok('Successfully disabled tee.')
     if prop in ('list_limit', 'select_points_limit'):
-        n = to_int(value)
+        n = to_int(value) if len(value) < 30 else _MAX_LIMIT + 1
         label = prop.replace('_', ' ')
+        if prop == 'list_limit' and not _MIN_LIST_LIMIT <= n <= _MAX_LIMIT:
+            raise _fail('List limit should be a value greater than or equal to '
+                        f'{_MIN_LIST_LIMIT} and smaller than {_MAX_LIMIT + 1} but got {n}')
         if not 1 <= n <= _MAX_LIMIT:
-            raise _fail(f'{label.capitalize()} must be a value between 1 and {_MAX_LIMIT} '
-                        f'but received: {n}')
+            raise _fail('Select points limit should be a value greater than 0 and '
+                        f'smaller than {_MAX_LIMIT + 1} but got {n}')
         old = getattr(db, prop)
         setattr(db, prop, n)
         return _ok(f'Successfully changed {label} from {old} to {n}.')
     if prop == 'drop_threshold':
-        try:
-            f = float(value)
-        except ValueError:
-            f = -1.0
+        f = float(value)
         if not 0.0 <= f <= 1.0:
-            raise _fail(f'Drop threshold should be a value between 0 and 1, got: {value}')
+            raise _fail('Drop threshold should be a value between or equal to 0 and 1.0 '
+                        f'but got {f:.3f}')
         old_f = db.drop_threshold
         db.drop_threshold = f
         return _ok(f'Successfully changed drop_threshold from {old_f:g} to {f:g}.')
     zone = 'NAIVE' if value.upper() == 'NAIVE' else value
-    get_zone(zone)  # raises for an unknown zone (or missing tzdata)
+    try:
+        get_zone(zone)
+    except QueryFailure as exc:  # the real server points at the list of zones
+        raise _fail(f"{exc.msg} (see 'help timezones' for a list of valid time "
+                    'zones)') from None
     old_tz = db.timezone
     db.timezone = zone
     return _ok(f"Successfully changed timezone from '{old_tz}' to '{zone}'.")
@@ -178,7 +208,7 @@ def run_admin(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
             raise _fail(f"Cannot find group: '{name}'")
         if node['prop'] == 'expression':
             group.expression, group.regex = _regex(node['value'])
-        elif node['value'] != name:
+        else:  # the real server refuses the group's own name as well
             new = node['value']
             _check_group_or_tag_name(new, 'Group')
             _check_free(db, new)
@@ -195,7 +225,9 @@ def run_admin(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
         if node['action'] == 'tag':
             if tag not in db.tags:
                 _check_group_or_tag_name(tag, 'Tag')
-                _check_free(db, tag)
+                if tag in db.groups:
+                    raise _fail(f'Cannot create tag `{tag}` because a group with this '
+                                'name already exist.')
                 db.tags[tag] = set()
             db.tags[tag].update(names)
             return _ok(f'Successfully tagged {len(names)} series.')
@@ -254,7 +286,7 @@ def run_admin(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
         user.access &= ~_access_bits(node['access'])
         return _ok(f"Successfully revoked permissions from user '{name}'.")
     if kind == 'alter_database':
-        return _alter_database(db, node['prop'], node['value'])
+        return _alter_database(db, node, now)
     if kind == 'alter_server':
         return _alter_server(ctx, node, now)
     raise _fail(f'Statement not supported: {kind}')  # pragma: no cover

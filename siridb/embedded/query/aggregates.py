@@ -16,12 +16,11 @@ Rules (g = group size, o = offset, both in database time units):
 - ``offset(o)`` re-runs the aggregate before it with its buckets shifted by o:
   ``mean(5m) => offset(60)`` buckets (ts - 60) and labels land on ...060.
 - ``limit(n, fn)``: at most n points are returned unchanged; more points are reduced with
-  ``fn`` in buckets of g = (last - first) // n + 1 starting at the first point, i.e.
-  o = first - 1; each bucket is labelled with the last timestamp it can hold
-  (aggr: g = 191 -> labels 1447251128, 1447251319, 1447251510; limit(1, sum) gives
-  one point at the last timestamp). Known difference: SiriDB's own tests expect
-  limit(2, max) of points at 705, 707, 710 at 707 and 713 (this rule gives 710); no
-  bucket rule found fits that case together with the others.
+  ``fn`` in windows of g = (last - first) // n + 1 with o = (first - 1) % g, as SiriDB
+  2.0.55 does it: a window starts at its first point t and is labelled
+  ceil(t / g) * g + o; it takes every point up to its label, and the next point past
+  the label starts the next window (705, 707, 710 with limit(2, max): g = 3, o = 2,
+  labels 707 and 713, as SiriDB's own tests expect).
 - ``difference()``/``derivative()``/``interval()`` without g work on consecutive points
   and report at the later point; ``difference(g)`` is last - first in the bucket and
   ``derivative(u, g)`` is (last - first) * u / g (the bucket size, not the points' span).
@@ -43,7 +42,7 @@ import math
 import operator
 from bisect import bisect_right
 from dataclasses import dataclass, replace
-from itertools import compress, islice, repeat
+from itertools import accumulate, compress, islice, repeat
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..context import QueryFailure
@@ -85,11 +84,11 @@ ERR_LIMIT = 'Limit must be an integer value larger than zero.'
 ERR_OFFSET = 'Offset must be used after an aggregation method.'
 ERR_NUMBER_FILTER = 'Cannot use a number filter on string type.'
 ERR_STRING_FILTER = 'Cannot use a string filter on number type.'
-# the real text starts so (SiriDB's own tests); the rest of it is ours
-ERR_REGEX_OP = ('Regular expressions can only be used with the == (equal) or != '
-                '(not equal) operator.')
+# the real server's text (grammar.jsonl)
+ERR_REGEX_OP = ("Regular expressions can only be used with 'equal' (==) or 'not equal' "
+                "(!=) operator.")
 # chosen (no transcript): the texts below follow the style of the recorded ones
-ERR_TIME_UNIT = 'Time unit must be an integer value larger than zero.'
+ERR_TIME_UNIT = 'Time-span must be an integer value larger than zero.'  # the real text
 
 
 def _err_string(name: str) -> QueryFailure:
@@ -155,6 +154,9 @@ def _check_spec(spec: AggrSpec) -> None:
         if (spec.op == 'regex' or isinstance(operand, REGEX_TYPES)) and \
                 spec.op not in (None, 'regex', '==', '!='):
             raise QueryFailure(65, ERR_REGEX_OP)
+        if spec.op in ('~', '!~') and isinstance(operand, (int, float)) and \
+                not isinstance(operand, bool):
+            raise QueryFailure(65, f"Operator '{spec.op}' can only be used with strings.")
         if not isinstance(operand, (int, float, str) + REGEX_TYPES) or \
                 isinstance(operand, bool):
             raise QueryFailure(65, 'Filter needs a number, string or regular '
@@ -231,11 +233,15 @@ def _reducer(name: str, tp: int, unit: int, group: int) -> Reducer:
         return lambda v, i, j: v[j - 1]
     if name == 'difference':
         return lambda v, i, j: v[j - 1] - v[i]
-    if name == 'derivative':
-        return lambda v, i, j: (v[j - 1] - v[i]) * unit / group
+    if name == 'derivative':  # the values as doubles first, as the real server
+        return lambda v, i, j: (float(v[j - 1]) - float(v[i])) * unit / group
     if name == 'sum':
+        if tp == TYPE_INTEGER:
+            return _int_sum
         return lambda v, i, j: sum(v[i:j])
     if name == 'mean':
+        if tp == TYPE_INTEGER:  # summed in a double, as the real server does
+            return lambda v, i, j: sum(map(float, v[i:j]), 0.0) / (j - i)
         return lambda v, i, j: sum(v[i:j]) / (j - i)
 
     def nan_aware(fn: Callable[[Sequence[Any]], Any]) -> Reducer:
@@ -255,6 +261,16 @@ def _reducer(name: str, tp: int, unit: int, group: int) -> Reducer:
     if name in ('variance', 'pvariance', 'stddev'):
         return lambda v, i, j: _VARIANCES[name](v[i:j])
     raise AssertionError(name)  # pragma: no cover - guarded by _check_spec
+
+
+def _int_sum(v: Sequence[int], i: int, j: int) -> int:
+    """sum() of integers: the real server refuses a running total beyond int64."""
+    vals = v[i:j]
+    if vals and max(map(abs, (max(vals), min(vals)))) * len(vals) > INT64_MAX:
+        for total in accumulate(vals):
+            if not -INT64_MAX - 1 <= total <= INT64_MAX:
+                raise _err_overflow('sum')
+    return sum(vals)
 
 
 def _median(vals: Sequence[Any]) -> float:
@@ -307,14 +323,25 @@ def _bucket_bounds(ts: Sequence[int], group: int, offset: int
                    ) -> Tuple[List[int], List[int], List[int]]:
     """Labels, start and end indexes of every (label - group, label] holding points.
 
-    label = ceil((ts - offset) / group) * group + offset, in exact integers. Few large
+    label = ceil(ts / group) * group, in exact integers (with an offset: the real
+    server's windows, see below). Few large
     buckets are found by bisecting; many small ones by labelling every point in one
     pass (no Python call per point), which is several times faster there.
     """
     n = len(ts)
     labels: List[int] = []
     starts: List[int] = []
-    if n and ((ts[-1] - ts[0]) // group + 1) * 16 < n:
+    offset %= group
+    if offset:
+        # SiriDB 2.0.55's windows with an offset: a window opened by the point at t
+        # is labelled ceil(t / g) * g + o and takes every point up to its label
+        i = 0
+        while i < n:
+            label = -(-ts[i] // group) * group + offset
+            labels.append(label)
+            starts.append(i)
+            i = bisect_right(ts, label, i, n)
+    elif n and ((ts[-1] - ts[0]) // group + 1) * 16 < n:
         i = 0
         while i < n:
             label = offset - ((offset - ts[i]) // group) * group
@@ -337,9 +364,11 @@ def _pairwise(name: str, ts: Sequence[int], values: Sequence[Any], unit: int
     """difference(), derivative() and interval() over consecutive points."""
     if name == 'interval':
         return list(map(operator.sub, islice(ts, 1, None), ts))
-    diffs = list(map(operator.sub, islice(values, 1, None), values))
     if name == 'difference':
-        return diffs
+        return list(map(operator.sub, islice(values, 1, None), values))
+    # derivative: the values as doubles first, as the real server computes it
+    fv = list(map(float, values))
+    diffs = list(map(operator.sub, islice(fv, 1, None), fv))
     dts = map(operator.sub, islice(ts, 1, None), ts)
     # chosen: two points at the same time-stamp give +-inf or nan, as C doubles would
     return [d * unit / dt if dt else _div0(d) for d, dt in zip(diffs, dts)]
@@ -357,6 +386,11 @@ def _filter(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int
     elif text_operand or op in _STRING_OPS:  # filter(> "x"), filter(~ "x"), regex
         raise QueryFailure(65, ERR_STRING_FILTER)
 
+    if tp == TYPE_INTEGER and isinstance(operand, float):
+        # the real server compares integers with the operand converted to int64 as C
+        # does (toward zero; nan and +-inf become the smallest int64)
+        operand = int(operand) if math.isfinite(operand) and \
+            -2 ** 63 <= operand < 2 ** 63 else -2 ** 63
     mask: Any
     if is_regex:
         pattern = operand
@@ -399,7 +433,7 @@ def _apply(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int,
         if len(ts) <= (spec.limit or 0):
             return list(ts), list(values), tp
         group = (ts[-1] - ts[0]) // (spec.limit or 1) + 1
-        inner = AggrSpec(fn, group=group, offset=ts[0] - 1)
+        inner = AggrSpec(fn, group=group, offset=(ts[0] - 1) % group)
         return _apply(inner, ts, values, tp, clamp=True)
     if tp == TYPE_STRING and name in _NUMBER_ONLY:
         raise _err_string(name)
@@ -433,6 +467,10 @@ def _apply(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int,
                 # can only hold points up to there, so that is its label
                 out_ts[-1] = INT64_MAX
             out_v = [reduce(values, i, j) for i, j in zip(starts, ends)]
+            if tp == TYPE_STRING and name in ('first', 'last'):
+                # strings keep the timestamp of the point taken (SiriDB 2.0.55)
+                out_ts = [ts[i] if name == 'first' else ts[j - 1]
+                          for i, j in zip(starts, ends)]
     except OverflowError:  # a float conversion of an enormous integer
         raise _err_overflow(name) from None
     if name in ('sum', 'difference'):

@@ -76,10 +76,11 @@ def execute(ctx: QueryContext, query: str,
             time_precision: Optional[int]) -> Dict[str, Any]:
     """Run one query and return the RES_QUERY payload; errors raise QueryFailure."""
     started = time.perf_counter()
-    if time_precision is not None and (
-            type(time_precision) is not int or time_precision not in (0, 1, 2, 3)):
+    if time_precision is not None and type(time_precision) is not int:
         raise QueryFailure(65, f'Invalid time precision: {time_precision!r} (expecting '
                                '0=s, 1=ms, 2=us, 3=ns or None)')
+    if time_precision is not None and not 0 <= time_precision <= 3:
+        time_precision = None  # as the real server: an unknown precision converts nothing
     try:
         stmt = _parse(query)
         kind = stmt['kind']
@@ -107,6 +108,8 @@ def execute(ctx: QueryContext, query: str,
         log.exception('unexpected error while running a query')
         raise QueryFailure(65, 'Internal error while processing the query.') from None
     if stmt['timeit']:
+        if kind == 'empty':  # `timeit` alone: the real server answers the timing only
+            result = {}
         result['__timeit__'] = [
             {'server': ctx.server.name, 'time': time.perf_counter() - started}]
     return result

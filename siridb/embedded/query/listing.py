@@ -8,9 +8,9 @@ from typing import Any, Dict, List
 
 from ..context import QueryContext, QueryFailure, ServerInfo
 from ..store import ACCESS, ACCESS_PROFILES
-from .parser import SHOW_PROPS, Node
+from .parser import LOG_LEVELS, SHOW_PROPS, Node
 from .selectors import group_members, matches, resolve_where, select_names, series_row
-from .timeexpr import to_int
+from .timeexpr import evaluate
 
 __all__ = ['access_text', 'rows_for', 'run_list', 'run_count', 'run_show', 'run_help',
            'server_props', 'server_uuid']
@@ -44,16 +44,20 @@ def rows_for(ctx: QueryContext, node: Node) -> List[Dict[str, Any]]:
     db = ctx.db
     target = node['target']
     if target == 'series':
-        return [series_row(db.series[n]) for n in select_names(db, node.get('selector'))]
+        return [series_row(db.series[n], db) for n in select_names(db, node.get('selector'))]
+    if target == 'shards':
+        return []  # the embedded server keeps every series in memory: no shards
     if target == 'users':
         return [{'name': u.name, 'access': access_text(u.access), 'access_mask': u.access}
                 for u in db.users.values()]
+    # groups and tags come by name, as the real server lists them (a limit shows it)
     if target == 'groups':
         return [{'name': g.name, 'series': len(group_members(db, g)),
-                 'expression': g.expression} for g in db.groups.values()]
+                 'expression': g.expression}
+                for g in sorted(db.groups.values(), key=lambda g: g.name)]
     if target == 'tags':
         return [{'name': name, 'series': sum(1 for n in members if n in db.series)}
-                for name, members in db.tags.items()]
+                for name, members in sorted(db.tags.items())]
     if target == 'pools':
         pools = sorted({s.pool for s in ctx.servers} | {0})
         counts: Dict[int, int] = {}
@@ -75,12 +79,14 @@ def server_props(ctx: QueryContext, server: ServerInfo, now: float) -> Dict[str,
         'address': host, 'buffer_path': f'/var/lib/siridb/{db.name}/buffer/',
         'buffer_size': db.buffer_size, 'dbpath': f'/var/lib/siridb/{db.name}/',
         'fifo_files': 0, 'idle_percentage': 100, 'idle_time': 0, 'ip_support': 'ALL',
-        'libuv': '1.44.2', 'log_level': server.log_level, 'max_open_files': 32768,
+        'libuv': '1.44.2', 'log_level': server.log_level,
+        'log_level_num': LOG_LEVELS.index(server.log_level), 'max_open_files': 32768,
         'mem_usage': _mem_usage_mb(), 'name': server.name, 'online': server.online,
         'open_files': 0, 'pool': server.pool,
-        'port': int(port) if port.isdigit() else 0, 'received_points': 0,
-        'reindex_progress': 'not reindexing', 'selected_points': 0, 'startup_time': 0,
-        'status': server.status, 'sync_progress': 'not syncing',
+        'port': int(port) if port.isdigit() else 0,
+        'received_points': server.received_points,
+        'reindex_progress': 'not available', 'selected_points': 0, 'startup_time': 0,
+        'status': server.status, 'sync_progress': 'not available',
         'uptime': int(now - server.started), 'uuid': server_uuid(server.name),
         'version': server.version,
     }
@@ -98,7 +104,7 @@ def run_list(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
     db = ctx.db
     limit = db.list_limit
     if node['limit'] is not None:
-        n = to_int(node['limit'])
+        n = evaluate(node['limit'], db.factor, now, db.timezone)
         if not 1 <= n <= db.list_limit:
             raise QueryFailure(
                 65, f'Limit must be a value between 1 and {db.list_limit} but received: '
@@ -113,6 +119,11 @@ def run_count(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
     rows = _filtered(ctx, node, now)
     if node['length']:
         return {'series_length': sum(r['length'] for r in rows)}
+    what = node.get('what')
+    if what == 'size':  # count shards size
+        return {'shards_size': 0}
+    if what in ('received_points', 'selected_points'):
+        return {f'servers_{what}': sum(r[what] for r in rows)}
     return {node['target']: len(rows)}
 
 
@@ -135,6 +146,8 @@ def run_show(ctx: QueryContext, node: Node) -> Dict[str, Any]:
         'duration_log': db.duration_seconds(db.duration_log) * db.factor,
         'duration_num': db.duration_seconds(db.duration_num) * db.factor,
         'list_limit': db.list_limit, 'select_points_limit': db.select_points_limit,
+        'expiration_num': db.expiration_num, 'expiration_log': db.expiration_log,
+        'tee': 'disabled',
         'server': server.name, 'time_precision': db.precision, 'timezone': db.timezone,
         'who_am_i': ctx.user.name,
     })

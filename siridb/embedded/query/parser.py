@@ -1,9 +1,10 @@
 """Hand-written recursive descent parser for the SiriDB query language.
 
-Like pyleri (the parser library of SiriDB's own grammar) it remembers the
-furthest position where an element failed and, in order, the names of the
-elements expected there: that gives the real server's "Query error at
-position N. Expecting A, B or C" texts. Statements come out as plain dicts.
+It follows SiriDB 2.0.55's grammar element by element and, like the real server's
+parser, remembers the furthest position where an element failed and the elements
+expected there in the order it tried them: that gives the real server's "Query error
+at position N. Expecting A, B or C" texts (tests/test_parser_differential.py checks
+them against the recorded transcripts). Statements come out as plain dicts.
 """
 from __future__ import annotations
 
@@ -12,84 +13,132 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from ..context import QueryFailure
 
-__all__ = ['parse', 'Node', 'AGGR_FNS', 'SHOW_PROPS', 'ACCESS_WORDS', 'LIST_COLUMNS',
-           'MAX_WHERE_DEPTH', 'MAX_DEPTH']
+__all__ = ['parse', 'expecting_text', 'Node', 'SHOW_PROPS', 'DEFAULT_COLUMNS',
+           'COLUMN_ORDER', 'MAX_WHERE_DEPTH', 'MAX_DEPTH', 'MAX_FLAT_OPS']
 
 Node = Dict[str, Any]
 T = TypeVar('T')
 
 MAX_WHERE_DEPTH = 5  # nested parentheses allowed in a where expression
-MAX_DEPTH = 48  # any nesting deeper than this is refused (keeps recursion bounded)
+MAX_DEPTH = 200  # selector nesting deeper than this is refused (keeps recursion bounded)
+#: operators (or nested parentheses) in one time expression beyond which the real
+#: server's parser gives up (it takes 300 operators and 500 nested parentheses and
+#: refuses 999 operators: grammar.jsonl; the exact number is not known)
+MAX_FLAT_OPS = 500
 #: the real server's text when its parser reaches its recursion limit
 MAX_DEPTH_ERROR = 'Memory allocation error or maximum recursion depth reached.'
 
-_WS = re.compile(r'\s*')
+_WS = re.compile(r'[ \t\n\r\f\v]*')  # C isspace(): ASCII only
 _WORD = re.compile(r'[a-z_]+')
 _INT = re.compile(r'[0-9]+')
-_NUMBER = re.compile(
-    r'-?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|inf(?![a-z_])|nan(?![a-z_]))')
-_TIME_STR = re.compile(r'([0-9]+)([smhdw])(?![a-z_0-9])')
+_TIME_STR = re.compile(r'([0-9]+)([smhdw])')
 _SQ = re.compile(r"'[^']*(?:''[^']*)*'")
 _DQ = re.compile(r'"[^"]*(?:""[^"]*)*"')
 _GRAVE = re.compile(r'`[^`]*(?:``[^`]*)*`')
 _REGEX = re.compile(r'/[^/\\]*(?:\\.[^/\\]*)*/i?')
 _COMMENT = re.compile(r'#.*')
-_UUID = re.compile(r'[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}')
 LOG_LEVELS = ('debug', 'info', 'warning', 'error', 'critical')
 
 GROUP_FNS = ('mean', 'median', 'median_low', 'median_high', 'sum', 'min', 'max', 'count',
              'variance', 'pvariance', 'stddev', 'first', 'last', 'difference')
-AGGR_FNS = ('limit',) + GROUP_FNS + ('derivative', 'filter', 'interval', 'timeval', 'offset')
-LIMIT_FNS = GROUP_FNS[:13]  # the functions limit(n, fn) may use
-FILTER_OPS = ('==', '!=', '<=', '>=', '!~', '<', '>', '~')
-CMP_OPS = ('==', '!=', '<=', '>=', '!~', '<', '>', '~')
 
+#: the topics of `help` (and `?`): topic -> its sub-topics, in the real server's order
+HELP_TOPICS: Dict[str, Any] = {
+    'access': {}, 'alter': {'database': {}, 'group': {}, 'server': {}, 'servers': {},
+                            'user': {}},
+    'count': {'groups': {}, 'pools': {}, 'series': {}, 'servers': {}, 'shards': {},
+              'users': {}},
+    'create': {'group': {}, 'user': {}},
+    'drop': {'group': {}, 'series': {}, 'server': {}, 'shards': {}, 'user': {}},
+    'functions': {}, 'grant': {},
+    'list': {'groups': {}, 'pools': {}, 'series': {}, 'servers': {}, 'shards': {},
+             'users': {}},
+    'noaccess': {}, 'revoke': {}, 'select': {}, 'show': {}, 'timeit': {}, 'timezones': {},
+}
+
+#: the columns `list` gives when none are named
+DEFAULT_COLUMNS: Dict[str, Tuple[str, ...]] = {
+    'series': ('name',), 'users': ('name', 'access'), 'groups': ('name',),
+    'tags': ('name',), 'pools': ('pool', 'servers', 'series'),
+    'shards': ('sid', 'pool', 'server', 'start', 'end'),
+    'servers': ('name', 'pool', 'version', 'online', 'status'),
+}
+
+#: how the real server lists element names in "Expecting ...": every alternative
+#: tried at the furthest position, in the grammar's order; a group of tokens is one
+#: element ("+ - * % /"). These elements are recorded but never named (the real
+#: server has no text for them); they still count for where the final "or" goes.
+HIDDEN = frozenset(('grave_str', 'series_re', 'uinteger'))
+
+#: token groups (one element each), as the real server spells them
+ARITH_OPS = '+ - * % /'
+INT_OPS = '== != <= >= < >'
+STR_OPS = '== != <= >= !~ < > ~'
+BOOL_OPS = '== !='
+UNION_OPS = ', |'
+
+#: aggregate functions in the grammar's order (`all` and `points` mean `*`)
+FN_ORDER = ('*', 'all', 'offset', 'limit', 'mean', 'sum', 'median', 'median_low',
+            'median_high', 'min', 'max', 'count', 'variance', 'pvariance', 'stddev',
+            'first', 'last', 'timeval', 'interval', 'difference', 'derivative', 'filter',
+            'points')
+LIMIT_ORDER = ('mean', 'median', 'median_high', 'median_low', 'sum', 'min', 'max',
+               'count', 'variance', 'pvariance', 'stddev', 'first', 'last')
+ACCESS_ORDER = ('read', 'write', 'modify', 'full', 'select', 'show', 'list', 'count',
+                'create', 'insert', 'drop', 'grant', 'revoke', 'alter')
+#: the properties of `show`, in the grammar's order (a bare `show` gives them all)
 SHOW_PROPS = (
     'active_handles', 'active_tasks', 'buffer_path', 'buffer_size', 'dbname', 'dbpath',
-    'drop_threshold', 'duration_log', 'duration_num', 'fifo_files', 'idle_percentage',
-    'idle_time', 'ip_support', 'libuv', 'list_limit', 'log_level', 'max_open_files',
-    'mem_usage', 'open_files', 'pool', 'received_points', 'reindex_progress',
-    'select_points_limit', 'selected_points', 'server', 'startup_time', 'status',
-    'sync_progress', 'time_precision', 'timezone', 'uptime', 'uuid', 'version', 'who_am_i')
-
-ACCESS_WORDS = ('read', 'write', 'modify', 'full', 'show', 'count', 'list', 'select',
-                'insert', 'create', 'alter', 'drop', 'grant', 'revoke')
-
-#: list/count targets -> (all columns in grammar order, default columns)
-LIST_COLUMNS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
-    'series': (('name', 'type', 'length', 'start', 'end', 'pool'), ('name',)),
-    'users': (('name', 'access'), ('name', 'access')),
-    'groups': (('name', 'series', 'expression'), ('name',)),
-    'tags': (('name', 'series'), ('name',)),
-    'pools': (('pool', 'servers', 'series'), ('pool', 'servers', 'series')),
-    'servers': (('address', 'name', 'port', 'pool', 'version', 'online', 'status',
-                 'uptime', 'uuid', 'active_handles', 'active_tasks', 'buffer_path',
-                 'buffer_size', 'dbpath', 'fifo_files', 'idle_percentage', 'idle_time',
-                 'ip_support', 'libuv', 'log_level', 'max_open_files', 'mem_usage',
-                 'open_files', 'received_points', 'reindex_progress', 'selected_points',
-                 'startup_time', 'sync_progress'),
-                ('name', 'pool', 'version', 'online', 'status')),
+    'drop_threshold', 'duration_log', 'duration_num', 'fifo_files', 'expiration_log',
+    'expiration_num', 'idle_percentage', 'idle_time', 'ip_support', 'libuv', 'list_limit',
+    'log_level', 'max_open_files', 'mem_usage', 'open_files', 'pool', 'received_points',
+    'reindex_progress', 'selected_points', 'select_points_limit', 'server', 'startup_time',
+    'status', 'sync_progress', 'tee', 'time_precision', 'timezone', 'uptime', 'uuid',
+    'version', 'who_am_i')
+#: columns each list target accepts, in the grammar's order
+COLUMN_ORDER: Dict[str, Tuple[str, ...]] = {
+    'series': ('name', 'type', 'length', 'start', 'end', 'shard_duration', 'pool'),
+    'shards': ('sid', 'pool', 'server', 'size', 'start', 'end', 'type', 'status'),
+    'servers': ('address', 'buffer_path', 'buffer_size', 'dbpath', 'ip_support', 'libuv',
+                'name', 'port', 'uuid', 'pool', 'version', 'online', 'startup_time',
+                'status', 'active_handles', 'active_tasks', 'fifo_files',
+                'idle_percentage', 'idle_time', 'log_level', 'max_open_files', 'mem_usage',
+                'open_files', 'received_points', 'reindex_progress', 'selected_points',
+                'sync_progress', 'uptime'),
+    'groups': ('expression', 'name', 'series'),
+    'users': ('name', 'access'),
+    'tags': ('name', 'series'),
+    'pools': ('pool', 'servers', 'series'),
 }
-#: what list/count accept, in the real grammar's order (shards: not supported here)
-LIST_TARGETS = ('series', 'users', 'shards', 'groups', 'tags', 'pools', 'servers')
-#: how a where clause reads a value for each column
-_PROP_KIND = {
-    'name': 'str', 'type': 'type', 'length': 'num', 'start': 'num', 'end': 'num',
-    'pool': 'num', 'access': 'str', 'series': 'num', 'expression': 'str',
-    'servers': 'num', 'address': 'str', 'port': 'num', 'version': 'str',
-    'online': 'bool', 'status': 'str', 'uptime': 'num', 'uuid': 'str',
-    'active_handles': 'num', 'active_tasks': 'num', 'buffer_path': 'str',
-    'buffer_size': 'num', 'dbpath': 'str', 'fifo_files': 'num', 'idle_percentage': 'num',
-    'idle_time': 'num', 'ip_support': 'str', 'libuv': 'str', 'log_level': 'str',
-    'max_open_files': 'num', 'mem_usage': 'num', 'open_files': 'num',
-    'received_points': 'num', 'reindex_progress': 'str', 'selected_points': 'num',
-    'startup_time': 'num', 'sync_progress': 'str',
+_SERVER_INT = ('active_handles', 'active_tasks', 'buffer_size', 'fifo_files',
+               'idle_percentage', 'idle_time', 'port', 'pool', 'startup_time',
+               'max_open_files', 'mem_usage', 'open_files', 'received_points',
+               'selected_points', 'uptime')
+_SERVER_STR = ('address', 'buffer_path', 'dbpath', 'ip_support', 'libuv', 'name', 'uuid',
+               'version', 'status', 'reindex_progress', 'sync_progress')
+#: where clauses per target: (properties, value kind) in the grammar's order
+WHERE_ORDER: Dict[str, Tuple[Tuple[Tuple[str, ...], str], ...]] = {
+    'series': ((('length', 'pool'), 'int'), (('name',), 'str'),
+               (('start', 'end', 'shard_duration'), 'time'), (('type',), 'type')),
+    'groups': ((('series',), 'int'), (('expression', 'name'), 'str')),
+    'tags': ((('name',), 'str'), (('series',), 'int')),
+    'pools': ((('pool', 'servers', 'series'), 'int'),),
+    'servers': ((_SERVER_INT, 'int'), (_SERVER_STR, 'str'), (('online',), 'bool'),
+                (('log_level',), 'log')),
+    'users': ((('name',), 'str'), (('access',), 'access')),
+    'shards': ((('sid', 'pool', 'size'), 'int'), (('server', 'status'), 'str'),
+               (('start', 'end'), 'time'), (('type',), 'shard_type')),
 }
-
-
-#: elements the real server never names in "Expecting ..." (SiriDB's own tests:
-#: 'list series /.*/ - ((' expects "*, all, single_quote_str, double_quote_str or (")
-_UNLISTED = frozenset(('grave_str', 'regex'))
+_VALUE_WORDS = {'type': ('string', 'integer', 'float'), 'bool': ('true', 'false'),
+                'log': LOG_LEVELS, 'access': ACCESS_ORDER, 'shard_type': ('number', 'log')}
+_OPS_OF_KIND = {'int': INT_OPS, 'time': INT_OPS, 'str': STR_OPS, 'type': BOOL_OPS,
+                'bool': BOOL_OPS, 'log': INT_OPS, 'access': INT_OPS,
+                'shard_type': BOOL_OPS}
+_SETOPS = ((UNION_OPS, ','), ('union', ','), ('-', '-'), ('difference', '-'),
+           ('&', '&'), ('intersection', '&'), ('^', '^'), ('symmetric_difference', '^'))
+_INT_SIGNED = re.compile(r'[-+]?[0-9]+')
+_FLOAT = re.compile(r'[-+]?[0-9]*\.?[0-9]+')
+_UUID_LOWER = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}')
 
 
 class NoMatch(Exception):
@@ -99,6 +148,21 @@ class NoMatch(Exception):
 def _unquote(s: str) -> str:
     q = s[0]
     return s[1:-1].replace(q + q, q)
+
+
+def expecting_text(pos: int, names: List[str]) -> str:
+    """The real server's text: names joined by ", ", the last with " or " (a hidden
+    last element leaves no "or"); nothing named still leaves "Expecting "."""
+    out: List[str] = []
+    last = len(names) - 1
+    for i, name in enumerate(names):
+        if name in HIDDEN:
+            continue
+        if not out:
+            out.append(name)
+        else:
+            out.append((' or ' if i == last else ', ') + name)
+    return f'Query error at position {pos}. Expecting ' + ''.join(out)
 
 
 class Parser:
@@ -123,15 +187,19 @@ class Parser:
         if pos > self.err_pos:
             self.err_pos = pos
             self.expected = []
-        if pos == self.err_pos and name not in self.expected and name not in _UNLISTED:
+        if pos == self.err_pos and name not in self.expected:
             self.expected.append(name)
+
+    def _word(self, pos: int) -> Optional[str]:
+        m = _WORD.match(self.text, pos)
+        return None if m is None else m.group()
 
     def kw(self, *words: str) -> str:
         pos = self._skip()
-        m = _WORD.match(self.text, pos)
-        if m is not None and m.group() in words:
-            self.pos = m.end()
-            return m.group()
+        word = self._word(pos)
+        if word is not None and word in words:
+            self.pos = pos + len(word)
+            return word
         for w in words:
             self._record(pos, w)
         raise NoMatch
@@ -144,6 +212,16 @@ class Parser:
                 return t
         for t in toks:
             self._record(pos, t)
+        raise NoMatch
+
+    def toks(self, spaced: str) -> str:
+        """One element made of several tokens (longest tried first)."""
+        pos = self._skip()
+        for t in sorted(spaced.split(), key=len, reverse=True):
+            if self.text.startswith(t, pos):
+                self.pos = pos + len(t)
+                return t
+        self._record(pos, spaced)
         raise NoMatch
 
     def rx(self, name: str, regex: re.Pattern[str]) -> re.Match[str]:
@@ -190,82 +268,105 @@ class Parser:
     def grave(self) -> str:
         return _unquote(self.rx('grave_str', _GRAVE).group())
 
-    def regex(self) -> Tuple[str, bool]:
-        s = self.rx('regex', _REGEX).group()
+    def regex(self, name: str = 'regular_expression') -> Tuple[str, bool]:
+        s = self.rx(name, _REGEX).group()
         if s.endswith('i'):
             return s[1:-2], True
         return s[1:-1], False
 
-    def integer(self) -> str:
-        return self.rx('integer', _INT).group()
+    def uinteger(self) -> str:
+        return self.rx('uinteger', _INT).group()
 
     def error(self) -> QueryFailure:
-        names = self.expected
-        if not names:
-            return QueryFailure(65, f'Query error at position {self.err_pos}.')
-        text = names[0] if len(names) == 1 else ', '.join(names[:-1]) + ' or ' + names[-1]
-        return QueryFailure(65, f'Query error at position {self.err_pos}. Expecting {text}')
+        return QueryFailure(65, expecting_text(self.err_pos, self.expected))
 
-    # -- time expressions --------------------------------------------------
-    def time_expr(self) -> Tuple[Any, ...]:
-        """('chain', first, [(op, operand), ...]) per precedence level, so that long
-        sums evaluate in a loop, not by recursion."""
-        first = self._time_mul()
-        rest: List[Tuple[str, Tuple[Any, ...]]] = []
+    # -- time and integer expressions --------------------------------------
+    def time_expr(self, ints_only: bool = False) -> Tuple[Any, ...]:
+        """('expr', tokens, is_time): the expression's tokens in order (operators and
+        parentheses as text, operands as leaves), evaluated the way the real server
+        does it (timeexpr.evaluate). Parsed in a loop, so that neither deep
+        parentheses nor long sums recurse. ``ints_only``: the grammar's integer
+        expression (integers, parentheses and operators only)."""
+        out: List[Any] = []
+        depth = 0
+        n_ops = 0
         while True:
-            op = self.opt_tok('+', '-')
-            if op is None:
-                return first if not rest else ('chain', first, rest)
-            rest.append((op, self._time_mul()))
+            leaf = self._time_leaf(ints_only)
+            if leaf is None:  # an opening parenthesis: an operand follows
+                out.append('(')
+                depth += 1
+                if depth > MAX_FLAT_OPS:
+                    raise QueryFailure(65, MAX_DEPTH_ERROR)
+                continue
+            out.append(leaf)
+            while True:
+                save = self.pos
+                try:
+                    out.append(self.toks(ARITH_OPS))
+                except NoMatch:
+                    self.pos = save
+                else:
+                    n_ops += 1
+                    break
+                if depth == 0:
+                    if n_ops > MAX_FLAT_OPS:
+                        raise QueryFailure(65, MAX_DEPTH_ERROR)
+                    return ('expr', tuple(out), not ints_only)
+                self.tok(')')
+                out.append(')')
+                depth -= 1
 
-    def _time_mul(self) -> Tuple[Any, ...]:
-        first = self._time_term()
-        rest: List[Tuple[str, Tuple[Any, ...]]] = []
-        while True:
-            op = self.opt_tok('*', '/', '%')
-            if op is None:
-                return first if not rest else ('chain', first, rest)
-            rest.append((op, self._time_term()))
-
-    def _time_term(self) -> Tuple[Any, ...]:
+    def _time_leaf(self, ints_only: bool) -> Optional[Tuple[Any, ...]]:
+        """One operand, or None after taking an opening parenthesis."""
         pos = self._skip()
         text = self.text
-        m = _TIME_STR.match(text, pos)
-        if m is not None:
-            self.pos = m.end()
-            return ('dur', m.group(1), m.group(2))
-        self._record(pos, 'date/time_string')
-        if self.opt_kw('now'):
-            return ('now',)
-        m = _SQ.match(text, pos)
-        if m is not None:
-            self.pos = m.end()
-            return ('date', _unquote(m.group()))
-        self._record(pos, 'single_quote_str')
-        m = _DQ.match(text, pos)
-        if m is not None:
-            self.pos = m.end()
-            return ('date', _unquote(m.group()))
-        self._record(pos, 'double_quote_str')
-        m = _INT.match(text, pos)
+        if not ints_only:
+            m = _TIME_STR.match(text, pos)
+            if m is not None:
+                self.pos = m.end()
+                return ('dur', m.group(1), m.group(2))
+            self._record(pos, 'date/time_string')
+            if self.opt_kw('now'):
+                return ('now',)
+            m = _SQ.match(text, pos) or _DQ.match(text, pos)
+            if m is not None:
+                self.pos = m.end()
+                return ('date', _unquote(m.group()))
+            self._record(pos, 'single_quote_str')
+            self._record(pos, 'double_quote_str')
+        m = _INT_SIGNED.match(text, pos)
         if m is not None:
             self.pos = m.end()
             return ('int', m.group())
         self._record(pos, 'integer')
         self.tok('(')
-        self.enter()
-        node = self.time_expr()
-        self.leave()
-        self.tok(')')
-        return node
+        return None
+
+    def int_expr(self) -> Tuple[Any, ...]:
+        return self.time_expr(ints_only=True)
 
     # -- series selectors --------------------------------------------------
+    def _setop(self) -> str:
+        pos = self._skip()
+        word = self._word(pos)
+        for name, op in _SETOPS:
+            if name[0].isalpha():
+                if word == name:
+                    self.pos = pos + len(word)
+                    return op
+            elif self.text.startswith(tuple(name.split()), pos):
+                self.pos = pos + 1
+                return op
+        for name, _ in _SETOPS:
+            self._record(pos, name)
+        raise NoMatch
+
     def selector(self) -> Tuple[Any, ...]:
         """('set', first, [(op, term), ...]), applied left to right."""
         first = self._sel_term()
         rest: List[Tuple[str, Tuple[Any, ...]]] = []
         while True:
-            op = self.opt_tok(',', '|', '-', '&', '^')
+            op = self.opt(self._setop)
             if op is None:
                 return first if not rest else ('set', first, rest)
             rest.append((op, self._sel_term()))
@@ -284,7 +385,7 @@ class Parser:
         grave = self.opt(self.grave)
         if grave is not None:
             return ('group', grave)
-        rx = self.opt(self.regex)
+        rx = self.opt(lambda: self.regex('series_re'))
         if rx is not None:
             return ('regex', rx[0], rx[1])
         self.tok('(')
@@ -295,53 +396,55 @@ class Parser:
         return node
 
     # -- where -------------------------------------------------------------
-    def where(self, props: Tuple[str, ...]) -> Tuple[Any, ...]:
+    def where(self, target: str) -> Tuple[Any, ...]:
         self.kw('where')
-        return self._where_or(props, 0)
+        return self._where_or(target, 0)
 
-    def _where_or(self, props: Tuple[str, ...], depth: int) -> Tuple[Any, ...]:
-        items = [self._where_and(props, depth)]
+    def _where_or(self, target: str, depth: int) -> Tuple[Any, ...]:
+        items = [self._where_and(target, depth)]
         while self.opt_kw('or'):
-            items.append(self._where_and(props, depth))
+            items.append(self._where_and(target, depth))
         return items[0] if len(items) == 1 else ('or', items)
 
-    def _where_and(self, props: Tuple[str, ...], depth: int) -> Tuple[Any, ...]:
-        items = [self._where_atom(props, depth)]
+    def _where_and(self, target: str, depth: int) -> Tuple[Any, ...]:
+        items = [self._where_atom(target, depth)]
         while self.opt_kw('and'):
-            items.append(self._where_atom(props, depth))
+            items.append(self._where_atom(target, depth))
         return items[0] if len(items) == 1 else ('and', items)
 
-    def _where_atom(self, props: Tuple[str, ...], depth: int) -> Tuple[Any, ...]:
-        if self.opt_tok('('):
+    def _where_atom(self, target: str, depth: int) -> Tuple[Any, ...]:
+        pos = self._skip()
+        word = self._word(pos)
+        spec = WHERE_ORDER[target]
+        kind = next((k for props, k in spec if word in props), None)
+        if kind is None or word is None:
+            for props, _ in spec:
+                for p in props:
+                    self._record(pos, p)
+            self.tok('(')
             if depth >= MAX_WHERE_DEPTH:
                 self.where_too_deep = True
             self.enter()
-            node = self._where_or(props, depth + 1)
+            node = self._where_or(target, depth + 1)
             self.leave()
             self.tok(')')
             return node
-        prop = self.kw(*props)
-        kind = _PROP_KIND[prop]
-        if kind == 'type':
-            op = self.tok('==', '!=')
-            return ('cmp', prop, op, ('type', self.kw('integer', 'float', 'string')))
-        if kind == 'bool':
-            op = self.tok('==', '!=')
-            return ('cmp', prop, op, ('bool', self.kw('true', 'false') == 'true'))
-        if prop == 'access':
-            # `where access < modify` compares rights (SiriDB's own tests); a quoted
-            # string compares the rendered text
-            op = self.tok(*CMP_OPS)
-            if op not in ('~', '!~'):
-                word = self.opt(lambda: self.kw(*ACCESS_WORDS))
-                if word is not None:
-                    return ('cmp', 'access_mask', op, ('access', word))
-            return ('cmp', prop, op, ('str', self.string()))
+        self.pos = pos + len(word)
+        op = self.toks(_OPS_OF_KIND[kind])
+        if kind in ('int', 'time'):
+            return ('cmp', word, op, ('time', self.time_expr(kind == 'int')))
         if kind == 'str':
-            op = self.tok(*CMP_OPS)
-            return ('cmp', prop, op, ('str', self.string()))
-        op = self.tok('==', '!=', '<=', '>=', '<', '>')
-        return ('cmp', prop, op, ('time', self.time_expr()))
+            return ('cmp', word, op, ('str', self.string()))
+        value = self.kw(*_VALUE_WORDS[kind])
+        if kind == 'type':
+            return ('cmp', word, op, ('type', value))
+        if kind == 'bool':
+            return ('cmp', word, op, ('bool', value == 'true'))
+        if kind == 'access':
+            return ('cmp', 'access_mask', op, ('access', value))
+        if kind == 'log':
+            return ('cmp', word, op, ('log', value))
+        return ('cmp', word, op, ('str', value))
 
     # -- select ------------------------------------------------------------
     def aggr_fn(self) -> Node:
@@ -349,8 +452,13 @@ class Parser:
         if self.text.startswith('*', pos):
             self.pos = pos + 1
             return {'fn': '*'}
-        self._record(pos, '*')
-        name = self.kw(*AGGR_FNS)
+        name = self.kw(*FN_ORDER[1:]) if self._word(pos) in FN_ORDER else None
+        if name is None:
+            for fn in FN_ORDER:
+                self._record(pos, fn)
+            raise NoMatch
+        if name in ('all', 'points'):
+            return {'fn': '*'}
         self.tok('(')
         node: Node = {'fn': name, 'pos': pos}
         if name in GROUP_FNS:
@@ -363,22 +471,51 @@ class Parser:
         elif name == 'offset':
             node['offset'] = self.time_expr()
         elif name == 'limit':
-            node['limit'] = self.time_expr()  # limit(6 - 6, mean) is valid
+            node['limit'] = self.int_expr()
             self.tok(',')
-            node['limit_fn'] = self.kw(*LIMIT_FNS)
+            node['limit_fn'] = self.kw(*LIMIT_ORDER)
         elif name == 'filter':
-            op = self.opt_tok(*FILTER_OPS)
+            op = self.opt(lambda: self.toks(STR_OPS))
             node['op'] = op or '=='
-            s = self.opt(self.string)
-            if s is not None:
-                node['operand'] = ('str', s)
-            else:
-                num = self.opt(lambda: self.rx('number', _NUMBER).group())
-                # filter(/re/), filter(== /re/), filter(!= /re/)
-                node['operand'] = ('num', num) if num is not None else \
-                    ('regex',) + self.regex()
+            node['operand'] = self._filter_value()
         self.tok(')')
         return node
+
+    def _filter_value(self) -> Tuple[Any, ...]:
+        """The longest of: string, integer, float, regex, nan, inf, -inf."""
+        pos = self._skip()
+        text = self.text
+        found: List[Tuple[int, Tuple[Any, ...]]] = []
+        m = _SQ.match(text, pos) or _DQ.match(text, pos)
+        if m is not None:
+            found.append((m.end(), ('str', _unquote(m.group()))))
+        for regex in (_INT_SIGNED, _FLOAT):
+            m = regex.match(text, pos)
+            if m is not None:
+                found.append((m.end(), ('num', m.group())))
+        m = _REGEX.match(text, pos)
+        if m is not None:
+            s = m.group()
+            ci = s.endswith('i')
+            found.append((m.end(), ('regex', s[1:-2] if ci else s[1:-1], ci)))
+        word = self._word(pos)
+        if word in ('nan', 'inf'):
+            found.append((pos + 3, ('num', word)))
+        if text.startswith('-', pos):
+            after = _WS.match(text, pos + 1)
+            assert after is not None
+            if self._word(after.end()) == 'inf':
+                found.append((after.end() + 3, ('num', '-inf')))
+            elif not found:
+                self._record(after.end(), 'inf')
+        if found:
+            end, value = max(found, key=lambda f: f[0])
+            self.pos = end
+            return value
+        for name in ('single_quote_str', 'double_quote_str', 'integer', 'float',
+                     'regular_expression', 'nan', 'inf', '-'):
+            self._record(pos, name)
+        raise NoMatch
 
     def aggr_chain(self) -> List[Node]:
         chain = [self.aggr_fn()]
@@ -390,8 +527,6 @@ class Parser:
         chain = self.aggr_chain()
         prefix = self.opt(lambda: (self.kw('prefix'), self.string())[1])
         suffix = self.opt(lambda: (self.kw('suffix'), self.string())[1])
-        if prefix is None and suffix is not None:
-            prefix = self.opt(lambda: (self.kw('prefix'), self.string())[1])
         return {'chain': chain, 'prefix': prefix or '', 'suffix': suffix or ''}
 
     def select(self) -> Node:
@@ -401,15 +536,15 @@ class Parser:
             aggrs.append(self._select_aggr())
         self.kw('from')
         node: Node = {'kind': 'select', 'aggrs': aggrs, 'selector': self.selector()}
-        node['where'] = self.opt(lambda: self.where(LIST_COLUMNS['series'][0]))
+        node['where'] = self.opt(lambda: self.where('series'))
         node['range'] = self.opt(self._time_range)
         node['merge'] = self.opt(self._merge)
         return node
 
     def _time_range(self) -> Tuple[Any, ...]:
-        word = self.kw('after', 'before', 'between', 'head', 'tail')
+        word = self.kw('after', 'between', 'before', 'tail', 'head')
         if word in ('head', 'tail'):
-            return (word, self.integer())
+            return (word, self.int_expr())
         start = self.time_expr()
         if word == 'between':
             self.kw('and')
@@ -433,37 +568,44 @@ class Parser:
         return cols
 
     def _unsupported(self, what: str) -> Node:
-        """A statement of the real server the embedded one lacks: take the rest of the
-        text so that it parses, and let execute() answer a clear error."""
-        self._skip()
-        m = _COMMENT.search(self.text, self.pos)
-        self.pos = m.start() if m is not None else len(self.text)
+        """A statement of the real server the embedded one lacks (parsed in full):
+        execute() answers a clear error."""
         return {'kind': 'unsupported', 'what': what}
 
     def list_stmt(self) -> Node:
         self.kw('list')
-        target = self.kw(*LIST_TARGETS)
-        if target == 'shards':
-            return self._unsupported('list shards')
-        allowed, default = LIST_COLUMNS[target]
+        target = self.kw('series', 'tags', 'users', 'shards', 'groups', 'servers', 'pools')
         node: Node = {'kind': 'list', 'target': target}
-        node['columns'] = self.opt(lambda: self._columns(allowed)) or list(default)
+        columns = self.opt(lambda: self._columns(COLUMN_ORDER[target]))
         node['selector'] = self.opt(self.selector) if target == 'series' else None
-        node['where'] = self.opt(lambda: self.where(allowed))
-        node['limit'] = self.opt(lambda: (self.kw('limit'), self.integer())[1])
+        node['where'] = self.opt(lambda: self.where(target))
+        node['limit'] = self.opt(lambda: (self.kw('limit'), self.int_expr())[1])
+        node['columns'] = columns or list(DEFAULT_COLUMNS[target])
         return node
+
+    def _opt_word_after(self, pos: int, words: Tuple[str, ...]) -> None:
+        """Record the words another alternative would take at ``pos`` (a greedy
+        choice of the real grammar tries them after this one)."""
+        for w in words:
+            self._record(pos, w)
 
     def count_stmt(self) -> Node:
         self.kw('count')
-        target = self.kw(*LIST_TARGETS)
-        if target == 'shards':
-            return self._unsupported('count shards')
-        allowed = LIST_COLUMNS[target][0]
+        target = self.kw('groups', 'pools', 'series', 'servers', 'shards', 'users', 'tags')
         node: Node = {'kind': 'count', 'target': target, 'length': False, 'selector': None}
+        pos = self._skip()
+        word = self._word(pos)
+        extra = {'series': ('length',), 'servers': ('received_points', 'selected_points'),
+                 'shards': ('size',)}.get(target, ())
+        if word in extra:
+            self.pos = pos + len(word)
+            node['what'] = word
         if target == 'series':
-            node['length'] = self.opt_kw('length') is not None
+            node['length'] = word == 'length'
             node['selector'] = self.opt(self.selector)
-        node['where'] = self.opt(lambda: self.where(allowed))
+        node['where'] = self.opt(lambda: self.where(target))
+        if word not in extra:
+            self._opt_word_after(pos, extra)
         return node
 
     def show_stmt(self) -> Node:
@@ -484,72 +626,102 @@ class Parser:
         self.kw('password')
         return {'kind': 'create_user', 'name': name, 'password': self.string()}
 
+    def _set(self, *props: str) -> str:
+        """`set PROP` where every PROP is its own alternative starting with `set`."""
+        self.kw('set')
+        return self.kw(*props)
+
     def alter_stmt(self) -> Node:
         self.kw('alter')
-        what = self.kw('database', 'group', 'series', 'server', 'servers', 'tag', 'user')
+        what = self.kw('series', 'user', 'group', 'tag', 'server', 'servers', 'database')
         if what in ('server', 'servers'):
             return self._alter_server(what)
         if what == 'database':
-            self.kw('set')
-            prop = self.kw('drop_threshold', 'list_limit', 'select_points_limit', 'timezone')
+            prop = self._set('drop_threshold', 'list_limit', 'select_points_limit',
+                             'timezone', 'expiration_num', 'expiration_log', 'tee')
+            node: Node = {'kind': 'alter_database', 'prop': prop}
             if prop == 'timezone':
-                value: Any = self.string()
+                node['value'] = self.string()
             elif prop == 'drop_threshold':
-                value = self.rx('float', _NUMBER).group()
+                node['value'] = self.rx('float', _FLOAT).group()
+            elif prop in ('expiration_num', 'expiration_log'):
+                node['value'] = self.time_expr()
+                node['ignore_threshold'] = self.opt(self._ignore_threshold) or False
+            elif prop == 'tee':
+                node['value'] = self.opt_kw('false') or self.string()
             else:
-                value = self.integer()
-            return {'kind': 'alter_database', 'prop': prop, 'value': value}
+                node['value'] = self.uinteger()
+            return node
         if what == 'group':
             name = self.grave()
-            self.kw('set')
-            prop = self.kw('expression', 'name')
+            prop = self._set('expression', 'name')
             value = self.regex() if prop == 'expression' else self.string()
             return {'kind': 'alter_group', 'name': name, 'prop': prop, 'value': value}
         if what == 'series':
-            node: Node = {'kind': 'alter_series', 'selector': self.selector()}
-            node['where'] = self.opt(lambda: self.where(LIST_COLUMNS['series'][0]))
+            node = {'kind': 'alter_series', 'selector': self.selector()}
+            node['where'] = self.opt(lambda: self.where('series'))
             node['action'] = self.kw('tag', 'untag')
             node['tag'] = self.grave()
             return node
         if what == 'tag':
             name = self.grave()
-            self.kw('set')
-            self.kw('name')
+            self._set('name')
             return {'kind': 'alter_tag', 'name': name, 'value': self.string()}
         name = self.string()
-        self.kw('set')
-        prop = self.kw('password', 'name')
+        prop = self._set('password', 'name')
         return {'kind': 'alter_user', 'name': name, 'prop': prop, 'value': self.string()}
+
+    def _uuid_or_name(self) -> str:
+        pos = self._skip()
+        m = _UUID_LOWER.match(self.text, pos)
+        if m is not None:
+            self.pos = m.end()
+            return m.group()
+        self._record(pos, 'uuid')
+        return self.string()
 
     def _alter_server(self, what: str) -> Node:
         """`alter server "host:port"|uuid set log_level L`, `alter servers [where ...]
         set log_level L`; other server settings are not supported here."""
         node: Node = {'kind': 'alter_server', 'server': None, 'where': None}
         if what == 'server':
-            name = self.opt(self.string)
-            node['server'] = name if name is not None else self.rx('uuid', _UUID).group()
+            node['server'] = self._uuid_or_name()
+            prop = self._set('log_level', 'backup_mode', 'address', 'port')
         else:
-            node['where'] = self.opt(lambda: self.where(LIST_COLUMNS['servers'][0]))
-        self.kw('set')
-        if self.opt_kw('log_level') is None:
-            return self._unsupported(f'alter {what} ... set (other than log_level)')
-        node['log_level'] = self.kw(*LOG_LEVELS)
-        return node
+            node['where'] = self.opt(lambda: self.where('servers'))
+            prop = self._set('log_level')
+        if prop == 'log_level':
+            node['log_level'] = self.kw(*LOG_LEVELS)
+            return node
+        if prop == 'backup_mode':
+            self.kw('true', 'false')
+        elif prop == 'address':
+            self.string()
+        else:
+            self.uinteger()
+        return self._unsupported(f'alter {what} set {prop}')
 
     def drop_stmt(self) -> Node:
         self.kw('drop')
-        what = self.kw('group', 'series', 'server', 'shards', 'tag', 'user')
-        if what in ('server', 'shards'):
-            return self._unsupported('drop ' + what)
+        what = self.kw('group', 'tag', 'series', 'shards', 'server', 'user')
         if what == 'group':
             return {'kind': 'drop_group', 'name': self.grave()}
         if what == 'tag':
             return {'kind': 'drop_tag', 'name': self.grave()}
         if what == 'user':
             return {'kind': 'drop_user', 'name': self.string()}
-        node: Node = {'kind': 'drop_series', 'selector': self.selector()}
-        node['where'] = self.opt(lambda: self.where(LIST_COLUMNS['series'][0]))
+        if what == 'server':
+            self._uuid_or_name()
+            return self._unsupported('drop server')
+        if what == 'shards':
+            self.opt(lambda: self.where('shards'))
+            self.opt(self._ignore_threshold)
+            return self._unsupported('drop shards')
+        node: Node = {'kind': 'drop_series', 'selector': self.opt(self.selector)}
+        node['where'] = self.opt(lambda: self.where('series'))
         node['ignore_threshold'] = self.opt(self._ignore_threshold) or False
+        if node['selector'] is None:
+            node['selector'] = ('all',)
         return node
 
     def _ignore_threshold(self) -> bool:
@@ -558,9 +730,9 @@ class Parser:
         return self.kw('true', 'false') == 'true'
 
     def _access_list(self) -> List[str]:
-        words = [self.kw(*ACCESS_WORDS)]
+        words = [self.kw(*ACCESS_ORDER)]
         while self.opt_tok(','):
-            words.append(self.kw(*ACCESS_WORDS))
+            words.append(self.kw(*ACCESS_ORDER))
         return words
 
     def grant_stmt(self) -> Node:
@@ -568,7 +740,10 @@ class Parser:
         access = self._access_list()
         self.kw('to')
         self.kw('user')
-        return {'kind': 'grant', 'access': access, 'name': self.string()}
+        node: Node = {'kind': 'grant', 'access': access, 'name': self.string()}
+        node['password'] = self.opt(lambda: (self.kw('set'), self.kw('password'),
+                                             self.string())[2])
+        return node
 
     def revoke_stmt(self) -> Node:
         self.kw('revoke')
@@ -589,11 +764,17 @@ class Parser:
             self._record(pos, 'help')
             self.tok('?')
         topic: List[str] = []
-        while True:
-            word = self.opt(lambda: self.rx('topic', _WORD).group())
-            if word is None:
+        level = HELP_TOPICS
+        while level:
+            pos = self._skip()
+            word = self._word(pos)
+            if word not in level:
+                for name in level:  # an optional choice: recorded, nothing taken
+                    self._record(pos, name)
                 break
+            self.pos = pos + len(word)
             topic.append(word)
+            level = level[word]
         return {'kind': 'help', 'topic': topic}
 
     # -- statement ---------------------------------------------------------
@@ -610,9 +791,10 @@ class Parser:
             stmt = {'kind': 'empty'}
         pos = self._skip()
         m = _COMMENT.match(self.text, pos)  # a trailing comment, never "expected"
-        if m is not None:
-            self.pos = m.end()
-            pos = self._skip()
+        if m is not None:  # the real server expects the end right after a comment
+            self.pos = pos = m.end()
+            if not self.text[pos:].strip(' \t\n\r\f\v'):
+                pos = len(self.text)
         if pos != len(self.text):
             self._record(pos, 'end_of_statement')
             raise self.error()

@@ -6,12 +6,12 @@ parse tree into `AggrSpec` chains, picks the points and shapes the reply.
 from __future__ import annotations
 
 from bisect import bisect_left
-from operator import itemgetter
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..context import QueryFailure
 from ..store import TYPE_FLOAT, TYPE_INTEGER, TYPE_STRING, Database
 from . import aggregates as ag
+from . import merging, strings
 from .parser import Node
 from .selectors import compile_regex, matches, resolve_where, select_names, series_row
 from .timeexpr import evaluate, to_int
@@ -90,7 +90,7 @@ def _range(node: Optional[Tuple[Any, ...]], db: Database, now: int) -> Tuple[
         return None, None, None, None
     word = node[0]
     if word in ('head', 'tail'):
-        n = to_int(node[1])
+        n = evaluate(node[1], db.factor, now, db.timezone)
         limit = db.select_points_limit
         if not 1 <= n <= limit:
             raise QueryFailure(
@@ -112,10 +112,8 @@ def _merge(results: List[Result], using: List[Any]) -> Tuple[List[int], List[Any
     types = {r[3] for r in results}
     if TYPE_STRING in types and len(types) > 1:
         raise QueryFailure(65, 'Cannot merge string and number series.')
-    points: List[Tuple[int, Any]] = []
-    for _, ts, vals, _tp in reversed(results):  # at equal times, later series first
-        points.extend(zip(ts, vals))
-    points.sort(key=itemgetter(0))
+    # at equal times in the real server's order (merging.py)
+    points = merging.merge_points([(ts, vals) for _, ts, vals, _tp in results])
     tp = TYPE_INTEGER
     if TYPE_STRING in types:
         tp = TYPE_STRING
@@ -130,14 +128,16 @@ def _merge(results: List[Result], using: List[Any]) -> Tuple[List[int], List[Any
 
 def run_select(db: Database, node: Node, now: int,
                time_precision: Optional[int]) -> Dict[str, Any]:
+    # in the real server's order: each aggregate is checked as the statement is read,
+    # then the selection as a whole
+    aggrs: List[Node] = node['aggrs']
+    chains = [build_specs(a['chain'], db, now) for a in aggrs]
+    if len(aggrs) > 1 and len({(a['prefix'], a['suffix']) for a in aggrs}) < len(aggrs):
+        raise QueryFailure(65, _UNIQUE)
     names = select_names(db, node['selector'])
     where = resolve_where(db, node['where'], now)
     if where is not None:
-        names = [n for n in names if matches(where, series_row(db.series[n]))]
-    aggrs: List[Node] = node['aggrs']
-    if len(aggrs) > 1 and len({(a['prefix'], a['suffix']) for a in aggrs}) < len(aggrs):
-        raise QueryFailure(65, _UNIQUE)
-    chains = [build_specs(a['chain'], db, now) for a in aggrs]
+        names = [n for n in names if matches(where, series_row(db.series[n], db))]
     merge = node['merge']
     using: List[Any] = []
     if merge is not None:
@@ -149,30 +149,50 @@ def run_select(db: Database, node: Node, now: int,
     start, end, head, tail = _range(node['range'], db, now)
 
     budget = _PointBudget(db.select_points_limit)
-    # every point is taken and no aggregate runs: the stored arrays themselves
+    # every point is taken: the stored arrays themselves
     whole = start is None and end is None and head is None and tail is None
     series = db.series
+
+    def read(name: str) -> Tuple[int, Sequence[int], Sequence[Any]]:
+        """The points of one series the select takes (sliced anew for each
+        aggregate, so that no copy outlives it)."""
+        s = series[name]
+        ts, vals = s.points()
+        if whole:
+            return s.tp, ts, vals
+        if s.chunks is not None and (start is not None or end is not None):
+            # a string series through a time filter: as SiriDB 2.0.55 reads it
+            return (s.tp, *strings.filtered(s, start, end))
+        lo = 0 if start is None else bisect_left(ts, start)
+        hi = len(ts) if end is None else bisect_left(ts, end)
+        if head is not None:
+            hi = min(hi, lo + head)
+        if tail is not None:
+            lo = max(lo, hi - tail)
+        return s.tp, ts[lo:hi], vals[lo:hi]
+
     factor = db.factor
     out: Dict[str, Any] = {}
+    # first(), last() and count() alone read only what they need, as SiriDB 2.0.55
+    # does (for string series that read is its own: see strings.py)
+    skip = start is None and end is None and head is None and tail is None and \
+        merge is None and all(len(a['chain']) == 1 and a['chain'][0]['fn'] in (
+            'count', 'first', 'last') and a['chain'][0].get('group') is None
+            for a in aggrs)
     for aggr, specs in zip(aggrs, chains):
         results: List[Result] = []
+        fn = aggr['chain'][0]['fn']
         for name in names:
-            s = series[name]
-            ts, vals = s.points()
-            if not whole:  # sliced again for each aggregate: no copy outlives it
-                lo = 0 if start is None else bisect_left(ts, start)
-                hi = len(ts) if end is None else bisect_left(ts, end)
-                if head is not None:
-                    hi = min(hi, lo + head)
-                if tail is not None:
-                    lo = max(lo, hi - tail)
-                ts, vals = ts[lo:hi], vals[lo:hi]
+            tp, ts, vals = read(name)
             rts: Sequence[int]
             rvals: Sequence[Any]
-            if specs:
-                rts, rvals, rtp = ag.apply_chain(specs, ts, vals, s.tp)
+            if skip and tp == TYPE_STRING and fn in ('first', 'last') and len(ts):
+                t, v = (strings.first if fn == 'first' else strings.last)(series[name])
+                rts, rvals, rtp = [t], [v], tp
+            elif specs and len(ts):  # no points: no aggregate runs (nor refuses the type)
+                rts, rvals, rtp = ag.apply_chain(specs, ts, vals, tp)
             else:
-                rts, rvals, rtp = ts, vals, s.tp
+                rts, rvals, rtp = ts, vals, tp
             budget.take(len(rts))
             if merge is None:
                 out[aggr['prefix'] + name + aggr['suffix']] = _rows(

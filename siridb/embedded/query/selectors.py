@@ -9,7 +9,8 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..context import QueryFailure
 from ..patterns import compile_regex, group_pattern
-from ..store import ACCESS, ACCESS_PROFILES, Database, Group, Series
+from ..store import ACCESS, ACCESS_PROFILES, TYPE_STRING, Database, Group, Series
+from .parser import LOG_LEVELS
 from .timeexpr import evaluate
 
 __all__ = ['compile_regex', 'group_pattern', 'group_members', 'select_names',
@@ -67,10 +68,17 @@ def select_names(db: Database, node: Optional[Tuple[Any, ...]]) -> List[str]:
     return [n for n in series if n in names]
 
 
-def series_row(s: Series) -> Dict[str, Any]:
-    """The columns of `list series` for one series."""
+def series_row(s: Series, db: Optional[Database] = None) -> Dict[str, Any]:
+    """The columns of `list series` for one series.
+
+    shard_duration as SiriDB 2.0.55 answers it: a string series is written to log
+    shards at once (the database's duration_log), a number series waits in the
+    buffer, which reports 0."""
+    shard = 0
+    if db is not None and s.tp == TYPE_STRING:
+        shard = db.duration_seconds(db.duration_log) * db.factor
     return {'name': s.name, 'type': s.type_name, 'length': len(s),
-            'start': s.start, 'end': s.end, 'pool': s.pool}
+            'start': s.start, 'end': s.end, 'shard_duration': shard, 'pool': s.pool}
 
 
 def resolve_where(db: Database, node: Optional[Tuple[Any, ...]], now: int) -> Optional[
@@ -85,6 +93,8 @@ def resolve_where(db: Database, node: Optional[Tuple[Any, ...]], now: int) -> Op
         value = evaluate(value, db.factor, now, db.timezone)
     elif vkind == 'access':
         value = ACCESS_PROFILES.get(value) or ACCESS[value]
+    elif vkind == 'log':  # log levels compare by severity
+        return ('cmp', 'log_level_num', op, LOG_LEVELS.index(value))
     return ('cmp', prop, op, value)
 
 
