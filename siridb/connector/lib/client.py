@@ -24,9 +24,10 @@ from .exceptions import (
     AuthenticationError,
     ClientClosedError,
     ConnectionLostError,
+    Failover,
     PoolError,
     RequestTimeoutError,
-    ServerError,
+    failover_of,
 )
 from .features import ClientFeatures
 from .hosts import HostState, choose_host, parse_hostlist
@@ -332,7 +333,8 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
             except Exception as exc:
                 if counters is not None:
                     counters.failed(exc)
-                if isinstance(exc, PoolError):
+                action = failover_of(exc)
+                if action is Failover.WAIT:
                     if loop.time() + self._pool_retry_interval >= deadline:
                         raise
                     # the text, not the exception: a handler that keeps records
@@ -340,7 +342,7 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
                     logger.info('%s:%s: %s; retrying in %g s', h.host, h.port, str(exc),
                                 self._pool_retry_interval)
                     await asyncio.sleep(self._pool_retry_interval)
-                elif isinstance(exc, (ConnectionError, ServerError)):
+                elif action is Failover.OTHER_SERVER:
                     if self._closed:
                         raise
                     h.inactive_until = loop.time() + self._inactive_time

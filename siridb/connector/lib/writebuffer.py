@@ -1,0 +1,153 @@
+"""Points taken by a write session, already in the shape of INSERT packages.
+
+Sans-IO: ``WriteBuffer`` fills one open package (``{series: [(ts, value),
+...]}``, what the server's INSERT takes) and seals it into a ``Package`` when
+it holds ``seal_points`` points or would pack to more than ``max_bytes`` by a
+conservative estimate; the session sends sealed packages. Points are
+validated before they get here and never looked at again.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Deque, Dict, Iterator, List, Optional, Tuple
+
+from .validate import Pair, Value, pair_estimate, series_estimate
+
+__all__ = ['Package', 'WriteBuffer', 'POINT_ESTIMATE']
+
+#: packed size estimate of a point with a number value (see ``pair_estimate``)
+POINT_ESTIMATE = 20
+
+
+class Package:
+    """One INSERT request worth of points; ``seq`` orders packages as sealed."""
+
+    __slots__ = ('data', 'n', 'seq')
+
+    def __init__(self, data: Dict[str, List[Pair]], n: int, seq: int) -> None:
+        self.data = data
+        self.n = n
+        self.seq = seq
+
+    def __repr__(self) -> str:
+        return f'<Package seq={self.seq} points={self.n} series={len(self.data)}>'
+
+    def points(self) -> Iterator[Tuple[str, int, Value]]:
+        """``(series, ts, value)`` of every point."""
+        for series, pairs in self.data.items():
+            for ts, value in pairs:
+                yield series, ts, value
+
+
+class WriteBuffer:
+    """The open package being filled and the sealed packages not yet sent.
+
+    Counters the session reads on its per-point path (kept as plain
+    attributes for speed): ``open`` (the open package), ``open_n`` (its
+    points), ``room`` (how many more number-valued points fit in it),
+    ``free`` (how many points may still be taken: ``max_points`` minus the
+    points taken and not yet completed, sent or not).
+    """
+
+    __slots__ = ('seal_points', 'max_bytes', 'max_points', 'open', 'open_n', 'extra',
+                 'room', 'free', 'ready', 'seq')
+
+    def __init__(self, seal_points: int, max_bytes: int, max_points: int) -> None:
+        self.seal_points = seal_points
+        self.max_bytes = max_bytes
+        self.max_points = max_points
+        self.open: Dict[str, List[Pair]] = {}
+        self.open_n = 0
+        #: estimated bytes of the open package beyond POINT_ESTIMATE per point
+        #: (series names, str values)
+        self.extra = 0
+        self.room = 0
+        self.free = max_points
+        self.ready: Deque[Package] = deque()
+        self.seq = 0
+
+    @property
+    def pending(self) -> int:
+        """Points taken and not yet completed (open, sealed or being sent)."""
+        return self.max_points - self.free
+
+    def _set_room(self) -> None:
+        by_bytes = (self.max_bytes - self.extra) // POINT_ESTIMATE - self.open_n
+        self.room = max(0, min(self.seal_points - self.open_n, by_bytes))
+
+    def seal(self) -> Optional[Package]:
+        """Seal the open package (if it holds points) into ``ready``."""
+        n = self.open_n
+        if not n:
+            return None
+        self.seq += 1
+        pkg = Package(self.open, n, self.seq)
+        self.ready.append(pkg)
+        self.open = {}
+        self.open_n = 0
+        self.extra = 0
+        self._set_room()
+        return pkg
+
+    def put(self, series: str, pairs: List[Pair], texts: bool) -> None:
+        """Take all of ``pairs`` (validated points of ``series``; ``texts``:
+        some values are str) into open packages, sealing those that fill up.
+        The caller checks ``free`` first; one point is always taken into an
+        empty package, however large."""
+        n = len(pairs)
+        self.free -= n
+        i = 0
+        while i < n:
+            current = self.open.get(series)
+            if current is None:
+                key = series_estimate(series)
+                if self.open_n and (POINT_ESTIMATE * self.open_n + self.extra + key
+                                    + pair_estimate(pairs[i]) > self.max_bytes):
+                    self.seal()
+                current = self.open[series] = []
+                self.extra += key
+            room = self.seal_points - self.open_n
+            if texts:
+                j = i
+                size = POINT_ESTIMATE * self.open_n + self.extra
+                while j < n and j - i < room:
+                    est = pair_estimate(pairs[j])
+                    if size + est > self.max_bytes and (self.open_n or j > i):
+                        break
+                    size += est
+                    j += 1
+                for pair in pairs[i:j]:
+                    value = pair[1]
+                    if type(value) is str:
+                        self.extra += 4 * len(value)
+            else:
+                fit = (self.max_bytes - self.extra) // POINT_ESTIMATE - self.open_n
+                j = i + min(room, max(fit, 0 if self.open_n else 1), n - i)
+            if j == i:  # the open package is full
+                self.seal()
+                continue
+            if not current and i == 0 and j == n:
+                self.open[series] = pairs  # the caller's list is ours now: no copy
+            else:
+                current.extend(pairs[i:j])
+            self.open_n += j - i
+            i = j
+            self._set_room()
+            if not self.room:  # not even a number fits: send it
+                self.seal()
+
+    def completed(self, pkg: Package) -> None:
+        """``pkg`` was written or rejected: its points no longer count."""
+        self.free += pkg.n
+
+    def clear(self) -> List[Tuple[str, int, Value]]:
+        """Drop the open and ready packages; returns their points."""
+        left = [p for pkg in self.ready for p in pkg.points()]
+        left.extend(Package(self.open, 0, 0).points())
+        self.free = self.max_points
+        self.ready.clear()
+        self.open = {}
+        self.open_n = 0
+        self.extra = 0
+        self._set_room()
+        return left
