@@ -374,7 +374,10 @@ def column_pairs(timestamps: Any, values: Any, precision: str) -> Tuple[List[Pai
         ts = [to_timestamp(t, precision) for t in ts]
     vtypes = set(map(type, vals))
     if vtypes <= _VALUE_TYPES:
-        ints = vals if vtypes == {int} else [v for v in vals if type(v) is int]
+        if int not in vtypes:
+            ints: List[Any] = []
+        else:
+            ints = vals if len(vtypes) == 1 else [v for v in vals if type(v) is int]
         if ints and (min(ints) < INT64_MIN or max(ints) > INT64_MAX):
             for v in ints:
                 check_value(v)
