@@ -12,7 +12,8 @@ series, a float value each, ``--batch`` points per package or request):
 - ``write``: ``await session.write(series, value, ts)`` per point.
 - ``write_many``: ``await session.write_many(tuples)`` per ``--batch`` tuples.
 - ``columnar``: ``await session.write_series(series, timestamps, values)``,
-  the columns of each series in slices of ``--batch // --series`` points.
+  the columns of each series in slices of ``--slice`` points (the daemon
+  that reads many points of one series at a time).
 
 Only this process's CPU time (``time.process_time``) and the wall time from
 the first point to the last confirmation are measured; the server runs in
@@ -26,7 +27,6 @@ import asyncio
 import gc
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -71,7 +71,7 @@ async def run(ns: argparse.Namespace) -> Dict[str, Any]:
         prebuilt = [group(c) for c in chunks] if ns.workload == 'bulk_prebuilt' else []
         columns: List[Tuple[str, List[int], List[float]]] = []
         if ns.workload == 'columnar':
-            per = max(1, batch // ns.series)
+            per = ns.slice
             by_series: Dict[str, Tuple[List[int], List[float]]] = {}
             for series, ts, value in pts:
                 cols = by_series.setdefault(series, ([], []))
@@ -125,6 +125,8 @@ def main() -> None:
     ap.add_argument('--series', type=int, default=100)
     ap.add_argument('--batch', type=int, default=5000)
     ap.add_argument('--max-in-flight', type=int, default=4)
+    ap.add_argument('--slice', type=int, default=1000,
+                    help='points per write_series call (columnar)')
     ns = ap.parse_args()
     print(json.dumps(asyncio.run(run(ns))))
 

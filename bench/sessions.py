@@ -53,7 +53,8 @@ def run_worker(ns: argparse.Namespace, workload: str, tag: str,
                target: List[str]) -> Dict[str, Any]:
     cmd = [sys.executable, str(BENCH / 'session_worker.py'), '--workload', workload,
            '--tag', tag, '--points', str(ns.points), '--series', str(ns.series),
-           '--batch', str(ns.batch), '--max-in-flight', str(ns.max_in_flight), *target]
+           '--batch', str(ns.batch), '--max-in-flight', str(ns.max_in_flight),
+           '--slice', str(ns.slice), *target]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env_with_checkout(),
                           cwd=str(BENCH), timeout=1800)
     if proc.returncode != 0:
@@ -152,6 +153,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument('--batch', type=int, default=5000,
                     help='points per bulk request and autocommit_every (default 5000)')
     ap.add_argument('--max-in-flight', type=int, default=4)
+    ap.add_argument('--slice', type=int, default=1000,
+                    help='points per write_series call (default 1000)')
     ap.add_argument('--rounds', type=int, help='default 2, smoke 1')
     ap.add_argument('--db', default='bench')
     ap.add_argument('--json', type=Path, default=RESULTS / 'sessions.json')
@@ -175,7 +178,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         'when': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, 'servers': {}}
     lines = [f'Write sessions against bulk insert: {ns.points:,} float points over '
              f'{ns.series} series, {ns.batch:,} per request / autocommit_every, '
-             f'max_in_flight={ns.max_in_flight}, best of {ns.rounds} round(s); client '
+             f'max_in_flight={ns.max_in_flight}, write_series of {ns.slice:,} points, best of {ns.rounds} round(s); client '
              f'process CPU only. Python {doc["meta"]["python"]}, '
              f'{doc["meta"]["machine"]}.', '', f'Command: `{doc["meta"]["command"]}`', '']
     failed = False

@@ -289,6 +289,41 @@ def _unpack(item: Any) -> Tuple[Any, Any, Any]:
     return series, ts, value
 
 
+def _group_tuples(items: List[Any], top: int
+                  ) -> Optional[Tuple[Dict[str, List[Pair]], int, Set[str]]]:
+    """``group_points`` for the common input, a list of plain 3-tuples of a
+    str, an int timestamp in range and an int (64-bit), float or str value,
+    in one loop as lean as building the insert by hand; None when the input
+    is anything else (then every point takes the general checks)."""
+    if set(map(type, items)) != _TUPLE:
+        return None
+    groups: Dict[str, List[Pair]] = {}
+    texts: Set[str] = set()
+    get = groups.get
+    try:
+        for series, ts, value in items:
+            if type(ts) is not int or not 0 <= ts <= top:
+                return None
+            tv = type(value)
+            if tv is not float and not (tv is int and INT64_MIN <= value <= INT64_MAX):
+                if tv is not str:
+                    return None
+                texts.add(series)
+            pairs = get(series)
+            if pairs is None:
+                pairs = groups[series] = []
+            pairs.append((ts, value))
+    except (TypeError, ValueError):  # not three items, or an unhashable name
+        return None
+    for series in groups:  # names are checked once per series
+        if type(series) is not str or not series:
+            return None
+    return groups, len(items), texts
+
+
+_TUPLE = {tuple}
+
+
 def group_points(items: Iterable[Any], precision: str
                  ) -> Tuple[Dict[str, List[Pair]], int, Set[str]]:
     """Validate ``(series, timestamp, value)`` points and group them by series
@@ -297,41 +332,26 @@ def group_points(items: Iterable[Any], precision: str
     Raises on the first bad point, so a caller takes all points or none."""
     if isinstance(items, (str, bytes, dict)):
         raise TypeError('write_many expects an iterable of points')
+    if type(items) is not list:
+        items = list(items)
+    if not items:
+        return {}, 0, set()
+    fast = _group_tuples(items, max_timestamp(precision))
+    if fast is not None:
+        return fast
     groups: Dict[str, List[Pair]] = {}
     texts: Set[str] = set()
-    get = groups.get
-    top = max_timestamp(precision)
-    n = 0
     for item in items:
-        # the common case checked inline: a plain tuple of a str, an int
-        # timestamp in range and an int (64-bit), float or str value
-        if type(item) is tuple and len(item) == 3:
-            series, ts, value = item
-            tv = type(value)
-            if (type(ts) is int and 0 <= ts <= top and type(series) is str
-                    and (tv is float or tv is str
-                         or (tv is int and INT64_MIN <= value <= INT64_MAX))):
-                pairs = get(series)
-                if pairs is None:
-                    if not series:
-                        check_series(series)
-                    pairs = groups[series] = []
-                pairs.append((ts, value))
-                n += 1
-                if tv is str:
-                    texts.add(series)
-                continue
         series, ts, value = _unpack(item)
         series = check_series(series)
         pair = (to_timestamp(ts, precision), check_value(value))
-        pairs = get(series)
+        pairs = groups.get(series)
         if pairs is None:
             pairs = groups[series] = []
         pairs.append(pair)
-        n += 1
         if type(pair[1]) is str:
             texts.add(series)
-    return groups, n, texts
+    return groups, len(items), texts
 
 
 def _as_list(column: Any, what: str) -> List[Any]:
