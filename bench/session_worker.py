@@ -71,15 +71,17 @@ async def run(ns: argparse.Namespace) -> Dict[str, Any]:
         prebuilt = [group(c) for c in chunks] if ns.workload == 'bulk_prebuilt' else []
         columns: List[Tuple[str, List[int], List[float]]] = []
         if ns.workload == 'columnar':
+            # the same points, built column by column as a daemon reading one
+            # series at a time holds them (objects in column order in memory)
             per = ns.slice
-            by_series: Dict[str, Tuple[List[int], List[float]]] = {}
-            for series, ts, value in pts:
-                cols = by_series.setdefault(series, ([], []))
-                cols[0].append(ts)
-                cols[1].append(value)
-            for series, (tss, vals) in by_series.items():
+            names = [f'sess-{ns.tag}-{j:04d}' for j in range(ns.series)]
+            for j, series in enumerate(names):
+                ticks = range((ns.points - j + ns.series - 1) // ns.series)
+                tss = [T0 + k * 1000 for k in ticks]
+                vals = [(k * ns.series + j) * 0.25 for k in ticks]
                 for i in range(0, len(tss), per):
                     columns.append((series, tss[i:i + per], vals[i:i + per]))
+            assert sum(len(c[1]) for c in columns) == len(pts)
         opts = dict(autocommit_every=batch, time_precision=precision,
                     max_in_flight=ns.max_in_flight)
         gc.freeze()

@@ -452,12 +452,24 @@ def test_package_size_estimate_is_conservative() -> None:
                               st.lists(st.tuples(st.integers(0, 2 ** 63 - 1), values),
                                        min_size=1, max_size=60)), max_size=20)
 
-    @settings(max_examples=60, deadline=None)
-    @given(runs, st.integers(1, 50), st.integers(64, 4096))
-    def check(puts: List[Any], max_points: int, max_bytes: int) -> None:
+    @settings(max_examples=80, deadline=None)
+    @given(runs, st.integers(1, 50), st.integers(64, 4096), st.booleans())
+    def check(puts: List[Any], max_points: int, max_bytes: int, grouped: bool) -> None:
         buf = WriteBuffer(max_points, max_bytes, 10 ** 6)
+        groups: Dict[str, Any] = {}
         for series, pairs in puts:
-            buf.put(series, list(pairs), any(type(v) is str for _, v in pairs))
+            has_text = any(type(v) is str for _, v in pairs)
+            if not grouped:
+                buf.put(series, list(pairs), has_text)
+                continue
+            if series in groups:  # the write_many path: several series at once
+                buf.put_groups(groups, {k for k, p in groups.items()
+                                        if any(type(v) is str for _, v in p)})
+                groups = {}
+            groups[series] = list(pairs)
+        if groups:
+            buf.put_groups(groups, {k for k, p in groups.items()
+                                    if any(type(v) is str for _, v in p)})
         buf.seal()
         expected = Counter((s, t, v) for s, pairs in puts for t, v in pairs
                            if v == v)  # NaN never equals itself

@@ -315,6 +315,14 @@ class WriteSession:
         groups, n, texts = group_points(points, precision)
         if self.on_full == 'error':
             self._check_room(n)
+        buf = self._buf
+        if n <= buf.free:  # all fit: one step, no waiting
+            self._check_open()
+            was_empty = not buf.open_n
+            seq = buf.seq
+            buf.put_groups(groups, texts)
+            self._taken(was_empty, seq)
+            return n
         for series, pairs in groups.items():
             await self._take(series, pairs, series in texts)
         return n
@@ -398,11 +406,17 @@ class WriteSession:
             was_empty = not buf.open_n
             seq = buf.seq
             buf.put(series, chunk, texts)
-            if buf.open_n and (was_empty or buf.seq != seq):
-                self._first_at = asyncio.get_running_loop().time()
-                self._wake()
-            elif buf.seq != seq:
-                self._wake()
+            self._taken(was_empty, seq)
+
+    def _taken(self, was_empty: bool, seq: int) -> None:
+        """After points were put: time a new open package, wake the sender
+        for a new one or for sealed packages."""
+        buf = self._buf
+        if buf.open_n and (was_empty or buf.seq != seq):
+            self._first_at = asyncio.get_running_loop().time()
+            self._wake()
+        elif buf.seq != seq:
+            self._wake()
 
     def _seal(self) -> None:
         if self._buf.seal() is not None:

@@ -9,7 +9,7 @@ validated before they get here and never looked at again.
 from __future__ import annotations
 
 from collections import deque
-from typing import Deque, Dict, Iterator, List, Optional, Tuple
+from typing import Deque, Dict, Iterator, List, Optional, Set, Tuple
 
 from .validate import Pair, Value, pair_estimate, series_estimate
 
@@ -135,6 +135,35 @@ class WriteBuffer:
             self._set_room()
             if not self.room:  # not even a number fits: send it
                 self.seal()
+
+    def put_groups(self, groups: Dict[str, List[Pair]], texts: Set[str]) -> None:
+        """``put`` for each series of ``groups`` (``texts``: the series with
+        str values), with the common case inline: number values that fit in
+        the open package are appended to it (lists handed over, not copied)."""
+        for series, pairs in groups.items():
+            n = len(pairs)
+            if series not in texts:
+                current = self.open.get(series)
+                if current is None:
+                    key = series_estimate(series)
+                    by_bytes = ((self.max_bytes - self.extra - key) // POINT_ESTIMATE
+                                - self.open_n)
+                    if n <= by_bytes and n < self.seal_points - self.open_n:
+                        self.open[series] = pairs
+                        self.extra += key
+                        self.open_n += n
+                        self.free -= n
+                        self.room = min(self.seal_points - self.open_n, by_bytes - n)
+                        continue
+                elif n < self.room:
+                    current.extend(pairs)
+                    self.open_n += n
+                    self.free -= n
+                    self.room -= n
+                    continue
+            self.put(series, pairs, series in texts)
+        if not self.room:
+            self.seal()
 
     def completed(self, pkg: Package) -> None:
         """``pkg`` was written or rejected: its points no longer count."""
