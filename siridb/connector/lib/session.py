@@ -289,15 +289,22 @@ class WriteSession:
         buf = self._buf
         if type(timestamp) is int and 0 <= timestamp <= self._max_ts:
             tv = type(value)
-            if tv is float or (tv is int and INT64_MIN <= value <= INT64_MAX):
-                pairs = buf.open.get(series) if type(series) is str else None
-                if pairs is not None and buf.room > 0 and buf.free > 0:
+            if (tv is float or (tv is int and INT64_MIN <= value <= INT64_MAX)) and (
+                    type(series) is str and buf.free > 0):
+                pairs = buf.open.get(series)
+                if pairs is not None and buf.room > 0:
                     pairs.append((timestamp, value))
                     buf.open_n += 1
                     buf.free -= 1
                     buf.room -= 1
                     if not buf.room:
                         self._seal()
+                    return
+                if series:  # valid, the first of its series in this package
+                    was_empty = not buf.open_n
+                    seq = buf.seq
+                    buf.put(series, [(timestamp, value)], False)
+                    self._taken(was_empty, seq)
                     return
         await self._write_checked(series, value, timestamp)
 
