@@ -289,7 +289,8 @@ class WriteSession:
         buf = self._buf
         if type(timestamp) is int and 0 <= timestamp <= self._max_ts:
             tv = type(value)
-            if (tv is float or (tv is int and INT64_MIN <= value <= INT64_MAX)) and (
+            number: Any = value
+            if (tv is float or (tv is int and INT64_MIN <= number <= INT64_MAX)) and (
                     type(series) is str and buf.free > 0):
                 pairs = buf.open.get(series)
                 if pairs is not None and buf.room > 0:
@@ -310,10 +311,11 @@ class WriteSession:
 
     async def _write_checked(self, series: Any, value: Any, timestamp: TimeValue) -> None:
         precision = await self._ready()
-        p = make_point(series, value, timestamp, precision)
+        name = check_series(series)
+        pair = (to_timestamp(timestamp, precision), check_value(value))
         if self.on_full == 'error':
             self._check_room(1)
-        await self._take(p.series, [(p.timestamp, p.value)], type(p.value) is str)
+        await self._take(name, [pair], type(pair[1]) is str)
 
     async def write_many(self, points: Iterable[Any]) -> int:
         """Take ``(series, timestamp, value)`` tuples or ``Point``-like
