@@ -178,9 +178,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         'when': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, 'servers': {}}
     lines = [f'Write sessions against bulk insert: {ns.points:,} float points over '
              f'{ns.series} series, {ns.batch:,} per request / autocommit_every, '
-             f'max_in_flight={ns.max_in_flight}, write_series of {ns.slice:,} points, best of {ns.rounds} round(s); client '
-             f'process CPU only. Python {doc["meta"]["python"]}, '
-             f'{doc["meta"]["machine"]}.', '', f'Command: `{doc["meta"]["command"]}`', '']
+             f'max_in_flight={ns.max_in_flight}, write_series of {ns.slice:,} points, '
+             f'best of {ns.rounds} round(s); client process CPU only. '
+             f'Python {doc["meta"]["python"]}, {doc["meta"]["machine"]}.', '', f'Command: `{doc["meta"]["command"]}`', '']
     failed = False
     for name, url in targets:
         runs: Dict[str, List[Dict[str, Any]]] = {w: [] for w in WORKLOADS}

@@ -341,7 +341,8 @@ async def test_precision_is_checked_with_a_clear_error(server: EmbeddedServer) -
     await c.connect()
     try:
         s = c.session(time_precision='s')
-        with pytest.raises(ValueError, match=r"out of range for precision 's' \(0\.\.4294967295\)"):
+        with pytest.raises(ValueError,
+                           match=r"out of range for precision 's' \(0\.\.4294967295\)"):
             await s.write('p', 1, 2 ** 32)
         with pytest.raises(ValueError, match="precision 's'"):
             await s.write_many([('p', 2 ** 40, 1)])
