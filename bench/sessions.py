@@ -180,7 +180,8 @@ def main(argv: Optional[List[str]] = None) -> int:
              f'{ns.series} series, {ns.batch:,} per request / autocommit_every, '
              f'max_in_flight={ns.max_in_flight}, write_series of {ns.slice:,} points, '
              f'best of {ns.rounds} round(s); client process CPU only. '
-             f'Python {doc["meta"]["python"]}, {doc["meta"]["machine"]}.', '', f'Command: `{doc["meta"]["command"]}`', '']
+             f'Python {doc["meta"]["python"]}, {doc["meta"]["machine"]}.', '',
+             f'Command: `{doc["meta"]["command"]}`', '']
     failed = False
     for name, url in targets:
         runs: Dict[str, List[Dict[str, Any]]] = {w: [] for w in WORKLOADS}
