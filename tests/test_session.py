@@ -18,8 +18,10 @@ from siridb.connector import (
     SessionClosedError,
     SiriDBClient,
 )
+from siridb.connector.lib.codec import packb
 from siridb.connector.lib.exceptions import InsertError, TooManyRequestsError
 from siridb.connector.lib.session import Rejected, WriteSession
+from siridb.connector.lib.validate import unpack_points
 from siridb.embedded import EmbeddedServer
 
 DB = 'dbtest'
@@ -235,11 +237,13 @@ class BadValueClient(SiriDBClient):
     """Turns the values of series 'bad' into None on the wire, so that the
     real server rejects any insert holding them (InsertError 66)."""
 
-    async def insert(self, data: Any, timeout: float = 300) -> Any:
-        if isinstance(data, dict) and 'bad' in data:
-            data = dict(data)
-            data['bad'] = [[ts, None] for ts, _ in data['bad']]
-        return await super().insert(data, timeout)
+    async def insert_packed(self, body: bytes, timeout: Any = 300) -> Any:
+        # a session sends each package packed once, through insert_packed
+        data = unpack_points(body)
+        if 'bad' in data:
+            data['bad'] = [(ts, None) for ts, _ in data['bad']]  # type: ignore[misc]
+            body = packb(data)
+        return await super().insert_packed(body, timeout)
 
 
 class BusyOnceClient(SiriDBClient):
@@ -247,12 +251,12 @@ class BusyOnceClient(SiriDBClient):
 
     busy = 1
 
-    async def insert(self, data: Any, timeout: float = 300) -> Any:
+    async def insert_packed(self, body: bytes, timeout: Any = 300) -> Any:
         if self.busy:
             self.busy -= 1
             raise TooManyRequestsError('all 65536 request ids of this connection are '
                                        'waiting for a reply')
-        return await super().insert(data, timeout)
+        return await super().insert_packed(body, timeout)
 
 
 async def test_a_busy_connection_is_retried_not_rejected(server: EmbeddedServer) -> None:

@@ -11,6 +11,7 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Set, Tuple
 import pytest
 
 from siridb.connector import BufferFullError, Point, RejectedPointsError, SiriDBClient
+from siridb.connector.lib.codec import packb
 from siridb.connector.lib.dbprecision import known_precision
 from siridb.connector.lib.exceptions import (
     ClientClosedError,
@@ -26,6 +27,7 @@ from siridb.connector.lib.exceptions import (
     is_retriable,
 )
 from siridb.connector.lib.session import Rejected, WriteSession
+from siridb.connector.lib.validate import unpack_points
 from siridb.embedded import EmbeddedServer
 from siridb.testing.proxy import FaultProxy
 
@@ -55,11 +57,11 @@ class CountingClient(SiriDBClient):
     in_flight = 0
     peak = 0
 
-    async def insert(self, data: Any, timeout: Any = 300) -> Any:
+    async def insert_packed(self, body: bytes, timeout: Any = 300) -> Any:
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         try:
-            return await super().insert(data, timeout)
+            return await super().insert_packed(body, timeout)
         finally:
             self.in_flight -= 1
 
@@ -68,11 +70,12 @@ class BadValueClient(SiriDBClient):
     """Turns the values of series named 'bad*' into None on the wire, so
     that the server rejects any insert holding them (InsertError 66)."""
 
-    async def insert(self, data: Any, timeout: Any = 300) -> Any:
+    async def insert_packed(self, body: bytes, timeout: Any = 300) -> Any:
+        data = unpack_points(body)
         if any(k.startswith('bad') for k in data):
-            data = {k: ([(ts, None) for ts, _ in v] if k.startswith('bad') else v)
-                    for k, v in data.items()}
-        return await super().insert(data, timeout)
+            body = packb({k: ([(ts, None) for ts, _ in v] if k.startswith('bad') else v)
+                          for k, v in data.items()})
+        return await super().insert_packed(body, timeout)
 
 
 @pytest.fixture
@@ -443,3 +446,56 @@ async def test_session_wait_for_precision_uses_backoff(server: EmbeddedServer) -
         c.close()
         await c.wait_closed()
     assert stored(server, 'late') == [(1, 1)]
+
+
+class DictOnlyClient:
+    """Anything with ``insert(data)`` and ``query``: no ``insert_packed``."""
+
+    def __init__(self, client: SiriDBClient) -> None:
+        self.client = client
+        self.inserts: List[Any] = []
+
+    async def insert(self, data: Any, timeout: Any = 300) -> Any:
+        self.inserts.append(data)
+        return await self.client.insert(data, timeout)
+
+    async def query(self, query: Any, time_precision: Any = None, timeout: Any = 60) -> Any:
+        return await self.client.query(query, time_precision, timeout)
+
+
+async def test_a_client_without_insert_packed_gets_dicts(server: EmbeddedServer) -> None:
+    c = fast(SiriDBClient, (server.host, server.port))
+    await c.connect()
+    try:
+        duck = DictOnlyClient(c)
+        async with WriteSession(duck, autocommit_every=10) as s:
+            await s.write_many([('d', i, i) for i in range(25)])
+    finally:
+        c.close()
+        await c.wait_closed()
+    assert all(isinstance(d, dict) for d in duck.inserts) and len(duck.inserts) == 3
+    assert stored(server, 'd') == [(i, i) for i in range(25)]
+
+
+async def test_insert_packed(server: EmbeddedServer) -> None:
+    from siridb.connector import async_connect
+    from siridb.connector.lib.codec import MAX_PAYLOAD
+    from siridb.connector.lib.exceptions import InsertDataError
+    from siridb.connector.lib.validate import pack_insert
+
+    c = fast(SiriDBClient, (server.host, server.port))
+    await c.connect()
+    conn = await async_connect('iris', 'siri', DB, server.host, server.port)
+    try:
+        res = await c.insert_packed(pack_insert({'ip': [[1, 1]]}))
+        assert res == {'success_msg': 'Successfully inserted 1 point(s).'}
+        await conn.insert_packed(bytearray(pack_insert({'ip': [[2, 2]]})))
+        with pytest.raises(TypeError, match='packed insert is bytes'):
+            await c.insert_packed({'ip': [[3, 3]]})  # type: ignore[arg-type]
+        with pytest.raises(InsertDataError, match='more than the server accepts'):
+            await c.insert_packed(b'\0' * (MAX_PAYLOAD + 1))
+    finally:
+        conn.close()
+        c.close()
+        await c.wait_closed()
+    assert stored(server, 'ip') == [(1, 1), (2, 2)]

@@ -32,7 +32,7 @@ from .exceptions import (
 from .features import ClientFeatures
 from .hosts import HostState, choose_host, parse_hostlist
 from .protocol import SiriDBProtocol, open_protocol
-from .validate import pack_insert, pack_query
+from .validate import check_packed_insert, pack_insert, pack_query
 
 __all__ = ['SiriDBClient']
 
@@ -269,6 +269,14 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
         """Insert points; returns the server's reply
         (``{'success_msg': 'Successfully inserted N point(s).'}``)."""
         return await self._request(pm.CPROTO_REQ_INSERT, pack_insert(data),
+                                   timeout, allow_any_open=False)
+
+    async def insert_packed(self, body: bytes, timeout: Optional[float] = 300) -> Any:
+        """Insert a payload packed before (``validate.pack_insert``): sent as
+        it is, with the failover and reply of ``insert``. A write session packs
+        each package once, while its points are fresh in memory, and sends
+        the same bytes again on a retry."""
+        return await self._request(pm.CPROTO_REQ_INSERT, check_packed_insert(body),
                                    timeout, allow_any_open=False)
 
     async def query(self, query: Any, time_precision: Any = None,

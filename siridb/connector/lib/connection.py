@@ -18,7 +18,7 @@ from .codec import packb
 from .constants import DEFAULT_CLIENT_PORT
 from .exceptions import ClientClosedError, ConnectionLostError
 from .protocol import SiriDBProtocol, open_protocol
-from .validate import pack_insert, pack_query
+from .validate import check_packed_insert, pack_insert, pack_query
 
 __all__ = ['SiriDBAsyncConnection', 'SiriDBConnection', 'async_connect']
 
@@ -63,6 +63,10 @@ class SiriDBAsyncConnection(AsyncClosing):
     async def insert(self, data: Any, timeout: Optional[float] = 3600) -> Any:
         """Insert ``{series: [[ts, value], ...]}`` (or the list form)."""
         return await self._send(pm.CPROTO_REQ_INSERT, pack_insert(data), timeout)
+
+    async def insert_packed(self, body: bytes, timeout: Optional[float] = 3600) -> Any:
+        """Insert a payload packed before (see ``SiriDBClient.insert_packed``)."""
+        return await self._send(pm.CPROTO_REQ_INSERT, check_packed_insert(body), timeout)
 
     async def send_request(self, tp: int, data: Any = None,
                            timeout: Optional[float] = 3600) -> Any:

@@ -21,7 +21,18 @@ import inspect
 import logging
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple, Type
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    NamedTuple,
+    Optional,
+    Tuple,
+    Type,
+    Union,
+)
 
 from .backoff import Backoff
 from .constants import INT64_MAX, INT64_MIN
@@ -35,6 +46,7 @@ from .validate import (
     check_value,
     column_pairs,
     group_points,
+    pack_points,
 )
 from .writebuffer import Package, WriteBuffer
 
@@ -162,6 +174,8 @@ class SessionStats:
 
 
 OnError = Callable[[Rejected], Any]
+#: what one insert request sends: a package packed once, or its dict
+Payload = Union[bytes, Dict[str, List[Pair]]]
 
 
 class WriteSession:
@@ -228,8 +242,12 @@ class WriteSession:
         self.retry_delay = retry_delay
         self.retry_max_delay = retry_max_delay
         self.insert_timeout = insert_timeout
+        #: clients with ``insert_packed`` get each package packed once, when
+        #: it is sealed; others are handed the dict (``insert(data)``)
+        self._packed = callable(getattr(client, 'insert_packed', None))
         self._buf = WriteBuffer(min(autocommit_every, max_package_points),
-                                max_package_bytes, max_buffer_points)
+                                max_package_bytes, max_buffer_points,
+                                pack_points if self._packed else None)
         #: the largest timestamp the per-point path takes; -1 sends every
         #: point through ``_write_checked`` (precision unknown, not started,
         #: closing or failed)
@@ -597,12 +615,15 @@ class WriteSession:
     async def _deliver(self, pkg: Package) -> None:
         """Send ``pkg`` until written; rejected series are reported. Its
         points count as completed once, here (not when cancelled)."""
-        err = await self._send_with_retry(pkg.data, pkg.n)
+        payload: Payload = pkg.body if pkg.body is not None else pkg.groups()
+        err = await self._send_with_retry(payload, pkg.n)
         if err is not None:
-            if isinstance(err, InsertError) and len(pkg.data) > 1:
+            groups = pkg.groups()
+            if isinstance(err, InsertError) and len(groups) > 1:
                 # the server refuses a whole request: find the bad series
-                for series, pairs in pkg.data.items():
-                    sub_err = await self._send_with_retry({series: pairs}, len(pairs))
+                for series, pairs in groups.items():
+                    sub_err = await self._send_with_retry(self._payload({series: pairs}),
+                                                          len(pairs))
                     if sub_err is not None:
                         await self._reject([Point(series, ts, v) for ts, v in pairs],
                                            sub_err)
@@ -611,13 +632,23 @@ class WriteSession:
         self._buf.completed(pkg)
         self._notify()
 
-    async def _send_with_retry(self, data: Dict[str, List[Pair]],
-                               n: int) -> Optional[BaseException]:
+    def _payload(self, data: Dict[str, List[Pair]]) -> Payload:
+        if self._packed:
+            try:
+                return pack_points(data)
+            except (OverflowError, TypeError, ValueError):
+                pass
+        return data
+
+    async def _send_with_retry(self, payload: Payload, n: int) -> Optional[BaseException]:
         """None when written; the error when the server refused it for good."""
         backoff: Optional[Backoff] = None
         while True:
             try:
-                await self._client.insert(data, timeout=self.insert_timeout)
+                if type(payload) is bytes:
+                    await self._client.insert_packed(payload, timeout=self.insert_timeout)
+                else:
+                    await self._client.insert(payload, timeout=self.insert_timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

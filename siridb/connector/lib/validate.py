@@ -17,7 +17,8 @@ from .timestamps import max_timestamp, to_timestamp
 
 __all__ = ['check_query', 'check_time_precision', 'pack_query', 'pack_insert',
            'Value', 'Pair', 'check_series', 'check_value', 'group_points', 'column_pairs',
-           'pair_estimate', 'series_estimate']
+           'pair_estimate', 'series_estimate', 'check_packed_insert', 'pack_points',
+           'unpack_points']
 
 _qpack_packb: Callable[[Any], bytes] = qpack.packb
 _PRECISION_NAMES = {'s': 0, 'ms': 1, 'us': 2, 'ns': 3}
@@ -204,6 +205,33 @@ def _pack_checked(data: Any) -> bytes:
     if _count_points(data) <= CHECKED_POINTS:
         _check_nesting(data, _SHALLOW)
     return packb(data)
+
+
+def check_packed_insert(body: Any, max_payload: int = MAX_PAYLOAD) -> bytes:
+    """``body`` (an INSERT payload packed before) if it is bytes the server
+    accepts by size; ``TypeError`` or ``InsertDataError`` otherwise."""
+    if type(body) is not bytes:
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            raise TypeError(f'a packed insert is bytes, not {type(body).__name__}')
+        body = bytes(body)
+    if len(body) > max_payload:
+        raise InsertDataError(
+            f'insert data is {len(body)} bytes packed, more than the server '
+            f'accepts ({max_payload}); split it into smaller inserts; '
+            f'nothing was sent')
+    return body
+
+
+def pack_points(data: Dict[str, List[Pair]]) -> bytes:
+    """The INSERT payload of points validated before (``group_points``,
+    ``column_pairs``, ``check_value``): packed without checking them again."""
+    return packb(data)
+
+
+def unpack_points(body: bytes) -> Dict[str, List[Pair]]:
+    """The points of a payload made by ``pack_points``, back as pairs."""
+    data = qpack.unpackb(body, decode='utf-8')
+    return {series: [(ts, value) for ts, value in pairs] for series, pairs in data.items()}
 
 
 def pack_insert(data: Any, max_payload: int = MAX_PAYLOAD) -> bytes:

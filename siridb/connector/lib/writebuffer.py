@@ -9,9 +9,9 @@ validated before they get here and never looked at again.
 from __future__ import annotations
 
 from collections import deque
-from typing import Deque, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Callable, Deque, Dict, Iterator, List, Optional, Set, Tuple
 
-from .validate import Pair, Value, pair_estimate, series_estimate
+from .validate import Pair, Value, pair_estimate, series_estimate, unpack_points
 
 __all__ = ['Package', 'WriteBuffer', 'POINT_ESTIMATE']
 
@@ -20,21 +20,35 @@ POINT_ESTIMATE = 20
 
 
 class Package:
-    """One INSERT request worth of points; ``seq`` orders packages as sealed."""
+    """One INSERT request worth of points; ``seq`` orders packages as sealed.
 
-    __slots__ = ('data', 'n', 'seq')
+    Packed once when sealed (``body``), while its points are fresh in memory,
+    and then held as those bytes only; ``groups()`` gives the points back
+    (only needed when some are rejected or handed back).
+    """
 
-    def __init__(self, data: Dict[str, List[Pair]], n: int, seq: int) -> None:
+    __slots__ = ('data', 'body', 'n', 'seq')
+
+    def __init__(self, data: Optional[Dict[str, List[Pair]]], body: Optional[bytes],
+                 n: int, seq: int) -> None:
         self.data = data
+        self.body = body
         self.n = n
         self.seq = seq
 
     def __repr__(self) -> str:
-        return f'<Package seq={self.seq} points={self.n} series={len(self.data)}>'
+        return f'<Package seq={self.seq} points={self.n}>'
+
+    def groups(self) -> Dict[str, List[Pair]]:
+        """The points by series."""
+        if self.data is not None:
+            return self.data
+        assert self.body is not None
+        return unpack_points(self.body)
 
     def points(self) -> Iterator[Tuple[str, int, Value]]:
         """``(series, ts, value)`` of every point."""
-        for series, pairs in self.data.items():
+        for series, pairs in self.groups().items():
             for ts, value in pairs:
                 yield series, ts, value
 
@@ -49,10 +63,13 @@ class WriteBuffer:
     points taken and not yet completed, sent or not).
     """
 
-    __slots__ = ('seal_points', 'max_bytes', 'max_points', 'open', 'open_n', 'extra',
-                 'room', 'free', 'ready', 'seq')
+    __slots__ = ('seal_points', 'max_bytes', 'max_points', 'pack', 'open', 'open_n',
+                 'extra', 'room', 'free', 'ready', 'seq')
 
-    def __init__(self, seal_points: int, max_bytes: int, max_points: int) -> None:
+    def __init__(self, seal_points: int, max_bytes: int, max_points: int,
+                 pack: Optional[Callable[[Dict[str, List[Pair]]], bytes]] = None) -> None:
+        #: packs a package when it is sealed (None: packages keep their dicts)
+        self.pack = pack
         self.seal_points = seal_points
         self.max_bytes = max_bytes
         self.max_points = max_points
@@ -81,7 +98,16 @@ class WriteBuffer:
         if not n:
             return None
         self.seq += 1
-        pkg = Package(self.open, n, self.seq)
+        data: Optional[Dict[str, List[Pair]]] = self.open
+        body = None
+        if self.pack is not None:
+            try:
+                body = self.pack(self.open)
+            except (OverflowError, TypeError, ValueError):  # sent as a dict: the
+                pass  # client raises its InsertDataError, reported as rejected
+            else:
+                data = None
+        pkg = Package(data, body, n, self.seq)
         self.ready.append(pkg)
         self.open = {}
         self.open_n = 0
@@ -172,7 +198,7 @@ class WriteBuffer:
     def clear(self) -> List[Tuple[str, int, Value]]:
         """Drop the open and ready packages; returns their points."""
         left = [p for pkg in self.ready for p in pkg.points()]
-        left.extend(Package(self.open, 0, 0).points())
+        left.extend(Package(self.open, None, 0, 0).points())
         self.free = self.max_points
         self.ready.clear()
         self.open = {}
