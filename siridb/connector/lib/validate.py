@@ -210,16 +210,17 @@ def _pack_checked(data: Any) -> bytes:
 def check_packed_insert(body: Any, max_payload: int = MAX_PAYLOAD) -> bytes:
     """``body`` (an INSERT payload packed before) if it is bytes the server
     accepts by size; ``TypeError`` or ``InsertDataError`` otherwise."""
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise TypeError(f'a packed insert is bytes, not {type(body).__name__}')
     if type(body) is not bytes:
-        if not isinstance(body, (bytes, bytearray, memoryview)):
-            raise TypeError(f'a packed insert is bytes, not {type(body).__name__}')
         body = bytes(body)
-    if len(body) > max_payload:
+    out: bytes = body
+    if len(out) > max_payload:
         raise InsertDataError(
             f'insert data is {len(body)} bytes packed, more than the server '
             f'accepts ({max_payload}); split it into smaller inserts; '
             f'nothing was sent')
-    return body
+    return out
 
 
 def pack_points(data: Dict[str, List[Pair]]) -> bytes:
