@@ -17,6 +17,7 @@ from ..connector.lib.codec import MAX_QUERY, Decoder, Package, pack, unpack_body
 from ..connector.lib.exceptions import ProtocolError
 from .context import QueryFailure
 from .engine import Session
+from .faults import InsertRequest
 from .insert import ERR_MAP_OR_ARRAY, success_msg
 from .service import handle_service
 
@@ -260,6 +261,11 @@ class ServerProtocol(asyncio.Protocol):
             data = unpack_body(pkg.body, depth_bound=pkg.depth_bound)
         except ProtocolError:
             self._error(pid, pm.CPROTO_ERR_INSERT, ERR_MAP_OR_ARRAY)
+            return
+        faults = server.faults
+        if faults is not None:  # test-only fault modes decide what happens
+            faults.insert(InsertRequest(self._engine, db, data, pkg.body, pid,
+                                        self._ack, self.abort))
             return
         try:
             n = self._engine.insert(db, data, pkg.body)

@@ -32,6 +32,7 @@ from .store import DEFAULT_SERVICE_ACCOUNT, Database, Store, User
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cluster import EmbeddedCluster
+    from .faults import InsertFaults
 
 __all__ = ['EmbeddedServer', 'ServerThread', 'Databases', 'normalize_databases']
 
@@ -93,6 +94,8 @@ class EmbeddedServer:
         self.connections: Set[ServerProtocol] = set()
         self.paused = False
         self._pool_error = False
+        #: test-only insert faults (``faults.InsertFaults.attach``)
+        self.faults: Optional[InsertFaults] = None
         self._server: Optional[asyncio.AbstractServer] = None
         self._last_ctx: Optional[QueryContext] = None
 
