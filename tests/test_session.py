@@ -666,3 +666,68 @@ async def test_backpressure_bounds_memory_not_just_the_counter(
         await asyncio.gather(producer, return_exceptions=True)
         await s.close(timeout=10)
     assert s.written == 20_000 and len(stored(server, 'mem')) == 20_000
+
+
+def test_write_buffer_counts_points_of_the_per_point_path() -> None:
+    """The per-point path of ``WriteSession.write`` appends to the open
+    package and decrements ``room`` only; interleaved with ``put``,
+    ``put_groups``, seals and completions the buffer still counts every
+    point, never lets more than ``max_points`` be taken, and seals packages
+    within their budgets."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from siridb.connector.lib.writebuffer import WriteBuffer
+
+    ops = st.lists(st.one_of(
+        st.tuples(st.just('point'), st.sampled_from('abc'), st.floats(allow_nan=False)),
+        st.tuples(st.just('put'), st.sampled_from('abcd'), st.integers(1, 30)),
+        st.tuples(st.just('groups'), st.sampled_from(['ab', 'cd', 'a', 'bcd']),
+                  st.integers(1, 20)),
+        st.tuples(st.just('send'), st.just(''), st.just(0))), max_size=120)
+
+    @settings(max_examples=80, deadline=None)
+    @given(ops, st.integers(1, 40), st.integers(100, 2000), st.integers(1, 120))
+    def check(steps: List[Any], seal_points: int, max_bytes: int, max_points: int) -> None:
+        buf = WriteBuffer(seal_points, max_bytes, max_points)
+        taken = completed = 0
+        sent: List[Any] = []
+        for op, series, arg in steps:
+            if op == 'point':  # what WriteSession.write does inline
+                pairs = buf.open.get(series)
+                if pairs is not None and buf.room:
+                    pairs.append((taken, arg))
+                    buf.room -= 1
+                    if not buf.room:
+                        if buf.full:
+                            buf.seal()
+                        else:
+                            buf.refresh()
+                    taken += 1
+                elif buf.free > 0:
+                    buf.put(series, [(taken, arg)], False)
+                    taken += 1
+            elif op == 'put' and buf.free >= arg:
+                buf.put(series, [(taken + i, 1.0) for i in range(arg)], False)
+                taken += arg
+            elif op == 'groups' and buf.free >= arg * len(series):
+                groups = {s: [(taken + k * arg + i, 1) for i in range(arg)]
+                          for k, s in enumerate(series)}
+                buf.put_groups(groups, set())
+                taken += arg * len(series)
+            elif op == 'send' and buf.ready:
+                pkg = buf.ready.popleft()
+                sent.append(pkg)
+                buf.completed(pkg)
+                completed += pkg.n
+            assert buf.pending == taken - completed <= max_points
+            assert buf.room <= buf.free
+        buf.seal()
+        every = sent + list(buf.ready)
+        assert sum(p.n for p in every) == taken
+        for pkg in every:
+            assert pkg.n == sum(map(len, pkg.data.values())) <= seal_points
+            assert all(pkg.data.values())
+        assert sorted(ts for p in every for _, ts, _ in p.points()) == list(range(taken))
+
+    check()

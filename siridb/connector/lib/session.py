@@ -302,24 +302,22 @@ class WriteSession:
     # ----------------------------------------------------------------- writes
     async def write(self, series: str, value: Value, timestamp: TimeValue = None) -> None:
         """Take one point (timestamp None = now)."""
-        # the common case, checked inline: an int timestamp in range, a series
-        # already in the open package and an int (64-bit) or float value
+        # the common case, checked inline: an int timestamp in range, a
+        # float or int (64-bit) value and a series already in the open package
         buf = self._buf
         if type(timestamp) is int and 0 <= timestamp <= self._max_ts:
             tv = type(value)
             number: Any = value
-            if (tv is float or (tv is int and INT64_MIN <= number <= INT64_MAX)) and (
-                    type(series) is str and buf.free > 0):
-                pairs = buf.open.get(series)
-                if pairs is not None and buf.room > 0:
+            if tv is float or (tv is int and INT64_MIN <= number <= INT64_MAX):
+                pairs = buf.open.get(series) if type(series) is str else None
+                if pairs is not None and buf.room:
                     pairs.append((timestamp, value))
-                    buf.open_n += 1
-                    buf.free -= 1
                     buf.room -= 1
                     if not buf.room:
-                        self._seal()
+                        self._refill()
                     return
-                if series:  # valid, the first of its series in this package
+                if series and type(series) is str and buf.free > 0:
+                    # valid, the first of its series in this package
                     was_empty = not buf.open_n
                     seq = buf.seq
                     buf.put(series, [(timestamp, value)], False)
@@ -444,6 +442,15 @@ class WriteSession:
             self._wake()
         elif buf.seq != seq:
             self._wake()
+
+    def _refill(self) -> None:
+        """The per-point path used up its room: send the open package when it
+        is full, else learn how much more may be taken."""
+        buf = self._buf
+        if buf.full:
+            self._seal()
+        else:
+            buf.refresh()
 
     def _seal(self) -> None:
         if self._buf.seal() is not None:

@@ -56,15 +56,16 @@ class Package:
 class WriteBuffer:
     """The open package being filled and the sealed packages not yet sent.
 
-    Counters the session reads on its per-point path (kept as plain
-    attributes for speed): ``open`` (the open package), ``open_n`` (its
-    points), ``room`` (how many more number-valued points fit in it),
-    ``free`` (how many points may still be taken: ``max_points`` minus the
-    points taken and not yet completed, sent or not).
+    The session's per-point path touches two plain attributes only: ``open``
+    (the open package) and ``room``, how many more number-valued points it
+    may append there (the room of the open package, at most the points that
+    may still be taken); it decrements ``room`` per point and calls
+    ``sync()`` when it reaches 0. Everything else (``open_n``, ``free``,
+    ``pending``) syncs first, counting the points appended since.
     """
 
-    __slots__ = ('seal_points', 'max_bytes', 'max_points', 'pack', 'open', 'open_n',
-                 'extra', 'room', 'free', 'ready', 'seq')
+    __slots__ = ('seal_points', 'max_bytes', 'max_points', 'pack', 'open', '_n',
+                 'extra', 'room', '_quota', '_free', 'ready', 'seq')
 
     def __init__(self, seal_points: int, max_bytes: int, max_points: int,
                  pack: Optional[Callable[[Dict[str, List[Pair]]], bytes]] = None) -> None:
@@ -74,27 +75,62 @@ class WriteBuffer:
         self.max_bytes = max_bytes
         self.max_points = max_points
         self.open: Dict[str, List[Pair]] = {}
-        self.open_n = 0
+        self._n = 0
         #: estimated bytes of the open package beyond POINT_ESTIMATE per point
         #: (series names, str values)
         self.extra = 0
         self.room = 0
-        self.free = max_points
+        #: ``room`` as last set: ``_quota - room`` points were appended since
+        self._quota = 0
+        self._free = max_points
         self.ready: Deque[Package] = deque()
         self.seq = 0
+        self._set_room()
+
+    def sync(self) -> None:
+        """Count the points the per-point path appended since the last sync."""
+        k = self._quota - self.room
+        if k:
+            self._n += k
+            self._free -= k
+            self._quota = self.room
+
+    @property
+    def open_n(self) -> int:
+        """Points in the open package."""
+        self.sync()
+        return self._n
+
+    @property
+    def free(self) -> int:
+        """Points that may still be taken (``max_points`` less those taken
+        and not yet completed)."""
+        self.sync()
+        return self._free
 
     @property
     def pending(self) -> int:
         """Points taken and not yet completed (open, sealed or being sent)."""
         return self.max_points - self.free
 
+    @property
+    def full(self) -> bool:
+        """True when not even one more number-valued point fits in the open
+        package (it should be sealed)."""
+        self.sync()
+        return self._n > 0 and self._package_room() <= 0
+
+    def _package_room(self) -> int:
+        by_bytes = (self.max_bytes - self.extra) // POINT_ESTIMATE - self._n
+        return min(self.seal_points - self._n, by_bytes)
+
     def _set_room(self) -> None:
-        by_bytes = (self.max_bytes - self.extra) // POINT_ESTIMATE - self.open_n
-        self.room = max(0, min(self.seal_points - self.open_n, by_bytes))
+        self.room = self._quota = max(0, min(self._package_room(), self._free))
 
     def seal(self) -> Optional[Package]:
         """Seal the open package (if it holds points) into ``ready``."""
-        n = self.open_n
+        self.sync()
+        n = self._n
         if not n:
             return None
         self.seq += 1
@@ -110,7 +146,7 @@ class WriteBuffer:
         pkg = Package(data, body, n, self.seq)
         self.ready.append(pkg)
         self.open = {}
-        self.open_n = 0
+        self._n = 0
         self.extra = 0
         self._set_room()
         return pkg
@@ -120,25 +156,26 @@ class WriteBuffer:
         some values are str) into open packages, sealing those that fill up.
         The caller checks ``free`` first; one point is always taken into an
         empty package, however large."""
+        self.sync()
         n = len(pairs)
-        self.free -= n
+        self._free -= n
         i = 0
         while i < n:
             current = self.open.get(series)
             if current is None:
                 key = series_estimate(series)
-                if self.open_n and (POINT_ESTIMATE * self.open_n + self.extra + key
-                                    + pair_estimate(pairs[i]) > self.max_bytes):
+                if self._n and (POINT_ESTIMATE * self._n + self.extra + key
+                                + pair_estimate(pairs[i]) > self.max_bytes):
                     self.seal()
                 current = self.open[series] = []
                 self.extra += key
-            room = self.seal_points - self.open_n
+            room = self.seal_points - self._n
             if texts:
                 j = i
-                size = POINT_ESTIMATE * self.open_n + self.extra
+                size = POINT_ESTIMATE * self._n + self.extra
                 while j < n and j - i < room:
                     est = pair_estimate(pairs[j])
-                    if size + est > self.max_bytes and (self.open_n or j > i):
+                    if size + est > self.max_bytes and (self._n or j > i):
                         break
                     size += est
                     j += 1
@@ -147,8 +184,8 @@ class WriteBuffer:
                     if type(value) is str:
                         self.extra += 4 * len(value)
             else:
-                fit = (self.max_bytes - self.extra) // POINT_ESTIMATE - self.open_n
-                j = i + min(room, max(fit, 0 if self.open_n else 1), n - i)
+                fit = (self.max_bytes - self.extra) // POINT_ESTIMATE - self._n
+                j = i + min(room, max(fit, 0 if self._n else 1), n - i)
             if j == i:  # the open package is full
                 self.seal()
                 continue
@@ -156,53 +193,61 @@ class WriteBuffer:
                 self.open[series] = pairs  # the caller's list is ours now: no copy
             else:
                 current.extend(pairs[i:j])
-            self.open_n += j - i
+            self._n += j - i
             i = j
-            self._set_room()
-            if not self.room:  # not even a number fits: send it
+            if self._package_room() <= 0:  # not even a number fits: send it
                 self.seal()
+        self._set_room()
 
     def put_groups(self, groups: Dict[str, List[Pair]], texts: Set[str]) -> None:
         """``put`` for each series of ``groups`` (``texts``: the series with
         str values), with the common case inline: number values that fit in
         the open package are appended to it (lists handed over, not copied)."""
+        self.sync()
         for series, pairs in groups.items():
             n = len(pairs)
             if series not in texts:
                 current = self.open.get(series)
+                room = self._package_room()
                 if current is None:
                     key = series_estimate(series)
-                    by_bytes = ((self.max_bytes - self.extra - key) // POINT_ESTIMATE
-                                - self.open_n)
-                    if n <= by_bytes and n < self.seal_points - self.open_n:
+                    if n < room - key // POINT_ESTIMATE - 1:
                         self.open[series] = pairs
                         self.extra += key
-                        self.open_n += n
-                        self.free -= n
-                        self.room = min(self.seal_points - self.open_n, by_bytes - n)
+                        self._n += n
+                        self._free -= n
                         continue
-                elif n < self.room:
+                elif n < room:
                     current.extend(pairs)
-                    self.open_n += n
-                    self.free -= n
-                    self.room -= n
+                    self._n += n
+                    self._free -= n
                     continue
+            self._set_room()
             self.put(series, pairs, series in texts)
-        if not self.room:
+        if self._n and self._package_room() <= 0:
             self.seal()
+        self._set_room()
+
+    def refresh(self) -> None:
+        """Count what the per-point path appended and set ``room`` anew."""
+        self.sync()
+        self._set_room()
 
     def completed(self, pkg: Package) -> None:
         """``pkg`` was written or rejected: its points no longer count."""
-        self.free += pkg.n
+        self.sync()
+        self._free += pkg.n
+        self._set_room()
 
     def clear(self) -> List[Tuple[str, int, Value]]:
         """Drop the open and ready packages; returns their points."""
+        self.sync()
         left = [p for pkg in self.ready for p in pkg.points()]
         left.extend(Package(self.open, None, 0, 0).points())
-        self.free = self.max_points
+        self._free = self.max_points
         self.ready.clear()
         self.open = {}
-        self.open_n = 0
+        self._n = 0
         self.extra = 0
         self._set_room()
         return left
