@@ -1,6 +1,6 @@
 """Write sessions against bulk insert, side by side in one run.
 
-    python bench/sessions.py                 # 300,000 points, 100 series, 2 rounds
+    python bench/sessions.py                 # 300,000 points, 100 series, 3 rounds
     python bench/sessions.py --smoke         # seconds-long, for CI
     python bench/sessions.py --url siridb://iris:siri@host:9000/db  # a real server too
 
@@ -8,8 +8,9 @@ Each workload (``bench/session_worker.py``: ``bulk`` the reference,
 ``bulk_prebuilt``, ``write``, ``write_many``, ``columnar``) runs in a process
 of its own against a new embedded server process (``python -m
 siridb.embedded``), workloads taking turns for ``--rounds`` rounds; with
-``--url`` every workload also runs against that server. The best (least CPU,
-least wall) of the rounds is kept. Prints a table of client CPU per point and
+``--url`` every workload also runs against that server. Each workload keeps
+its best (least CPU, least wall) run; its ratios to bulk insert are the
+median of the per-round ratios. Prints a table of client CPU per point and
 wall throughput with ratios to bulk insert and the targets, and writes
 ``bench/results/sessions.json`` and ``sessions.md`` (with the command line).
 """
@@ -20,11 +21,12 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -92,21 +94,33 @@ def best(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
             'wall': min(r['wall'] for r in runs), 'runs': runs}
 
 
+def round_ratios(results: Dict[str, Dict[str, Any]], w: str) -> Tuple[List[float], List[float]]:
+    """Per round: CPU of ``w`` / CPU of bulk, and throughput of ``w`` /
+    throughput of bulk (the two ran next to each other in that round)."""
+    cpu: List[float] = []
+    wall: List[float] = []
+    for mine, ref in zip(results[w].get('runs', []), results['bulk'].get('runs', [])):
+        cpu.append(mine['cpu'] / ref['cpu'])
+        wall.append(ref['wall'] / mine['wall'])
+    return cpu, wall
+
+
 def summarize(results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    """Best CPU and wall of each workload, and its ratios to bulk insert as
+    the median of the per-round ratios: on a busy machine a quiet or busy
+    spell then falls on both sides of a ratio alike."""
     rows = []
-    ref = results.get('bulk', {})
-    ref_cpu = ref.get('cpu') and ref['cpu'] / ref['points'] * 1e6
-    ref_rate = ref.get('wall') and ref['points'] / ref['wall']
     for w in WORKLOADS:
         r = results.get(w, {})
-        if 'error' in r or not r:
+        if 'error' in r or not r or 'error' in results.get('bulk', {'error': 1}):
             rows.append({'workload': w, 'error': r.get('error', 'not run')})
             continue
-        cpu = r['cpu'] / r['points'] * 1e6
-        rate = r['points'] / r['wall']
-        rows.append({'workload': w, 'cpu_us': cpu, 'kpts_s': rate / 1000,
-                     'cpu_ratio': cpu / ref_cpu if ref_cpu else None,
-                     'wall_ratio': rate / ref_rate if ref_rate else None})
+        cpu_ratios, wall_ratios = round_ratios(results, w)
+        rows.append({'workload': w, 'cpu_us': r['cpu'] / r['points'] * 1e6,
+                     'kpts_s': r['points'] / r['wall'] / 1000,
+                     'cpu_ratio': statistics.median(cpu_ratios),
+                     'wall_ratio': statistics.median(wall_ratios),
+                     'cpu_ratios': cpu_ratios, 'wall_ratios': wall_ratios})
     by = {r['workload']: r for r in rows}
     verdicts = []
     for w, metric, limit, higher in TARGETS:
@@ -126,7 +140,8 @@ def fmt(v: Optional[float], digits: int = 2) -> str:
 
 def table(name: str, summary: Dict[str, Any]) -> List[str]:
     out = [f'### {name}', '',
-           '| workload | client CPU us/point | wall kpts/s | CPU / bulk | wall / bulk |',
+           '| workload | client CPU us/point (best) | wall kpts/s (best) '
+           '| CPU / bulk (median) | wall / bulk (median) |',
            '|---|---:|---:|---:|---:|']
     for r in summary['rows']:
         if 'error' in r:
@@ -155,14 +170,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument('--max-in-flight', type=int, default=4)
     ap.add_argument('--slice', type=int, default=1000,
                     help='points per write_series call (default 1000)')
-    ap.add_argument('--rounds', type=int, help='default 2, smoke 1')
+    ap.add_argument('--rounds', type=int, help='default 3, smoke 1')
     ap.add_argument('--db', default='bench')
     ap.add_argument('--json', type=Path, default=RESULTS / 'sessions.json')
     ns = ap.parse_args(argv)
     if ns.points is None:
         ns.points = 20_000 if ns.smoke else 300_000
     if ns.rounds is None:
-        ns.rounds = 1 if ns.smoke else 2
+        ns.rounds = 1 if ns.smoke else 3
     targets = [('embedded server (separate process)', None)]
     if ns.url:
         targets.append(('server ' + ns.url.split('@')[-1], ns.url))  # no password
@@ -179,7 +194,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     lines = [f'Write sessions against bulk insert: {ns.points:,} float points over '
              f'{ns.series} series, {ns.batch:,} per request / autocommit_every, '
              f'max_in_flight={ns.max_in_flight}, write_series of {ns.slice:,} points, '
-             f'best of {ns.rounds} round(s); client process CPU only. '
+             f'{ns.rounds} round(s): best CPU and wall of each workload, ratios to bulk '
+             f'insert as the median of the per-round ratios; client process CPU only. '
              f'Python {doc["meta"]["python"]}, {doc["meta"]["machine"]}.', '',
              f'Command: `{doc["meta"]["command"]}`', '']
     failed = False
