@@ -266,6 +266,8 @@ class WriteSession:
         self._kick: Optional[asyncio.Event] = None
         self._progress: Optional[asyncio.Event] = None
         self._failure: Optional[BaseException] = None
+        #: no more senders are started (cancelled, or closed by a timeout)
+        self._halted = False
 
     def __repr__(self) -> str:
         return (f'<WriteSession pending={self.pending} written={self._written} '
@@ -309,19 +311,24 @@ class WriteSession:
             tv = type(value)
             number: Any = value
             if tv is float or (tv is int and INT64_MIN <= number <= INT64_MAX):
-                pairs = buf.open.get(series) if type(series) is str else None
+                try:  # a key of the open package is a checked series name
+                    pairs = buf.open.get(series)
+                except TypeError:  # unhashable: the checks below say what is wrong
+                    pairs = None
                 if pairs is not None and buf.room:
                     pairs.append((timestamp, value))
                     buf.room -= 1
                     if not buf.room:
                         self._refill()
+                        await asyncio.sleep(0)  # a sender may start now
                     return
                 if series and type(series) is str and buf.free > 0:
                     # valid, the first of its series in this package
                     was_empty = not buf.open_n
                     seq = buf.seq
                     buf.put(series, [(timestamp, value)], False)
-                    self._taken(was_empty, seq)
+                    if self._taken(was_empty, seq):
+                        await asyncio.sleep(0)
                     return
         await self._write_checked(series, value, timestamp)
 
@@ -346,7 +353,8 @@ class WriteSession:
             was_empty = not buf.open_n
             seq = buf.seq
             buf.put_groups(groups, texts)
-            self._taken(was_empty, seq)
+            if self._taken(was_empty, seq):
+                await asyncio.sleep(0)  # let the senders start on the new packages
             return n
         for series, pairs in groups.items():
             await self._take(series, pairs, series in texts)
@@ -431,17 +439,20 @@ class WriteSession:
             was_empty = not buf.open_n
             seq = buf.seq
             buf.put(series, chunk, texts)
-            self._taken(was_empty, seq)
+            if self._taken(was_empty, seq):
+                await asyncio.sleep(0)  # let the senders start on the new packages
 
-    def _taken(self, was_empty: bool, seq: int) -> None:
-        """After points were put: time a new open package, wake the sender
-        for a new one or for sealed packages."""
+    def _taken(self, was_empty: bool, seq: int) -> bool:
+        """After points were put: time a new open package (the flusher's
+        timer), start senders for sealed packages; True when some were sealed."""
         buf = self._buf
-        if buf.open_n and (was_empty or buf.seq != seq):
+        sealed = buf.seq != seq
+        if buf.open_n and (was_empty or sealed):
             self._first_at = asyncio.get_running_loop().time()
             self._wake()
-        elif buf.seq != seq:
-            self._wake()
+        if sealed:
+            self._launch()
+        return sealed
 
     def _refill(self) -> None:
         """The per-point path used up its room: send the open package when it
@@ -455,7 +466,22 @@ class WriteSession:
     def _seal(self) -> None:
         if self._buf.seal() is not None:
             self._first_at = None
-            self._wake()
+            self._launch()
+
+    def _launch(self) -> None:
+        """Start a sender task per sealed package while fewer than
+        ``max_in_flight`` are being sent (right away: not when the flusher
+        next runs, which a producer that never waits would delay)."""
+        buf = self._buf
+        if not buf.ready or self._halted:
+            return
+        loop = asyncio.get_running_loop()
+        sending = self._sending
+        while buf.ready and len(sending) < self.max_in_flight:
+            pkg = buf.ready.popleft()
+            sender = loop.create_task(self._deliver(pkg))
+            sending[sender] = pkg
+            sender.add_done_callback(self._sent)
 
     def _wake(self) -> None:
         if self._kick is not None:
@@ -534,6 +560,7 @@ class WriteSession:
                 await asyncio.wait_for(asyncio.shield(task), timeout)
             except asyncio.TimeoutError:
                 self._closed = True  # the points are handed back below
+                self._halted = True
                 left = _points_of(self._sending.values())
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -573,11 +600,7 @@ class WriteSession:
                 if buf.open_n and (self._closing or first is None
                                    or loop.time() >= first + self.flush_interval):
                     self._seal()
-                while buf.ready and len(self._sending) < self.max_in_flight:
-                    pkg = buf.ready.popleft()
-                    sender = loop.create_task(self._deliver(pkg))
-                    self._sending[sender] = pkg
-                    sender.add_done_callback(self._sent)
+                self._launch()
                 if self._closing and not buf.open_n and not buf.ready and not self._sending:
                     return
                 kick.clear()
@@ -590,6 +613,7 @@ class WriteSession:
                     if timer is not None:
                         timer.cancel()
         except asyncio.CancelledError:
+            self._halted = True
             senders = list(self._sending)
             for sender in senders:
                 sender.cancel()
@@ -617,6 +641,7 @@ class WriteSession:
                 logger.error('write session sender failed: %s: %s',
                              type(exc).__name__, str(exc))
                 self._fail(exc)
+        self._launch()
         self._wake()
 
     async def _deliver(self, pkg: Package) -> None:
