@@ -322,7 +322,7 @@ class WriteSession:
                         self._refill()
                         await asyncio.sleep(0)  # a sender may start now
                     return
-                if series and type(series) is str and buf.free > 0:
+                if type(series) is str and series and buf.free > 0:
                     # valid, the first of its series in this package
                     was_empty = not buf.open_n
                     seq = buf.seq
