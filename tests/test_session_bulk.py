@@ -499,3 +499,32 @@ async def test_insert_packed(server: EmbeddedServer) -> None:
         c.close()
         await c.wait_closed()
     assert stored(server, 'ip') == [(1, 1), (2, 2)]
+
+
+async def test_per_point_path_checks_every_point(server: EmbeddedServer) -> None:
+    """A series already in the open package does not let a bad point through."""
+    c = fast(SiriDBClient, (server.host, server.port))
+    await c.connect()
+    try:
+        s = c.session(time_precision='ms', autocommit_every=1000)
+        await s.write('pp', 1.5, 1)
+        for series, value, ts, exc, text in (
+                (['pp'], 1.5, 2, TypeError, 'series name must be a str'),
+                (b'pp', 1.5, 2, TypeError, 'series name must be a str'),
+                ('', 1.5, 2, ValueError, 'cannot be empty'),
+                ('pp', True, 2, TypeError, 'value must be int, float or str'),
+                ('pp', None, 2, TypeError, 'value must be int, float or str'),
+                ('pp', 2 ** 63, 2, ValueError, 'signed 64-bit'),
+                ('pp', 1.5, -1, ValueError, 'out of range'),
+                ('pp', 1.5, 2 ** 63, ValueError, 'out of range'),
+                ('pp', 1.5, '2', TypeError, 'timestamp must be')):
+            with pytest.raises(exc, match=text):
+                await s.write(series, value, ts)  # type: ignore[arg-type]
+        assert s.pending == 1
+        await s.write('pp', 2.5, 0.002)  # float seconds: 2 ms
+        await s.write('pp', 3, 3)
+        await s.close()
+    finally:
+        c.close()
+        await c.wait_closed()
+    assert stored(server, 'pp') == [(1, 1.5), (2, 2.5), (3, 3.0)]
