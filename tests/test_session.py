@@ -645,11 +645,10 @@ async def test_backpressure_bounds_memory_not_just_the_counter(
     try:
         before, _ = tracemalloc.get_traced_memory()
         producer = asyncio.ensure_future(produce())
-        for _ in range(200):
-            await asyncio.sleep(0.01)
-            if produced >= 500:
-                break
-        await asyncio.sleep(0.2)  # the producer is blocked: nothing more is taken
+        await poll(lambda: produced >= 500)
+        # the producer is blocked while the package is retried again and again
+        retried = s.retried
+        await poll(lambda: s.retried >= retried + 3 * 100)
         now, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
