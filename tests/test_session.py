@@ -730,3 +730,51 @@ def test_write_buffer_counts_points_of_the_per_point_path() -> None:
         assert sorted(ts for p in every for _, ts, _ in p.points()) == list(range(taken))
 
     check()
+
+
+def test_write_many_fast_checks_agree_with_the_point_checks() -> None:
+    """``group_points`` (a lean loop for plain tuples) takes exactly what the
+    per-point checks take, and refuses what they refuse, with the same type
+    of error."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from siridb.connector.lib.session import make_point
+    from siridb.connector.lib.validate import group_points
+
+    series = st.one_of(st.sampled_from(['a', 'b', 'c']), st.just(''), st.just(b'a'),
+                       st.just(1))
+    stamps = st.one_of(st.integers(-5, 2 ** 33), st.just(2 ** 64), st.just(True),
+                       st.floats(0, 100, allow_nan=False), st.none())
+    values = st.one_of(st.integers(-2 ** 64, 2 ** 64), st.floats(allow_nan=False),
+                       st.text(max_size=3), st.none(), st.booleans())
+    point = st.one_of(st.tuples(series, stamps, values),
+                      st.lists(st.integers(0, 3), min_size=2, max_size=4).map(tuple))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(point, max_size=8), st.sampled_from(['s', 'ms']))
+    def check(items: List[Any], precision: str) -> None:
+        expected: Dict[str, List[Any]] = {}
+        error = None
+        for item in items:
+            try:
+                if len(item) != 3:
+                    raise TypeError('not a point')
+                p = make_point(item[0], item[2], item[1], precision)
+            except (TypeError, ValueError) as exc:
+                error = exc
+                break
+            expected.setdefault(p.series, []).append((p.timestamp, p.value))
+        if error is not None:
+            with pytest.raises((TypeError, ValueError)) as info:
+                group_points(items, precision)
+            assert type(info.value) is type(error), (info.value, error)
+            return
+        if any(item[1] is None for item in items):
+            return  # None means now: the clock moved between the two
+        groups, n, texts = group_points(items, precision)
+        assert groups == expected and n == len(items)
+        assert texts == {s for s, pairs in expected.items()
+                         if any(type(v) is str for _, v in pairs)}
+
+    check()
