@@ -778,3 +778,35 @@ def test_write_many_fast_checks_agree_with_the_point_checks() -> None:
                          if any(type(v) is str for _, v in pairs)}
 
     check()
+
+
+def test_write_series_column_checks_agree_with_the_point_checks() -> None:
+    """``column_pairs`` (whole columns at once) takes exactly what the
+    per-point checks take, and refuses what they refuse."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from siridb.connector.lib.session import make_point
+    from siridb.connector.lib.validate import column_pairs
+
+    stamps = st.one_of(st.integers(-5, 2 ** 33), st.just(2 ** 64), st.just(False),
+                       st.floats(0, 100, allow_nan=False))
+    values = st.one_of(st.integers(-2 ** 64, 2 ** 64), st.floats(allow_nan=False),
+                       st.text(max_size=3), st.none(), st.booleans())
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(stamps, values), max_size=8), st.sampled_from(['s', 'ms']))
+    def check(points: List[Any], precision: str) -> None:
+        ts = [t for t, _ in points]
+        vals = [v for _, v in points]
+        try:
+            expected = [make_point('x', v, t, precision)[1:] for t, v in points]
+        except (TypeError, ValueError):
+            with pytest.raises((TypeError, ValueError)):
+                column_pairs(ts, vals, precision)
+            return
+        pairs, texts = column_pairs(ts, vals, precision)
+        assert pairs == expected
+        assert texts == any(type(v) is str for v in vals)
+
+    check()
