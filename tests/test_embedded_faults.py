@@ -123,3 +123,34 @@ def test_fault_arguments_are_checked() -> None:
     faults.never_answer()
     faults.clear()
     assert faults.insert is not None and not faults.lose_last_acked
+
+
+async def test_at_least_once_through_faults_with_packages_in_flight(
+        server: EmbeddedServer, client: SiriDBClient) -> None:
+    """Partial inserts with dropped connections and unanswered inserts, armed
+    again and again while a session has several packages in flight: every
+    point is stored, each is confirmed once; a crash and restart (without
+    the lost-point fault) loses nothing either."""
+    faults = InsertFaults.attach(server)
+    s = client.session(time_precision='ms', autocommit_every=60, max_in_flight=4,
+                       insert_timeout=0.3, retry_delay=0.01, retry_max_delay=0.05)
+    sent = set()
+    for step in range(30):
+        if step % 5 == 1:
+            faults.partial_then_drop(fraction=0.3)
+        if step % 7 == 3:
+            faults.never_answer(store=step % 2 == 0)
+        if step == 15:
+            await faults.crash()
+            await server.start()
+        pts = [(f'f{i % 6}', step * 100 + i, float(i)) for i in range(100)]
+        await s.write_many(pts)
+        sent.update(pts)
+        await asyncio.sleep(0.005)
+    await asyncio.wait_for(s.close(), 30)
+    got = set()
+    for i in range(6):
+        got.update((f'f{i}', ts, v) for ts, v in stored(server, f'f{i}'))
+    assert got == sent
+    assert s.written == 3000 and s.pending == 0
+    assert faults.partial >= 5 and faults.silent >= 4 and s.retried > 0
