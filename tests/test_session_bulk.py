@@ -528,3 +528,36 @@ async def test_per_point_path_checks_every_point(server: EmbeddedServer) -> None
         c.close()
         await c.wait_closed()
     assert stored(server, 'pp') == [(1, 1.5), (2, 2.5), (3, 3.0)]
+
+
+@pytest.mark.parametrize('path', ['write_many', 'write_series'])
+async def test_a_batch_waiting_for_room_is_taken_whole_or_not_at_all(
+        server: EmbeddedServer, path: str) -> None:
+    server.pause()
+    c = fast(SiriDBClient, (server.host, server.port))
+    await c.connect()
+    try:
+        s = c.session(max_buffer_points=10, time_precision='ms', flush_interval=0.01,
+                      retry_delay=0.01, retry_max_delay=0.02)
+        await s.write_many([('w', i, i) for i in range(8)])
+
+        async def more() -> None:
+            if path == 'write_many':
+                await s.write_many([('w', 100 + i, i) for i in range(5)])
+            else:
+                await s.write_series('w', range(100, 105), range(5))
+
+        waiting = asyncio.ensure_future(more())
+        retried = s.retried
+        await poll(lambda: s.retried > retried)  # the first 8 are being retried
+        assert not waiting.done() and s.pending == 8  # none of the 5 taken yet
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        assert s.pending == 8
+        server.resume()
+        await asyncio.wait_for(s.close(), 10)
+    finally:
+        server.resume()
+        c.close()
+        await c.wait_closed()
+    assert [ts for ts, _ in stored(server, 'w')] == list(range(8))

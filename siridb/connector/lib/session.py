@@ -348,8 +348,8 @@ class WriteSession:
         if self.on_full == 'error':
             self._check_room(n)
         buf = self._buf
-        if n <= buf.free:  # all fit: one step, no waiting
-            self._check_open()
+        if n <= self.max_buffer_points:
+            await self._wait_room(n)  # then all are taken in one step
             was_empty = not buf.open_n
             seq = buf.seq
             buf.put_groups(groups, texts)
@@ -370,8 +370,19 @@ class WriteSession:
         pairs, texts = column_pairs(timestamps, values, precision)
         if self.on_full == 'error':
             self._check_room(len(pairs))
+        if len(pairs) <= self.max_buffer_points:
+            await self._wait_room(len(pairs))  # then all are taken at once
         await self._take(name, pairs, texts)
         return len(pairs)
+
+    async def _wait_room(self, n: int) -> None:
+        """Wait until ``n`` points may be taken (at most ``max_buffer_points``)."""
+        while True:
+            self._check_open()
+            if n <= self._buf.free:
+                return
+            self._seal()  # send what waits, so that room is made
+            await self._wait_progress()
 
     def _check_room(self, n: int) -> None:
         if n > self._buf.free:
