@@ -654,6 +654,7 @@ class WriteSession:
                 self._fail(exc)
         self._launch()
         self._wake()
+        self._notify()  # commit() waits for the sender to leave ``_sending``
 
     async def _deliver(self, pkg: Package) -> None:
         """Send ``pkg`` until written; rejected series are reported. Its
