@@ -14,9 +14,9 @@ Attach to a server with ``faults = InsertFaults.attach(server)`` and arm:
   through a stdio buffer that is not flushed before the acknowledgement);
   ``await server.start()`` brings it back.
 
-Counters (``partial``, ``silent``, ``lost``) say how often each fired. Faults
-change the in-memory store only: a lost point is not removed from a
-``data_dir`` log (a restart from disk replays it).
+Counters (``partial``, ``silent``, ``lost``) say how often each fired. A
+lost point is removed from the in-memory store only: a server with a
+``data_dir`` replays it when started again.
 """
 from __future__ import annotations
 
