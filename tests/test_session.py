@@ -5,7 +5,7 @@ import asyncio
 import datetime as dt
 import re
 from collections import Counter
-from typing import Any, AsyncIterator, Dict, List, Tuple
+from typing import Any, AsyncIterator, Callable, Dict, List, Tuple
 
 import pytest
 
@@ -18,8 +18,10 @@ from siridb.connector import (
     SessionClosedError,
     SiriDBClient,
 )
+from siridb.connector.lib.codec import packb
 from siridb.connector.lib.exceptions import InsertError, TooManyRequestsError
 from siridb.connector.lib.session import Rejected, WriteSession
+from siridb.connector.lib.validate import unpack_points
 from siridb.embedded import EmbeddedServer
 
 DB = 'dbtest'
@@ -32,6 +34,15 @@ def fast_client(srv: Any, cls: Any = SiriDBClient, **kw: Any) -> SiriDBClient:
     opts.update(kw)
     client: SiriDBClient = cls('iris', 'siri', DB, [(srv.host, srv.port)], **opts)
     return client
+
+
+async def poll(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``cond()`` holds (checked every 5 ms), failing after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        assert loop.time() < deadline, 'condition not reached in time'
+        await asyncio.sleep(0.005)
 
 
 def stored(srv: Any, name: str) -> List[Tuple[int, Any]]:
@@ -70,9 +81,9 @@ async def test_session_writes_everything_with_autocommit(
             await s.write('cpu', i, i + 1)
             if i % 10 == 0:
                 await asyncio.sleep(0)
-        await asyncio.sleep(0.05)
-        # autocommits happened without commit(); fewer than 50 remain buffered
-        assert s.written > 230 - 50 and s.pending < 50
+        # autocommits happen without commit(); fewer than 50 remain buffered
+        await poll(lambda: s.written > 230 - 50)
+        assert s.written == 200 and s.pending == 30
         assert s.stats().packages >= 3
     assert stored(server, 'cpu') == [(i + 1, i) for i in range(230)]
     st = s.stats()
@@ -162,12 +173,15 @@ async def test_backpressure_bounds_the_buffer(server: EmbeddedServer,
                        retry_delay=0.01, retry_max_delay=0.05)
     producer = asyncio.ensure_future(produce())
     try:
-        await asyncio.sleep(0.5)
         # the producer is faster than the (paused) server: it waits, memory bounded
+        await poll(lambda: done >= 500 and s.retried > 0)
         assert not producer.done()
         assert done == 500
         assert s.pending == 500 and peak <= 500
-        assert s.retried > 0
+        # the failed package is sent again and again; nothing more is taken
+        retried = s.retried
+        await poll(lambda: s.retried > retried)
+        assert done == 500 and s.pending == 500 and not producer.done()
         # ServerError from the paused server, then PoolError while it is inactive
         assert s.stats().last_error is not None
         server.resume()
@@ -223,11 +237,13 @@ class BadValueClient(SiriDBClient):
     """Turns the values of series 'bad' into None on the wire, so that the
     real server rejects any insert holding them (InsertError 66)."""
 
-    async def insert(self, data: Any, timeout: float = 300) -> Any:
-        if isinstance(data, dict) and 'bad' in data:
-            data = dict(data)
-            data['bad'] = [[ts, None] for ts, _ in data['bad']]
-        return await super().insert(data, timeout)
+    async def insert_packed(self, body: bytes, timeout: Any = 300) -> Any:
+        # a session sends each package packed once, through insert_packed
+        data = unpack_points(body)
+        if 'bad' in data:
+            data['bad'] = [(ts, None) for ts, _ in data['bad']]  # type: ignore[misc]
+            body = packb(data)
+        return await super().insert_packed(body, timeout)
 
 
 class BusyOnceClient(SiriDBClient):
@@ -235,12 +251,12 @@ class BusyOnceClient(SiriDBClient):
 
     busy = 1
 
-    async def insert(self, data: Any, timeout: float = 300) -> Any:
+    async def insert_packed(self, body: bytes, timeout: Any = 300) -> Any:
         if self.busy:
             self.busy -= 1
             raise TooManyRequestsError('all 65536 request ids of this connection are '
                                        'waiting for a reply')
-        return await super().insert(data, timeout)
+        return await super().insert_packed(body, timeout)
 
 
 async def test_a_busy_connection_is_retried_not_rejected(server: EmbeddedServer) -> None:
@@ -425,27 +441,51 @@ async def test_lost_reply_means_at_least_once(server: EmbeddedServer) -> None:
 
 
 def test_package_size_estimate_is_conservative() -> None:
-    """Every package built by the splitter packs to at most its byte budget."""
+    """Every package the write buffer seals packs to at most its byte budget
+    (one point larger than the budget goes alone), holds at most its point
+    budget, has no empty series, and the packages hold exactly the points."""
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
     from siridb.connector.lib.codec import packb
-    from siridb.connector.lib.session import _P, _package, _split
+    from siridb.connector.lib.writebuffer import WriteBuffer
 
     values = st.one_of(st.integers(-2 ** 63, 2 ** 63 - 1), st.floats(),
                        st.text(max_size=300))
-    points = st.lists(st.builds(_P, st.text(min_size=1, max_size=40),
-                                st.integers(0, 2 ** 63 - 1), values), max_size=200)
+    runs = st.lists(st.tuples(st.text(min_size=1, max_size=40),
+                              st.lists(st.tuples(st.integers(0, 2 ** 63 - 1), values),
+                                       min_size=1, max_size=60)), max_size=20)
 
-    @settings(max_examples=50, deadline=None)
-    @given(points, st.integers(1, 50), st.integers(64, 4096))
-    def check(pts: List[Any], max_points: int, max_bytes: int) -> None:
-        batches = _split(pts, max_points, max_bytes)
-        assert [p for b in batches for p in b] == pts
-        for b in batches:
-            assert 1 <= len(b) <= max_points
-            if len(b) > 1:  # a single point larger than the budget goes alone
-                assert len(packb(_package(b))) <= max_bytes
+    @settings(max_examples=80, deadline=None)
+    @given(runs, st.integers(1, 50), st.integers(64, 4096), st.booleans())
+    def check(puts: List[Any], max_points: int, max_bytes: int, grouped: bool) -> None:
+        buf = WriteBuffer(max_points, max_bytes, 10 ** 6)
+        groups: Dict[str, Any] = {}
+        for series, pairs in puts:
+            has_text = any(type(v) is str for _, v in pairs)
+            if not grouped:
+                buf.put(series, list(pairs), has_text)
+                continue
+            if series in groups:  # the write_many path: several series at once
+                buf.put_groups(groups, {k for k, p in groups.items()
+                                        if any(type(v) is str for _, v in p)})
+                groups = {}
+            groups[series] = list(pairs)
+        if groups:
+            buf.put_groups(groups, {k for k, p in groups.items()
+                                    if any(type(v) is str for _, v in p)})
+        buf.seal()
+        expected = Counter((s, t, v) for s, pairs in puts for t, v in pairs
+                           if v == v)  # NaN never equals itself
+        got = Counter(p for pkg in buf.ready for p in pkg.points() if p[2] == p[2])
+        assert got == expected
+        assert buf.pending == sum(len(p) for _, p in puts)
+        for pkg in buf.ready:
+            assert 1 <= pkg.n <= max_points
+            assert pkg.n == sum(map(len, pkg.data.values()))
+            assert all(pkg.data.values())
+            if pkg.n > 1:
+                assert len(packb(pkg.data)) <= max_bytes
 
     check()
 
@@ -475,8 +515,9 @@ async def test_backpressure_with_a_slow_server(server: EmbeddedServer) -> None:
             c.close()
             await c.wait_closed()
     assert peak <= 300
-    # 3000 points at most 100 per 30 ms round trip: the producer had to wait
-    assert produced_in > 0.5
+    # at most max_buffer_points (300) taken per 30 ms round trip, however many
+    # packages are in flight: 3000 points need at least 9 round trips
+    assert produced_in > 0.25
     assert stored(server, 'slow') == [(i, i) for i in range(3000)]
     assert (s.written, s.retried, s.pending) == (3000, 0, 0)
 
@@ -604,11 +645,10 @@ async def test_backpressure_bounds_memory_not_just_the_counter(
     try:
         before, _ = tracemalloc.get_traced_memory()
         producer = asyncio.ensure_future(produce())
-        for _ in range(200):
-            await asyncio.sleep(0.01)
-            if produced >= 500:
-                break
-        await asyncio.sleep(0.2)  # the producer is blocked: nothing more is taken
+        await poll(lambda: produced >= 500)
+        # the producer is blocked while the package is retried again and again
+        retried = s.retried
+        await poll(lambda: s.retried >= retried + 3 * 100)
         now, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -625,3 +665,148 @@ async def test_backpressure_bounds_memory_not_just_the_counter(
         await asyncio.gather(producer, return_exceptions=True)
         await s.close(timeout=10)
     assert s.written == 20_000 and len(stored(server, 'mem')) == 20_000
+
+
+def test_write_buffer_counts_points_of_the_per_point_path() -> None:
+    """The per-point path of ``WriteSession.write`` appends to the open
+    package and decrements ``room`` only; interleaved with ``put``,
+    ``put_groups``, seals and completions the buffer still counts every
+    point, never lets more than ``max_points`` be taken, and seals packages
+    within their budgets."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from siridb.connector.lib.writebuffer import WriteBuffer
+
+    ops = st.lists(st.one_of(
+        st.tuples(st.just('point'), st.sampled_from('abc'), st.floats(allow_nan=False)),
+        st.tuples(st.just('put'), st.sampled_from('abcd'), st.integers(1, 30)),
+        st.tuples(st.just('groups'), st.sampled_from(['ab', 'cd', 'a', 'bcd']),
+                  st.integers(1, 20)),
+        st.tuples(st.just('send'), st.just(''), st.just(0))), max_size=120)
+
+    @settings(max_examples=80, deadline=None)
+    @given(ops, st.integers(1, 40), st.integers(100, 2000), st.integers(1, 120))
+    def check(steps: List[Any], seal_points: int, max_bytes: int, max_points: int) -> None:
+        buf = WriteBuffer(seal_points, max_bytes, max_points)
+        taken = completed = 0
+        sent: List[Any] = []
+        for op, series, arg in steps:
+            if op == 'point':  # what WriteSession.write does inline
+                pairs = buf.open.get(series)
+                if pairs is not None and buf.room:
+                    pairs.append((taken, arg))
+                    buf.room -= 1
+                    if not buf.room:
+                        if buf.full:
+                            buf.seal()
+                        else:
+                            buf.refresh()
+                    taken += 1
+                elif buf.free > 0:
+                    buf.put(series, [(taken, arg)], False)
+                    taken += 1
+            elif op == 'put' and buf.free >= arg:
+                buf.put(series, [(taken + i, 1.0) for i in range(arg)], False)
+                taken += arg
+            elif op == 'groups' and buf.free >= arg * len(series):
+                groups = {s: [(taken + k * arg + i, 1) for i in range(arg)]
+                          for k, s in enumerate(series)}
+                buf.put_groups(groups, set())
+                taken += arg * len(series)
+            elif op == 'send' and buf.ready:
+                pkg = buf.ready.popleft()
+                sent.append(pkg)
+                buf.completed(pkg)
+                completed += pkg.n
+            assert buf.pending == taken - completed <= max_points
+            assert buf.room <= buf.free
+        buf.seal()
+        every = sent + list(buf.ready)
+        assert sum(p.n for p in every) == taken
+        for pkg in every:
+            assert pkg.n == sum(map(len, pkg.data.values())) <= seal_points
+            assert all(pkg.data.values())
+        assert sorted(ts for p in every for _, ts, _ in p.points()) == list(range(taken))
+
+    check()
+
+
+def test_write_many_fast_checks_agree_with_the_point_checks() -> None:
+    """``group_points`` (a lean loop for plain tuples) takes exactly what the
+    per-point checks take, and refuses what they refuse, with the same type
+    of error."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from siridb.connector.lib.session import make_point
+    from siridb.connector.lib.validate import group_points
+
+    series = st.one_of(st.sampled_from(['a', 'b', 'c']), st.just(''), st.just(b'a'),
+                       st.just(1))
+    stamps = st.one_of(st.integers(-5, 2 ** 33), st.just(2 ** 64), st.just(True),
+                       st.floats(0, 100, allow_nan=False), st.none())
+    values = st.one_of(st.integers(-2 ** 64, 2 ** 64), st.floats(allow_nan=False),
+                       st.text(max_size=3), st.none(), st.booleans())
+    point = st.one_of(st.tuples(series, stamps, values),
+                      st.lists(st.integers(0, 3), min_size=2, max_size=4).map(tuple))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(point, max_size=8), st.sampled_from(['s', 'ms']))
+    def check(items: List[Any], precision: str) -> None:
+        expected: Dict[str, List[Any]] = {}
+        error = None
+        for item in items:
+            try:
+                if len(item) != 3:
+                    raise TypeError('not a point')
+                p = make_point(item[0], item[2], item[1], precision)
+            except (TypeError, ValueError) as exc:
+                error = exc
+                break
+            expected.setdefault(p.series, []).append((p.timestamp, p.value))
+        if error is not None:
+            with pytest.raises((TypeError, ValueError)) as info:
+                group_points(items, precision)
+            assert type(info.value) is type(error), (info.value, error)
+            return
+        if any(item[1] is None for item in items):
+            return  # None means now: the clock moved between the two
+        groups, n, texts = group_points(items, precision)
+        assert groups == expected and n == len(items)
+        assert texts == {s for s, pairs in expected.items()
+                         if any(type(v) is str for _, v in pairs)}
+
+    check()
+
+
+def test_write_series_column_checks_agree_with_the_point_checks() -> None:
+    """``column_pairs`` (whole columns at once) takes exactly what the
+    per-point checks take, and refuses what they refuse."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from siridb.connector.lib.session import make_point
+    from siridb.connector.lib.validate import column_pairs
+
+    stamps = st.one_of(st.integers(-5, 2 ** 33), st.just(2 ** 64), st.just(False),
+                       st.floats(0, 100, allow_nan=False))
+    values = st.one_of(st.integers(-2 ** 64, 2 ** 64), st.floats(allow_nan=False),
+                       st.text(max_size=3), st.none(), st.booleans())
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(stamps, values), max_size=8), st.sampled_from(['s', 'ms']))
+    def check(points: List[Any], precision: str) -> None:
+        ts = [t for t, _ in points]
+        vals = [v for _, v in points]
+        try:
+            expected = [make_point('x', v, t, precision)[1:] for t, v in points]
+        except (TypeError, ValueError):
+            with pytest.raises((TypeError, ValueError)):
+                column_pairs(ts, vals, precision)
+            return
+        pairs, texts = column_pairs(ts, vals, precision)
+        assert pairs == expected
+        assert texts == any(type(v) is str for v in vals)
+
+    check()

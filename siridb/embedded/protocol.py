@@ -28,6 +28,7 @@ from ..wire.framing import MAX_PAYLOAD, MAX_QUERY, pack
 from .bulk import BULK_BODY, apply_steps, decode_steps, insert_steps
 from .context import QueryFailure
 from .engine import MUTATING, Session, statement_keyword
+from .faults import InsertRequest
 from .insert import ERR_MAP_OR_ARRAY, success_msg
 from .service import serve_request
 from .store import Database
@@ -603,6 +604,11 @@ class ServerProtocol(asyncio.Protocol):
             data = unpack_body(pkg.body, depth_bound=pkg.depth_bound)
         except WireError:
             self._error(pid, pm.CPROTO_ERR_INSERT, ERR_MAP_OR_ARRAY)
+            return
+        faults = server.faults
+        if faults is not None:  # test-only fault modes decide what happens
+            faults.insert(InsertRequest(self._engine, db, data, pkg.body, pid,
+                                        self._ack, self.abort))
             return
         try:
             n = self._engine.insert(db, data, pkg.body)

@@ -32,6 +32,7 @@ from .store import DEFAULT_SERVICE_ACCOUNT, Database, Store, User, check_db_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cluster import EmbeddedCluster
+    from .faults import InsertFaults
 
 __all__ = ['EmbeddedServer', 'ServerThread', 'Databases', 'normalize_databases',
            'Limits', 'is_loopback']
@@ -107,6 +108,8 @@ class EmbeddedServer:
         self._old_handler: Any = None
         self.paused = False
         self._pool_error = False
+        #: test-only insert faults (``faults.InsertFaults.attach``)
+        self.faults: Optional[InsertFaults] = None
         self._server: Optional[asyncio.AbstractServer] = None
         self._last_ctx: Optional[QueryContext] = None
 

@@ -24,15 +24,16 @@ from .exceptions import (
     AuthenticationError,
     ClientClosedError,
     ConnectionLostError,
+    Failover,
     PoolError,
     RequestTimeoutError,
-    ServerError,
+    failover_of,
 )
 from .features import ClientFeatures
 from .hosts import HostState, choose_host, parse_hostlist
 from .protocol import SiriDBProtocol, open_protocol
 from .results import InsertReply, QueryResult
-from .validate import pack_insert, pack_query
+from .validate import check_packed_insert, pack_insert, pack_query
 
 __all__ = ['SiriDBClient']
 
@@ -272,6 +273,14 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
                                                  timeout, allow_any_open=False)
         return reply
 
+    async def insert_packed(self, body: bytes, timeout: Optional[float] = 300) -> Any:
+        """Insert a payload packed before (``validate.pack_insert``): sent as
+        it is, with the failover and reply of ``insert``. A write session packs
+        each package once, while its points are fresh in memory, and sends
+        the same bytes again on a retry."""
+        return await self._request(pm.CPROTO_REQ_INSERT, check_packed_insert(body),
+                                   timeout, allow_any_open=False)
+
     async def query(self, query: Any, time_precision: Any = None,
                     timeout: Optional[float] = 60) -> QueryResult:
         """Run a query; returns the server's reply (a dict)."""
@@ -335,7 +344,8 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
             except Exception as exc:
                 if counters is not None:
                     counters.failed(exc)
-                if isinstance(exc, PoolError) and not isinstance(exc, ClientClosedError):
+                action = failover_of(exc)
+                if action is Failover.WAIT:
                     if loop.time() + self._pool_retry_interval >= deadline:
                         raise
                     # the text, not the exception: a handler that keeps records
@@ -343,7 +353,7 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
                     logger.info('%s:%s: %s; retrying in %g s', h.host, h.port, str(exc),
                                 self._pool_retry_interval)
                     await asyncio.sleep(self._pool_retry_interval)
-                elif isinstance(exc, (ConnectionError, ServerError)):
+                elif action is Failover.OTHER_SERVER:
                     if self._closed:
                         raise
                     h.inactive_until = loop.time() + self._inactive_time

@@ -19,7 +19,7 @@ from .constants import DEFAULT_CLIENT_PORT
 from .exceptions import ClientClosedError, ConnectionLostError
 from .protocol import SiriDBProtocol, open_protocol
 from .results import InsertReply, QueryResult
-from .validate import pack_insert, pack_query
+from .validate import check_packed_insert, pack_insert, pack_query
 
 __all__ = ['SiriDBAsyncConnection', 'SiriDBConnection', 'async_connect']
 
@@ -66,6 +66,10 @@ class SiriDBAsyncConnection(AsyncClosing):
         """Insert ``{series: [[ts, value], ...]}`` (or the list form)."""
         reply: InsertReply = await self._send(pm.CPROTO_REQ_INSERT, pack_insert(data), timeout)
         return reply
+
+    async def insert_packed(self, body: bytes, timeout: Optional[float] = 3600) -> Any:
+        """Insert a payload packed before (see ``SiriDBClient.insert_packed``)."""
+        return await self._send(pm.CPROTO_REQ_INSERT, check_packed_insert(body), timeout)
 
     async def send_request(self, tp: int, data: Any = None,
                            timeout: Optional[float] = 3600) -> Any:

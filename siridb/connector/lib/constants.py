@@ -12,3 +12,7 @@ PRECISION_NAMES = ('s', 'ms', 'us', 'ns')
 
 #: Number of units per second for each precision constant.
 PRECISION_FACTORS = (1, 1000, 1000_000, 1000_000_000)
+
+#: the range of an integer value (and of a timestamp below 's' precision)
+INT64_MIN = -2 ** 63
+INT64_MAX = 2 ** 63 - 1

@@ -12,6 +12,7 @@ so old ``except`` clauses keep catching what they caught before.
 from __future__ import annotations
 
 import asyncio
+import enum
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type
 
 from ...wire.errors import WireError
@@ -30,8 +31,16 @@ __all__ = [
     'ClientClosedError', 'InsertDataError', 'TooManyRequestsError',
     'RequestTooLargeError', 'SessionError', 'BufferFullError',
     'SessionClosedError', 'RejectedPointsError', 'FlushTimeoutError', 'URLError',
-    'error_for_response', 'ERROR_CLASSES',
+    'error_for_response', 'ERROR_CLASSES', 'Failover', 'is_retriable', 'failover_of',
 ]
+
+
+class Failover(enum.Enum):
+    """What the pool does with a request that failed with an error."""
+
+    RAISE = 'raise'                    #: hand the error to the caller
+    OTHER_SERVER = 'other server'      #: mark the server inactive, send to another now
+    WAIT = 'wait'                      #: wait ``pool_retry_interval``, send again
 
 
 class SiriDBError(Exception):
@@ -39,11 +48,15 @@ class SiriDBError(Exception):
 
     ``tp`` is the server response type (``None`` for client-side errors) and
     ``error_msg`` the server's text; ``str(exc) == error_msg``.
-    ``retriable`` tells the pool whether the same request may be sent to
-    another server.
+    The retry policy lives on the classes, read through ``is_retriable`` and
+    ``failover_of`` by the pool and the write session alike: ``retriable``
+    says that the same request may succeed when sent again (a write session
+    resends it after a backoff), ``failover`` what the pool itself does
+    within the caller's deadline.
     """
 
     retriable = False
+    failover = Failover.RAISE
 
     def __init__(self, error_msg: str = '', tp: Optional[int] = None) -> None:
         super().__init__(error_msg)
@@ -72,10 +85,14 @@ class ServerError(SiriDBError):
     """The server is not running or cannot handle the request (type 67)."""
 
     retriable = True
+    failover = Failover.OTHER_SERVER
 
 
 class PoolError(SiriDBError):
     """A pool lacks an online server (type 68), or no connection is usable."""
+
+    retriable = True
+    failover = Failover.WAIT
 
 
 class AuthenticationError(SiriDBError):
@@ -117,6 +134,8 @@ class GenericError(SiriDBError, RuntimeError):
 class LoadingDatabaseError(SiriDBError, RuntimeError):
     """The database is still loading (type 74)."""
 
+    retriable = True
+
 
 class FileError(SiriDBError, RuntimeError):
     """A file request failed (type 75)."""
@@ -130,6 +149,7 @@ class ConnectionLostError(SiriDBError, ConnectionError):
     """The connection is closed or was lost before the reply arrived."""
 
     retriable = True
+    failover = Failover.OTHER_SERVER
 
 
 class ProtocolError(ConnectionLostError, WireError):
@@ -148,6 +168,10 @@ class ClientClosedError(PoolError, ConnectionError):
     found')`` for a request after ``close()``, so ``except PoolError`` code keeps
     working; still a ``ConnectionError`` as before."""
 
+    # closed by the caller: nothing to retry, unlike a server's PoolError
+    retriable = False
+    failover = Failover.RAISE
+
 
 class InsertDataError(InsertError, ValueError):
     """Insert data refused before sending: it cannot be packed (an int outside
@@ -161,6 +185,8 @@ class RequestTooLargeError(SiriDBError, ValueError):
 
 class TooManyRequestsError(SiriDBError, RuntimeError):
     """All 65,536 request ids of a connection are waiting for a reply."""
+
+    retriable = True
 
 
 # -- write sessions (siridb.connector.lib.session)
@@ -219,7 +245,30 @@ RequestTimeoutError: Type[SiriDBError] = type(
     'RequestTimeoutError', _timeout_bases, {
         '__doc__': 'No reply arrived within the timeout (also a TimeoutError).',
         '__module__': __name__,
+        # the caller's deadline is spent: the pool raises, a caller with its
+        # own deadline per attempt (the write session) sends again
+        'retriable': True,
     })
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Whether the request that failed with ``exc`` may succeed when sent
+    again: the class's ``retriable`` for this package's errors; for others,
+    connection and OS errors and timeouts are, anything else is not."""
+    if isinstance(exc, SiriDBError):
+        return exc.retriable
+    return isinstance(exc, (OSError, TimeoutError, asyncio.TimeoutError))
+
+
+def failover_of(exc: BaseException) -> Failover:
+    """What the pool does after ``exc``: the class's ``failover`` for this
+    package's errors; another server for other connection errors (a refused
+    or reset socket); raise anything else."""
+    if isinstance(exc, SiriDBError):
+        return exc.failover
+    if isinstance(exc, ConnectionError):
+        return Failover.OTHER_SERVER
+    return Failover.RAISE
 
 
 #: response type -> exception class

@@ -11,9 +11,10 @@ from typing import Any, Dict, Iterable, List, Optional, Type, TypeVar
 
 from . import protomap as pm
 from .builder import QueryBuilder
+from .dbprecision import database_precision
 from .results import SeriesResult, parse_select
 from .service import ServiceAPI
-from .session import Value, WriteSession, database_precision
+from .session import Value, WriteSession
 from .session import write as _write
 from .session import write_many as _write_many
 from .stats import Counters, ServerStats, StatsRecorder
@@ -28,7 +29,6 @@ _C = TypeVar('_C', bound='ClientFeatures')
 class ClientFeatures:
     """Sessions, builder, typed results, service API, from_url, ping, stats."""
 
-    _siridb_precision: Optional[str] = None
     _siridb_stats: Optional[StatsRecorder] = None
 
     @classmethod

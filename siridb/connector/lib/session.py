@@ -1,11 +1,15 @@
 """Writes: validated single writes and buffered write sessions for daemons.
 
-``WriteSession`` buffers points and sends them from one background task in
-packages well under the server's size limit. A package that fails for a
-reason that may pass (connection lost, server stopped or restarting, pool
-offline, timeout) is kept and sent again with backoff; a package the server
-rejects (``InsertError``) is split per series so that only the bad series are
-reported (``on_error`` or ``RejectedPointsError``) while the rest is written.
+``WriteSession`` validates each point once as it is taken and appends it to
+per-series buffers in the shape of an INSERT package (``writebuffer``); full
+packages are sent by background tasks, up to ``max_in_flight`` at a time (the
+pool spreads them over its servers). A package that fails for a reason that
+may pass (``exceptions.is_retriable``: connection lost, server stopped or
+restarting, pool offline, timeout) is kept by its task and sent again with
+backoff until written, so it is confirmed once and never dropped; a package
+the server rejects (``InsertError``) is split per series so that only the bad
+series are reported (``on_error`` or ``RejectedPointsError``) while the rest
+is written.
 
 Delivery is at-least-once: when a reply is lost after the server stored a
 package, the retry stores those points a second time.
@@ -15,59 +19,55 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import numbers
-import random
-from collections import deque
 from dataclasses import dataclass
 from types import TracebackType
 from typing import (
     Any,
     Callable,
-    Deque,
     Dict,
     Iterable,
     List,
     NamedTuple,
     Optional,
-    Set,
-    Tuple,
     Type,
     Union,
 )
 
-from .exceptions import (
+from .backoff import Backoff
+from .constants import INT64_MAX, INT64_MIN
+from .dbprecision import database_precision
+from .exceptions import (  # the session errors are defined there; importable here too
     BufferFullError,
-    ClientClosedError,
     FlushTimeoutError,
     InsertError,
-    LoadingDatabaseError,
-    PoolError,
     RejectedPointsError,
-    ServerError,
     SessionClosedError,
     SessionError,
-    TooManyRequestsError,
+    is_retriable,
 )
-from .timestamps import TimeValue, precision_name, to_timestamp
+from .timestamps import TimeValue, max_timestamp, precision_name, to_timestamp
+from .validate import (
+    Pair,
+    Value,
+    check_series,
+    check_value,
+    column_pairs,
+    group_points,
+    pack_points,
+)
+from .writebuffer import Package, WriteBuffer
 
 __all__ = [
     'Point', 'Rejected', 'SessionStats', 'WriteSession', 'SessionError',
     'BufferFullError', 'RejectedPointsError', 'SessionClosedError',
     'FlushTimeoutError', 'make_point', 'database_precision', 'write', 'write_many',
-    'RETRIABLE',
+    'Value',
 ]
 
 logger = logging.getLogger('siridb.connector')
 
-_INT64_MIN = -2 ** 63
-_INT64_MAX = 2 ** 63 - 1
-
-#: errors after which the same package may succeed later (sent again)
-RETRIABLE: Tuple[Type[BaseException], ...] = (
-    ConnectionError, OSError, TimeoutError, asyncio.TimeoutError, ServerError,
-    PoolError, LoadingDatabaseError, TooManyRequestsError)
-
-Value = Union[int, float, str]
+#: jitter of the retry delays: each is shortened by up to this fraction
+RETRY_JITTER = 0.5
 
 
 class Point(NamedTuple):
@@ -75,12 +75,6 @@ class Point(NamedTuple):
 
     series: str
     timestamp: TimeValue
-    value: Value
-
-
-class _P(NamedTuple):  # a validated point, timestamp in database precision
-    series: str
-    ts: int
     value: Value
 
 
@@ -97,108 +91,14 @@ class Rejected:
         return f'{len(self.points)} point(s) of {names!r}: {self.error}'
 
 
-# ------------------------------------------------------------------ validation
-
-def _check_value(value: Any) -> Value:
-    if isinstance(value, bool) or value is None:
-        raise TypeError(f'a value must be int, float or str, not {value!r}')
-    if isinstance(value, (int, numbers.Integral)):  # numpy.int64 too
-        number = int(value)
-        if not _INT64_MIN <= number <= _INT64_MAX:
-            raise ValueError(f'integer value {number} is outside the signed 64-bit range')
-        return number
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    raise TypeError(f'a value must be int, float or str, not {type(value).__name__}')
-
-
-def make_point(series: Any, value: Any, timestamp: TimeValue, precision: str) -> _P:
+def make_point(series: Any, value: Any, timestamp: TimeValue, precision: str) -> Point:
     """Validate one point and convert its timestamp to ``precision``."""
-    if not isinstance(series, str):
-        raise TypeError(f'a series name must be a str, not {type(series).__name__}')
-    if not series:
-        raise ValueError('a series name cannot be empty')
-    return _P(series, to_timestamp(timestamp, precision), _check_value(value))
+    return Point(check_series(series), to_timestamp(timestamp, precision),
+                 check_value(value))
 
 
-def _coerce(item: Any, precision: str) -> _P:
-    # a plain tuple/list is positional; an object (a named tuple too, whatever
-    # the order of its fields) is read by attribute name
-    if type(item) in (tuple, list) and len(item) == 3:
-        series, ts, value = item
-    elif hasattr(item, 'series') and hasattr(item, 'value'):
-        series, value = item.series, item.value
-        ts = getattr(item, 'timestamp', getattr(item, 'ts', None))
-    elif isinstance(item, (tuple, list)) and len(item) == 3:
-        series, ts, value = item
-    else:
-        raise TypeError('a point must be a (series, timestamp, value) tuple/list or an object '
-                        'with series, timestamp and value attributes')
-    return make_point(series, value, ts, precision)
-
-
-def _points(items: Iterable[Any], precision: str) -> List[_P]:
-    if isinstance(items, (str, bytes, dict)):
-        raise TypeError('write_many expects an iterable of points')
-    return [_coerce(item, precision) for item in items]
-
-
-async def database_precision(client: Any, timeout: float = 60) -> str:
-    """The database's time precision ('s', 'ms', 'us' or 'ns'), asked once
-    (``show time_precision``) and remembered on the client."""
-    cached = getattr(client, '_siridb_precision', None)
-    if cached is not None:
-        return str(cached)
-    res = await client.query('show time_precision', timeout=timeout)
-    value = {d['name']: d['value'] for d in res['data']}['time_precision']
-    name = precision_name(value)
-    try:
-        client._siridb_precision = name
-    except AttributeError:  # pragma: no cover - slotted client
-        pass
-    return name
-
-
-def _package(points: Iterable[_P]) -> Dict[str, List[List[Any]]]:
-    data: Dict[str, List[List[Any]]] = {}
-    for p in points:
-        lst = data.get(p.series)
-        if lst is None:
-            lst = data[p.series] = []
-        lst.append([p.ts, p.value])
-    return data
-
-
-def _take(source: Deque[_P], max_points: int, max_bytes: int) -> List[_P]:
-    """Pop one package worth of points from the front of ``source``: at most
-    ``max_points``, and at most ``max_bytes`` by a conservative estimate of the
-    packed size (one point is always taken, however large)."""
-    take: List[_P] = []
-    seen: Set[str] = set()
-    size = 0
-    while source and len(take) < max_points:
-        p = source[0]
-        est = 20
-        if isinstance(p.value, str):
-            est += len(p.value) * 4
-        if p.series not in seen:
-            est += len(p.series) * 4 + 10
-        if take and size + est > max_bytes:
-            break
-        seen.add(p.series)
-        size += est
-        take.append(source.popleft())
-    return take
-
-
-def _split(points: List[_P], max_points: int, max_bytes: int) -> List[List[_P]]:
-    queue = deque(points)
-    out: List[List[_P]] = []
-    while queue:
-        out.append(_take(queue, max_points, max_bytes))
-    return out
+def _points_of(packages: Iterable[Package]) -> List[Point]:
+    return [Point(*p) for pkg in packages for p in pkg.points()]
 
 
 async def write(client: Any, series: str, value: Value, timestamp: TimeValue = None,
@@ -207,7 +107,7 @@ async def write(client: Any, series: str, value: Value, timestamp: TimeValue = N
     ``write_many`` returns it. See ``WriteSession`` for daemons."""
     precision = await database_precision(client)
     p = make_point(series, value, timestamp, precision)
-    await client.insert({p.series: [[p.ts, p.value]]}, timeout=timeout)
+    await client.insert({p.series: [(p.timestamp, p.value)]}, timeout=timeout)
     return 1
 
 
@@ -218,10 +118,14 @@ async def write_many(client: Any, points: Iterable[Any], timeout: float = 300,
     in packages well under the server's limit; returns the number written.
     Every point is validated before anything is sent."""
     precision = await database_precision(client)
-    pts = _points(points, precision)
-    for batch in _split(pts, max_package_points, max_package_bytes):
-        await client.insert(_package(batch), timeout=timeout)
-    return len(pts)
+    groups, n, texts = group_points(points, precision)
+    buf = WriteBuffer(max_package_points, max_package_bytes, max(n, 1))
+    for series, pairs in groups.items():
+        buf.put(series, pairs, series in texts)
+    buf.seal()
+    for pkg in buf.ready:
+        await client.insert(pkg.data, timeout=timeout)
+    return n
 
 
 # --------------------------------------------------------------------- session
@@ -239,16 +143,23 @@ class SessionStats:
 
 
 OnError = Callable[[Rejected], Any]
+#: what one insert request sends: a package packed once, or its dict
+Payload = Union[bytes, Dict[str, List[Pair]]]
 
 
 class WriteSession:
     """Buffered writes with autocommit, retry and backpressure.
 
-    Use as ``async with client.session(...) as s: await s.write(...)``.
+    Use as ``async with client.session(...) as s: await s.write(...)``;
+    ``write_many`` takes point tuples, ``write_series`` the columns of one
+    series (sequences or numpy arrays).
 
-    - ``autocommit_every``: send when this many points are buffered;
-      ``flush_interval``: send points at most this many seconds after the
-      first of them was taken.
+    - ``autocommit_every``: a package is sent when it holds this many points
+      (or ``max_package_points``/``max_package_bytes``, whichever is reached
+      first); ``flush_interval``: points are sent at most this many seconds
+      after the first of their package was taken.
+    - ``max_in_flight``: packages sent at the same time (each on a request
+      of its own; the pool chooses a server per request).
     - ``max_buffer_points``: bound on taken-but-unconfirmed points; when it is
       reached ``write`` waits (``on_full='wait'``) or raises
       ``BufferFullError`` (``on_full='error'``, the points are not taken).
@@ -256,7 +167,8 @@ class WriteSession:
       rejected; without it they are raised as ``RejectedPointsError`` by the
       next ``commit()``/``flush()``/``close()``.
     - ``retry_delay``/``retry_max_delay``: backoff between attempts of a
-      failed package (with jitter); ``insert_timeout`` per attempt.
+      failed package (``backoff.Backoff`` with jitter); ``insert_timeout``
+      per attempt.
     - ``time_precision``: the database's precision ('s', 'ms', 'us', 'ns').
       When None it is asked from the server once per client; while no server
       answers, the first ``write`` waits (retrying) instead of failing.
@@ -268,6 +180,7 @@ class WriteSession:
                  flush_interval: float = 1.0, max_buffer_points: int = 100_000,
                  on_full: str = 'wait', on_error: Optional[OnError] = None,
                  max_package_points: int = 10_000, max_package_bytes: int = 1 << 20,
+                 max_in_flight: int = 4,
                  retry_delay: float = 0.1, retry_max_delay: float = 10.0,
                  insert_timeout: float = 60.0,
                  time_precision: Optional[str] = None,
@@ -277,7 +190,8 @@ class WriteSession:
         for name, v in (('autocommit_every', autocommit_every),
                         ('max_buffer_points', max_buffer_points),
                         ('max_package_points', max_package_points),
-                        ('max_package_bytes', max_package_bytes)):
+                        ('max_package_bytes', max_package_bytes),
+                        ('max_in_flight', max_in_flight)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f'{name} must be a positive int')
         if not flush_interval > 0 or not retry_delay > 0 or not retry_max_delay > 0:
@@ -293,15 +207,22 @@ class WriteSession:
         self.on_error = on_error
         self.max_package_points = max_package_points
         self.max_package_bytes = max_package_bytes
+        self.max_in_flight = max_in_flight
         self.retry_delay = retry_delay
         self.retry_max_delay = retry_max_delay
         self.insert_timeout = insert_timeout
-        self._buffer: Deque[_P] = deque()
-        self._inflight: List[_P] = []
+        #: clients with ``insert_packed`` get each package packed once, when
+        #: it is sealed; others are handed the dict (``insert(data)``)
+        self._packed = callable(getattr(client, 'insert_packed', None))
+        self._buf = WriteBuffer(min(autocommit_every, max_package_points),
+                                max_package_bytes, max_buffer_points,
+                                pack_points if self._packed else None)
+        #: the largest timestamp the per-point path takes; -1 sends every
+        #: point through ``_write_checked`` (precision unknown, not started,
+        #: closing or failed)
+        self._max_ts = -1
         self._first_at: Optional[float] = None
-        self._accepted = 0
-        self._completed = 0
-        self._flush_target = 0
+        self._sending: Dict[asyncio.Task[None], Package] = {}
         self._written = 0
         self._retried = 0
         self._rejected = 0
@@ -314,7 +235,8 @@ class WriteSession:
         self._kick: Optional[asyncio.Event] = None
         self._progress: Optional[asyncio.Event] = None
         self._failure: Optional[BaseException] = None
-        self._rng = random.Random()
+        #: no more senders are started (cancelled, or closed by a timeout)
+        self._halted = False
 
     def __repr__(self) -> str:
         return (f'<WriteSession pending={self.pending} written={self._written} '
@@ -324,7 +246,7 @@ class WriteSession:
     @property
     def pending(self) -> int:
         """Points taken and not yet written or rejected."""
-        return len(self._buffer) + len(self._inflight)
+        return self._buf.pending
 
     @property
     def written(self) -> int:
@@ -352,36 +274,119 @@ class WriteSession:
     async def write(self, series: str, value: Value, timestamp: TimeValue = None) -> int:
         """Take one point (timestamp None = now); returns 1, the count as
         ``write_many`` returns it."""
-        self._check_open()
-        precision = self._precision_name or await self._precision()
-        await self._accept([make_point(series, value, timestamp, precision)])
+        # the common case, checked inline: an int timestamp in range, a
+        # float or int (64-bit) value and a series already in the open package
+        buf = self._buf
+        if type(timestamp) is int and 0 <= timestamp <= self._max_ts:
+            tv = type(value)
+            number: Any = value
+            if tv is float or (tv is int and INT64_MIN <= number <= INT64_MAX):
+                try:  # a key of the open package is a checked series name
+                    pairs = buf.open.get(series)
+                except TypeError:  # unhashable: the checks below say what is wrong
+                    pairs = None
+                if pairs is not None and buf.room:
+                    pairs.append((timestamp, value))
+                    buf.room -= 1
+                    if not buf.room:
+                        self._refill()
+                        await asyncio.sleep(0)  # a sender may start now
+                    return 1
+                if type(series) is str and series and buf.free > 0:
+                    # valid, the first of its series in this package
+                    was_empty = not buf.open_n
+                    seq = buf.seq
+                    buf.put(series, [(timestamp, value)], False)
+                    if self._taken(was_empty, seq):
+                        await asyncio.sleep(0)
+                    return 1
+        await self._write_checked(series, value, timestamp)
         return 1
+
+    async def _write_checked(self, series: Any, value: Any, timestamp: TimeValue) -> None:
+        precision = await self._ready()
+        name = check_series(series)
+        pair = (to_timestamp(timestamp, precision), check_value(value))
+        if self.on_full == 'error':
+            self._check_room(1)
+        await self._take(name, [pair], type(pair[1]) is str)
 
     async def write_many(self, points: Iterable[Any]) -> int:
         """Take ``(series, timestamp, value)`` tuples or ``Point``-like
         objects; all are validated before any is taken. Returns the count."""
+        precision = await self._ready()
+        groups, n, texts = group_points(points, precision)
+        if self.on_full == 'error':
+            self._check_room(n)
+        buf = self._buf
+        if n <= self.max_buffer_points:
+            await self._wait_room(n)  # then all are taken in one step
+            was_empty = not buf.open_n
+            seq = buf.seq
+            buf.put_groups(groups, texts)
+            if self._taken(was_empty, seq):
+                await asyncio.sleep(0)  # let the senders start on the new packages
+            return n
+        for series, pairs in groups.items():
+            await self._take(series, pairs, series in texts)
+        return n
+
+    async def write_series(self, series: str, timestamps: Any, values: Any) -> int:
+        """Take many points of one series from two columns of equal length:
+        sequences, or numpy arrays (int64 timestamps in the database
+        precision; read through ``tolist()``, numpy is not needed otherwise).
+        All are validated before any is taken. Returns the count."""
+        precision = await self._ready()
+        name = check_series(series)
+        pairs, texts = column_pairs(timestamps, values, precision)
+        if self.on_full == 'error':
+            self._check_room(len(pairs))
+        if len(pairs) <= self.max_buffer_points:
+            await self._wait_room(len(pairs))  # then all are taken at once
+        await self._take(name, pairs, texts)
+        return len(pairs)
+
+    async def _wait_room(self, n: int) -> None:
+        """Wait until ``n`` points may be taken (at most ``max_buffer_points``)."""
+        while True:
+            self._check_open()
+            if n <= self._buf.free:
+                return
+            self._seal()  # send what waits, so that room is made
+            await self._wait_progress()
+
+    def _check_room(self, n: int) -> None:
+        if n > self._buf.free:
+            raise BufferFullError(
+                f'write session buffer full: {self.pending} pending + {n} new > '
+                f'max_buffer_points={self.max_buffer_points}; nothing was taken')
+
+    async def _ready(self) -> str:
+        """Check the session is open, start it, learn the precision; arm the
+        per-point path."""
         self._check_open()
-        precision = await self._precision()
-        pts = _points(points, precision)
-        await self._accept(pts)
-        return len(pts)
+        precision = self._precision_name or await self._precision()
+        self._start()
+        if self._max_ts < 0 and not self._closing and self._failure is None:
+            self._max_ts = max_timestamp(precision)
+        return precision
 
     async def _precision(self) -> str:
         if self._precision_name is not None:
             return self._precision_name
-        delay = self.retry_delay
+        backoff = Backoff(self.retry_delay, self.retry_max_delay, RETRY_JITTER)
         while True:
             try:
                 name = await database_precision(self._client, self.insert_timeout)
-            except ClientClosedError:
-                raise
-            except RETRIABLE as exc:
+            except Exception as exc:
+                if not is_retriable(exc):
+                    raise
                 self._last_error = exc
+                delay = backoff.next_delay()
                 logger.warning('write session: cannot learn the time precision yet '
                                '(%s: %s); retrying in %.2f s', type(exc).__name__, str(exc),
                                delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_delay)
                 self._check_open()
                 continue
             self._precision_name = name
@@ -399,32 +404,66 @@ class WriteSession:
             self._progress = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def _accept(self, pts: List[_P]) -> None:
-        self._start()
-        if not pts:
-            return
-        if self.on_full == 'error' and self.pending + len(pts) > self.max_buffer_points:
-            raise BufferFullError(
-                f'write session buffer full: {self.pending} pending + {len(pts)} new > '
-                f'max_buffer_points={self.max_buffer_points}; nothing was taken')
+    async def _take(self, series: str, pairs: List[Pair], texts: bool) -> None:
+        """Take validated points of one series, waiting for room as needed."""
+        buf = self._buf
         i = 0
-        while i < len(pts):
+        n = len(pairs)
+        while i < n:
             self._check_open()
-            space = self.max_buffer_points - self.pending
-            if space <= 0:
-                self._flush_target = max(self._flush_target, self._accepted)
-                self._wake()
+            free = buf.free
+            if free <= 0:
+                self._seal()  # send what waits, so that room is made
                 await self._wait_progress()
                 continue
-            chunk = pts[i:i + space]
+            chunk = pairs if i == 0 and free >= n else pairs[i:i + free]
             i += len(chunk)
-            if not self._buffer:
-                self._first_at = asyncio.get_running_loop().time()
-                self._wake()
-            self._buffer.extend(chunk)
-            self._accepted += len(chunk)
-            if len(self._buffer) >= self.autocommit_every:
-                self._wake()
+            was_empty = not buf.open_n
+            seq = buf.seq
+            buf.put(series, chunk, texts)
+            if self._taken(was_empty, seq):
+                await asyncio.sleep(0)  # let the senders start on the new packages
+
+    def _taken(self, was_empty: bool, seq: int) -> bool:
+        """After points were put: time a new open package (the flusher's
+        timer), start senders for sealed packages; True when some were sealed."""
+        buf = self._buf
+        sealed = buf.seq != seq
+        if buf.open_n and (was_empty or sealed):
+            self._first_at = asyncio.get_running_loop().time()
+            self._wake()
+        if sealed:
+            self._launch()
+        return sealed
+
+    def _refill(self) -> None:
+        """The per-point path used up its room: send the open package when it
+        is full, else learn how much more may be taken."""
+        buf = self._buf
+        if buf.full:
+            self._seal()
+        else:
+            buf.refresh()
+
+    def _seal(self) -> None:
+        if self._buf.seal() is not None:
+            self._first_at = None
+            self._launch()
+
+    def _launch(self) -> None:
+        """Start a sender task per sealed package while fewer than
+        ``max_in_flight`` are being sent (right away: not when the flusher
+        next runs, which a producer that never waits would delay)."""
+        buf = self._buf
+        if not buf.ready or self._halted:
+            return
+        loop = asyncio.get_running_loop()
+        sending = self._sending
+        while buf.ready and len(sending) < self.max_in_flight:
+            pkg = buf.ready.popleft()
+            sender = loop.create_task(self._deliver(pkg))
+            sending[sender] = pkg
+            sender.add_done_callback(self._sent)
 
     def _wake(self) -> None:
         if self._kick is not None:
@@ -463,14 +502,20 @@ class WriteSession:
         """Send everything taken so far and wait until it is written or
         rejected; raises ``RejectedPointsError`` for unreported rejections."""
         self._start()
-        target = self._accepted
-        self._flush_target = max(self._flush_target, target)
-        self._wake()
-        while self._completed < target:
+        self._seal()
+        seq = self._buf.seq
+        while not self._done_through(seq):
             await self._wait_progress()
         self._report()
 
     flush = commit
+
+    def _done_through(self, seq: int) -> bool:
+        """True when every package sealed up to ``seq`` is written or rejected."""
+        ready = self._buf.ready
+        if ready and ready[0].seq <= seq:
+            return False
+        return all(pkg.seq > seq for pkg in self._sending.values())
 
     def _report(self) -> None:
         if self._unreported:
@@ -478,7 +523,7 @@ class WriteSession:
             raise RejectedPointsError(rejected)
 
     async def close(self, timeout: Optional[float] = None) -> None:
-        """Stop taking points, send what is pending, stop the background task.
+        """Stop taking points, send what is pending, stop the background tasks.
 
         With ``timeout`` (seconds), points still unconfirmed then are raised
         in ``FlushTimeoutError.points`` (never dropped silently). Raises
@@ -488,18 +533,20 @@ class WriteSession:
             self._report()
             return
         self._closing = True
+        self._max_ts = -1
         task = self._task
         if task is not None:
+            self._seal()
             self._wake()
             try:
                 await asyncio.wait_for(asyncio.shield(task), timeout)
             except asyncio.TimeoutError:
                 self._closed = True  # the points are handed back below
+                self._halted = True
+                left = _points_of(self._sending.values())
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-                left = [Point(*p) for p in self._inflight] + [Point(*p) for p in self._buffer]
-                self._inflight = []
-                self._buffer.clear()
+                left.extend(Point(*p) for p in self._buf.clear())
                 self._notify()
                 raise FlushTimeoutError(left, self._last_error) from None
             except asyncio.CancelledError:
@@ -512,56 +559,52 @@ class WriteSession:
             raise SessionError(f'write session failed: {self._failure!r}')
         self._report()
 
+    async def __aenter__(self) -> WriteSession:
+        self._start()
+        return self
+
     async def aclose(self) -> None:
         """``close(self.close_timeout)``: what leaving ``async with`` does
         (``contextlib.aclosing`` works)."""
         await self.close(self.close_timeout)
-
-    async def __aenter__(self) -> WriteSession:
-        self._start()
-        return self
 
     async def __aexit__(self, et: Optional[Type[BaseException]],
                         ev: Optional[BaseException],
                         tb: Optional[TracebackType]) -> None:
         await self.aclose()
 
-    # ---------------------------------------------------------------- flusher
-    def _due(self, now: float) -> bool:
-        return bool(
-            self._closing or self._completed < self._flush_target
-            or len(self._buffer) >= self.autocommit_every
-            or (self._first_at is not None and now >= self._first_at + self.flush_interval))
-
+    # ---------------------------------------------------------------- senders
     async def _run(self) -> None:
+        """Seal the open package when it is due, start a task per sealed
+        package (at most ``max_in_flight`` at once), end when closed and empty."""
         loop = asyncio.get_running_loop()
         kick = self._kick
+        buf = self._buf
         assert kick is not None
         try:
             while True:
-                if not self._buffer:
-                    self._first_at = None
-                    if self._closing:
-                        return
-                    kick.clear()
-                    if not self._buffer and not self._closing:
-                        await kick.wait()
-                    continue
-                now = loop.time()
-                if not self._due(now):
-                    kick.clear()
-                    first = self._first_at if self._first_at is not None else now
-                    try:
-                        await asyncio.wait_for(kick.wait(),
-                                               first + self.flush_interval - now)
-                    except asyncio.TimeoutError:
-                        pass
-                    continue
-                started = loop.time()
-                await self._send_next()
-                if self._buffer:
-                    self._first_at = started
+                first = self._first_at
+                if buf.open_n and (self._closing or first is None
+                                   or loop.time() >= first + self.flush_interval):
+                    self._seal()
+                self._launch()
+                if self._closing and not buf.open_n and not buf.ready and not self._sending:
+                    return
+                kick.clear()
+                first = self._first_at
+                timer = (loop.call_at(first + self.flush_interval, kick.set)
+                         if buf.open_n and first is not None else None)
+                try:
+                    await kick.wait()
+                finally:
+                    if timer is not None:
+                        timer.cancel()
         except asyncio.CancelledError:
+            self._halted = True
+            senders = list(self._sending)
+            for sender in senders:
+                sender.cancel()
+            await asyncio.gather(*senders, return_exceptions=True)
             if not self._closed and self.pending:
                 # e.g. the loop shut down with the session never closed
                 logger.error('write session cancelled with %d point(s) not confirmed '
@@ -569,66 +612,85 @@ class WriteSession:
             raise
         except BaseException as exc:
             logger.exception('write session flusher failed')
-            self._failure = exc
+            self._fail(exc)
         finally:
             self._notify()
 
-    async def _send_next(self) -> None:
-        take = _take(self._buffer, self.max_package_points, self.max_package_bytes)
-        self._inflight = take  # kept when cancelled: close() hands them back
-        await self._deliver(take)
-        self._inflight = []
-        self._completed += len(take)
+    def _fail(self, exc: BaseException) -> None:
+        self._failure = exc
+        self._max_ts = -1
+
+    def _sent(self, sender: asyncio.Task[None]) -> None:
+        self._sending.pop(sender, None)
+        if not sender.cancelled():
+            exc = sender.exception()
+            if exc is not None:
+                logger.error('write session sender failed: %s: %s',
+                             type(exc).__name__, str(exc))
+                self._fail(exc)
+        self._launch()
+        self._wake()
+        self._notify()  # commit() waits for the sender to leave ``_sending``
+
+    async def _deliver(self, pkg: Package) -> None:
+        """Send ``pkg`` until written; rejected series are reported. Its
+        points count as completed once, here (not when cancelled)."""
+        payload: Payload = pkg.body if pkg.body is not None else pkg.groups()
+        err = await self._send_with_retry(payload, pkg.n)
+        if err is not None:
+            groups = pkg.groups()
+            if isinstance(err, InsertError) and len(groups) > 1:
+                # the server refuses a whole request: find the bad series
+                for series, pairs in groups.items():
+                    sub_err = await self._send_with_retry(self._payload({series: pairs}),
+                                                          len(pairs))
+                    if sub_err is not None:
+                        await self._reject([Point(series, ts, v) for ts, v in pairs],
+                                           sub_err)
+            else:
+                await self._reject(_points_of([pkg]), err)
+        self._buf.completed(pkg)
         self._notify()
 
-    async def _deliver(self, batch: List[_P]) -> None:
-        """Send ``batch`` until written; rejected series are reported."""
-        err = await self._send_with_retry(batch)
-        if err is None:
-            return
-        if isinstance(err, InsertError) and len({p.series for p in batch}) > 1:
-            # the server refuses a whole request: find the bad series
-            by_series: Dict[str, List[_P]] = {}
-            for p in batch:
-                by_series.setdefault(p.series, []).append(p)
-            for pts in by_series.values():
-                sub_err = await self._send_with_retry(pts)
-                if sub_err is not None:
-                    await self._reject(pts, sub_err)
-            return
-        await self._reject(batch, err)
+    def _payload(self, data: Dict[str, List[Pair]]) -> Payload:
+        if self._packed:
+            try:
+                return pack_points(data)
+            except (OverflowError, TypeError, ValueError):
+                pass
+        return data
 
-    async def _send_with_retry(self, batch: List[_P]) -> Optional[BaseException]:
+    async def _send_with_retry(self, payload: Payload, n: int) -> Optional[BaseException]:
         """None when written; the error when the server refused it for good."""
-        delay = self.retry_delay
+        backoff: Optional[Backoff] = None
         while True:
             try:
-                await self._client.insert(_package(batch), timeout=self.insert_timeout)
+                if type(payload) is bytes:
+                    await self._client.insert_packed(payload, timeout=self.insert_timeout)
+                else:
+                    await self._client.insert(payload, timeout=self.insert_timeout)
             except asyncio.CancelledError:
                 raise
-            except ClientClosedError as exc:  # closed by its owner: never comes back
-                self._last_error = exc
-                return exc
-            except RETRIABLE as exc:
-                self._last_error = exc
-                self._retried += len(batch)
-                sleep = delay * (0.5 + self._rng.random() / 2)
-                logger.warning('write session: sending %d point(s) failed (%s: %s); '
-                               'retrying in %.2f s', len(batch), type(exc).__name__,
-                               str(exc), sleep)  # a text: a kept record pins no traceback
-                await asyncio.sleep(sleep)
-                delay = min(delay * 2, self.retry_max_delay)
             except Exception as exc:
                 self._last_error = exc
-                return exc
+                if not is_retriable(exc):  # refused, or the client closed by its owner
+                    return exc
+                self._retried += n
+                if backoff is None:
+                    backoff = Backoff(self.retry_delay, self.retry_max_delay, RETRY_JITTER)
+                delay = backoff.next_delay()
+                logger.warning('write session: sending %d point(s) failed (%s: %s); '
+                               'retrying in %.2f s', n, type(exc).__name__,
+                               str(exc), delay)  # a text: a kept record pins no traceback
+                await asyncio.sleep(delay)
             else:
-                self._written += len(batch)
+                self._written += n
                 self._packages += 1
                 return None
 
-    async def _reject(self, batch: List[_P], exc: BaseException) -> None:
-        self._rejected += len(batch)
-        rejected = Rejected([Point(*p) for p in batch], exc)
+    async def _reject(self, points: List[Point], exc: BaseException) -> None:
+        self._rejected += len(points)
+        rejected = Rejected(points, exc)
         logger.error('write session: server rejected %s', str(rejected))
         if self.on_error is None:
             self._unreported.append(rejected)
