@@ -1,4 +1,5 @@
-"""The Python snippets of README.md, docs/driver.md and docs/embedded-server.md,
+"""The Python snippets of README.md, docs/driver.md, docs/embedded-server.md and
+docs/testing.md (its faults example),
 run as written against the embedded server (the other docs pages have tests of
 their own: test_examples_readme.py, test_cli_readme.py, test_proxy.py)."""
 from __future__ import annotations
@@ -55,3 +56,10 @@ async def test_embedded_server_example_runs(doc: str, index: int) -> None:
     printed = (await run_top_level(block)).splitlines()
     expected = expected_lines(block)
     assert expected and printed == expected
+
+
+async def test_insert_faults_example_runs() -> None:
+    block = code_blocks('docs/testing.md')[1]
+    assert 'InsertFaults.attach(server)' in block
+    printed = (await run_top_level(block)).splitlines()
+    assert printed == expected_lines(block) == ["('x', 2, 2.5)", '2 1']
