@@ -87,6 +87,11 @@ def admin(server: ServeProcess, *args: str, **env: str) -> subprocess.CompletedP
 
 def test_admin_exit_codes_follow_the_table(server: ServeProcess) -> None:
     # an unknown target account is a refused request (1), not an authentication failure
+    # (with a second account: the last one cannot be dropped, and the real server
+    # says so before it looks at the name)
+    proc = admin(server, 'drop-account', 'nosuch')
+    assert proc.returncode == 1 and 'cannot drop the last service account' in proc.stderr
+    assert admin(server, 'new-account', 'ops', SIRIDB_NEW_PASSWORD='whatever1').returncode == 0
     proc = admin(server, 'drop-account', 'nosuch')
     assert proc.returncode == 1 and "cannot find service account 'nosuch'" in proc.stderr
     proc = admin(server, 'change-password', 'nosuch', SIRIDB_NEW_PASSWORD='whatever1')
