@@ -3,10 +3,9 @@ written so that the documentation never rots."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import List
 
-ROOT = Path(__file__).resolve().parent.parent
+from _paths import ROOT
 
 
 def code_blocks(doc: str, lang: str = 'python') -> List[str]:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _paths import ROOT
 
 
 def test_session_bench_smoke_runs_and_reports(tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ from typing import Dict, List
 
 import pytest
 from _docs import code_blocks
+from _paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 PIP_TIMEOUT = 300
 RUN_TIMEOUT = 120
 
@@ -149,8 +149,8 @@ def test_wheel_fixtures_in_a_fresh_project(built: Dict[str, Path], tmp_path: Pat
 
 #: run in the unpacked sdist: quick files that cover the driver, the embedded
 #: server, the shipped fixtures (pytest_plugins line) and the shared helpers
-SDIST_SUBSET = ['tests/test_url.py', 'tests/test_results.py',
-                'tests/test_embedded_cluster.py', 'tests/test_conformance.py']
+SDIST_SUBSET = ['tests/connector/test_url.py', 'tests/connector/test_results.py',
+                'tests/embedded/test_embedded_cluster.py', 'tests/embedded/test_conformance.py']
 
 
 def test_sdist_runs_its_own_tests(built: Dict[str, Path], tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ def test_sdist_runs_its_own_tests(built: Dict[str, Path], tmp_path: Path) -> Non
         else:  # Python before 3.11.4 / 3.10.12 / 3.9.17
             tar.extractall(tmp_path)
     (top,) = tmp_path.iterdir()
-    for part in ('tests/_cli_helpers.py', 'tests/conformance/query.jsonl',
+    for part in ('tests/_cli_helpers.py', 'tests/_paths.py', 'tests/conformance/query.jsonl',
                  'examples/quickstart.py', 'bench/run.py', 'ChangeLog', 'README.md',
                  'docs/testing.md'):
         assert (top / part).is_file(), part

@@ -3,7 +3,7 @@
 It follows SiriDB 2.0.55's grammar element by element and, like the real server's
 parser, remembers the furthest position where an element failed and the elements
 expected there in the order it tried them: that gives the real server's "Query error
-at position N. Expecting A, B or C" texts (tests/test_parser_differential.py checks
+at position N. Expecting A, B or C" texts (tests/embedded/test_parser_differential.py checks
 them against the recorded transcripts). Statements come out as plain dicts.
 """
 from __future__ import annotations

@@ -27,16 +27,6 @@ def stored(srv: EmbeddedServer, name: str) -> List[Tuple[int, Any]]:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[EmbeddedServer]:
-    srv = EmbeddedServer(port=0, databases={DB: 'ms'})
-    await srv.start()
-    try:
-        yield srv
-    finally:
-        await srv.stop()
-
-
-@pytest.fixture
 async def client(server: EmbeddedServer) -> AsyncIterator[SiriDBClient]:
     c = SiriDBClient('iris', 'siri', DB, [(server.host, server.port)], keepalive=False,
                      backoff_base=0.02, max_wait_retry=0.1, inactive_time=0.02,

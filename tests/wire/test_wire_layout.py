@@ -12,10 +12,12 @@ import ast
 from pathlib import Path
 from typing import Iterator, List, Tuple
 
+from _paths import ROOT as PROJECT
+
 from siridb.connector.lib import codec, exceptions, protomap
 from siridb.wire import decode, errors, framing, types
 
-ROOT = Path(__file__).resolve().parent.parent / 'siridb'
+ROOT = PROJECT / 'siridb'
 PACKAGES = ('connector', 'embedded', 'cli', 'wire', 'testing')
 
 

@@ -3,7 +3,6 @@ the embedded server."""
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
 
 import pytest
 
@@ -15,12 +14,6 @@ from siridb.connector.lib.exceptions import (
     SiriDBError,
 )
 from siridb.embedded import EmbeddedCluster, EmbeddedServer
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[EmbeddedServer]:
-    async with EmbeddedServer(port=0, databases={'dbtest': 'ms'}) as srv:
-        yield srv
 
 
 async def test_standalone_service_full_cycle(server: EmbeddedServer) -> None:

@@ -4,12 +4,12 @@ the engine keeps answering afterwards."""
 from __future__ import annotations
 
 import json
-import pathlib
 import random
 import time
 from typing import List
 
 from _embedded_helpers import RawConn
+from _paths import CONFORMANCE
 
 from siridb.embedded import EmbeddedServer
 from siridb.embedded.context import QueryContext, QueryFailure, ServerInfo
@@ -17,7 +17,7 @@ from siridb.embedded.insert import insert
 from siridb.embedded.query import execute
 from siridb.embedded.store import ACCESS_PROFILES, Database
 
-HERE = pathlib.Path(__file__).parent / 'conformance'
+HERE = CONFORMANCE
 INTERNAL = 'Internal error while processing the query.'
 
 TOKENS = [

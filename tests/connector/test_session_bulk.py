@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import Counter, namedtuple
-from typing import Any, AsyncIterator, Callable, Dict, List, Set, Tuple
+from typing import Any, Callable, Dict, List, Set, Tuple
 
 import pytest
 
@@ -76,16 +76,6 @@ class BadValueClient(SiriDBClient):
             body = packb({k: ([(ts, None) for ts, _ in v] if k.startswith('bad') else v)
                           for k, v in data.items()})
         return await super().insert_packed(body, timeout)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[EmbeddedServer]:
-    srv = EmbeddedServer(port=0, databases={DB: 'ms'})
-    await srv.start()
-    try:
-        yield srv
-    finally:
-        await srv.stop()
 
 
 def fast(cls: Any, addr: Tuple[str, int], **kw: Any) -> Any:

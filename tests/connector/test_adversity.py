@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
-from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Dict, List, Tuple
 
 import pytest
@@ -23,6 +22,7 @@ from _adversity_helpers import (
     timed,
     wait_until,
 )
+from _paths import ROOT
 
 from siridb.connector import SiriDBClient, SiriDBConn, async_connect
 from siridb.connector.lib.exceptions import (
@@ -37,7 +37,6 @@ from siridb.testing.proxy import FaultProxy
 __all__ = ['strict_loop']  # the fixture, imported for pytest
 
 DB = {'dbtest': 'ms'}
-ROOT = Path(__file__).resolve().parent.parent
 
 
 MakeClient = Callable[..., SiriDBClient]

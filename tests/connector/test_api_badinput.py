@@ -10,11 +10,11 @@ import asyncio
 import math
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any, AsyncIterator, Dict, Tuple, Type
 
 import pytest
 from _adversity_helpers import LoopErrors, inserted, strict_loop
+from _paths import ROOT
 
 from siridb.connector import SiriDBClient, async_connect
 from siridb.connector.lib.exceptions import (
@@ -28,7 +28,6 @@ from siridb.testing.proxy import FaultProxy
 
 __all__ = ['strict_loop']
 
-ROOT = Path(__file__).resolve().parent.parent
 Setup = Tuple[EmbeddedServer, FaultProxy, SiriDBClient]
 
 

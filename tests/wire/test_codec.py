@@ -5,10 +5,10 @@ import os
 import struct
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from _paths import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -109,7 +109,7 @@ def _child(code: str) -> subprocess.CompletedProcess:
     """Run ``code`` in a child interpreter: a regression (C stack overflow in
     qpack) kills only the child."""
     return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                          timeout=120, cwd=str(Path(__file__).resolve().parent.parent))
+                          timeout=120, cwd=str(ROOT))
 
 
 @pytest.mark.parametrize('expr,expected', [

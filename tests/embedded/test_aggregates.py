@@ -8,16 +8,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
 import pytest
+from _paths import CONFORMANCE
 
 from siridb.embedded.context import QueryFailure
 from siridb.embedded.query.aggregates import AggrSpec, apply, apply_chain, check_chain
 from siridb.embedded.store import TYPE_FLOAT, TYPE_INTEGER, TYPE_STRING
-
-CONFORMANCE = Path(__file__).parent / 'conformance'
 
 # the series the transcripts were recorded on (see tests/conformance/README.md)
 AGGR_TS = [1447250938 + 30 * i for i in range(20)]

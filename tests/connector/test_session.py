@@ -54,16 +54,6 @@ def stored(srv: Any, name: str) -> List[Tuple[int, Any]]:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[EmbeddedServer]:
-    srv = EmbeddedServer(port=0, databases={DB: 'ms'})
-    await srv.start()
-    try:
-        yield srv
-    finally:
-        await srv.stop()
-
-
-@pytest.fixture
 async def client(server: EmbeddedServer) -> AsyncIterator[SiriDBClient]:
     c = fast_client(server)
     await c.connect()
