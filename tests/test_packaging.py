@@ -9,6 +9,7 @@ install into new virtual environments; pip's cache keeps them to seconds.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -171,4 +172,4 @@ def test_sdist_runs_its_own_tests(built: Dict[str, Path], tmp_path: Path) -> Non
     assert ' tests collected' in last and 'error' not in last, last
     assert int(last.split()[0].split('/')[0]) > 1000, last  # 'N/M' when some deselected
     out = _check(_run(cmd + SDIST_SUBSET, top, env=env))
-    assert ' passed' in out and 'failed' not in out, out[-2000:]
+    assert ' passed' in out and not re.search(r'\b\d+ failed', out), out[-2000:]  # xfailed is fine
