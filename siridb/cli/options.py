@@ -12,13 +12,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..connector.lib.constants import DEFAULT_CLIENT_PORT, PRECISION_NAMES
 from .exitcodes import UsageError
 
 __all__ = ['build_parser', 'HostSpec', 'parse_host', 'ConnectionSettings',
-           'connection_settings', 'read_password', 'PRECISIONS', 'DEFAULT_PORT']
-
-DEFAULT_PORT = 9000
-PRECISIONS = ('s', 'ms', 'us', 'ns')
+           'connection_settings', 'read_password']
 
 EPILOG_EXIT_CODES = """\
 exit codes:
@@ -41,7 +39,7 @@ class HostSpec:
     """One server from ``--host``/``--backup``: host, port, weight, backup."""
 
     host: str
-    port: int = DEFAULT_PORT
+    port: int = DEFAULT_CLIENT_PORT
     weight: int = 1
     backup: bool = False
 
@@ -73,7 +71,7 @@ def parse_host(text: str, backup: bool = False) -> HostSpec:
         raise UsageError(f'invalid host {text!r}: empty host name')
     if len(parts) > 2:
         raise UsageError(f'invalid host {text!r}: expecting host[:port[:weight]]')
-    port, weight = DEFAULT_PORT, 1
+    port, weight = DEFAULT_CLIENT_PORT, 1
     try:
         if parts and parts[0]:
             port = int(parts[0])
@@ -150,7 +148,7 @@ def connection_settings(args: argparse.Namespace, need_password: bool = True
         hosts = [h for h in hosts if not h.backup] + [
             parse_host(h, backup=True) for h in args.backup]
     if not hosts:
-        hosts = [HostSpec('127.0.0.1', DEFAULT_PORT)]
+        hosts = [HostSpec('127.0.0.1', DEFAULT_CLIENT_PORT)]
     if args.user:
         username = args.user
     if args.db:
@@ -192,7 +190,7 @@ def _connection_parent() -> argparse.ArgumentParser:
 def _add_output_options(p: argparse.ArgumentParser, formats: Sequence[str],
                         default_help: str) -> None:
     p.add_argument('-f', '--format', choices=formats, default=None, help=default_help)
-    p.add_argument('--precision', choices=PRECISIONS, default=None,
+    p.add_argument('--precision', choices=PRECISION_NAMES, default=None,
                    help='time precision of returned timestamps (default: the database\'s)')
     p.add_argument('--iso', action='store_true',
                    help='show timestamps as ISO 8601 datetimes (UTC)')
@@ -266,7 +264,7 @@ def build_parser(serve_options: bool = True) -> argparse.ArgumentParser:
                    help='output file (default stdout)')
     p.add_argument('-f', '--format', choices=('csv', 'jsonl'), default='csv',
                    help='output format (default csv)')
-    p.add_argument('--precision', choices=PRECISIONS, default=None,
+    p.add_argument('--precision', choices=PRECISION_NAMES, default=None,
                    help='time precision of the timestamps (default: the database\'s)')
     p.add_argument('--iso', action='store_true',
                    help='write timestamps as ISO 8601 datetimes (UTC)')
@@ -295,7 +293,7 @@ def build_parser(serve_options: bool = True) -> argparse.ArgumentParser:
     a = asub.add_parser('new-database', parents=[svc], help='create a database')
     a.add_argument('dbname', help='name: a letter, then letters, digits, - or _ '
                    '(2-20 characters)')
-    a.add_argument('--time-precision', choices=PRECISIONS, default=None,
+    a.add_argument('--time-precision', choices=PRECISION_NAMES, default=None,
                    help='time precision (server default ms)')
     a.add_argument('--buffer-size', type=int, default=None, metavar='BYTES',
                    help='buffer size, a multiple of 512 (server default 1024)')

@@ -1,7 +1,7 @@
 """Single-server connections: ``SiriDBAsyncConnection`` (asyncio) and the
 blocking ``SiriDBConnection`` (runs a private event loop in a thread).
 
-No pool, no reconnect; see ``client.SiriDBClient`` and ``conn.SiriDBConn``.
+No pool, no reconnect; see ``client.SiriDBClient`` and ``single_server.SiriDBConn``.
 """
 from __future__ import annotations
 
@@ -240,7 +240,7 @@ class SiriDBConnection:
             runner.close_soon(self._conn)
 
     def __repr__(self) -> str:
-        return f'<SiriDBConnection {self._conn._protocol!r}>'
+        return f'<SiriDBConnection {self._conn!r}>'
 
 
 def connect(username: str, password: str, dbname: str, host: str = '127.0.0.1',

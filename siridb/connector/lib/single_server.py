@@ -43,7 +43,8 @@ class SiriDBConn:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        result = (await self._client.connect(timeout=min(timeout, self._client._timeout)))[0]
+        client = self._client
+        result = (await client.connect(timeout=min(timeout, client.connect_timeout)))[0]
         if result is None:
             return
         if isinstance(result, AuthenticationError):
