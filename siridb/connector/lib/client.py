@@ -164,12 +164,12 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
     async def _open(self, h: HostState, timeout: float) -> None:
         # the connection refers to the client weakly: an unclosed client can
         # still be collected (and warn) while its sockets are open
-        ref = weakref.ref(self)
+        lost_ref = weakref.WeakMethod(self._on_lost)
 
         def on_lost(p: SiriDBProtocol, exc: Optional[BaseException]) -> None:
-            client = ref()
-            if client is not None:
-                client._on_lost(h, p, exc)
+            handler = lost_ref()
+            if handler is not None:
+                handler(h, p, exc)
 
         def factory() -> SiriDBProtocol:
             protocol = SiriDBProtocol(self._username, self._password, self._dbname)

@@ -10,7 +10,7 @@ import ssl as _ssl
 import threading
 import warnings
 from types import TracebackType
-from typing import Any, Awaitable, Callable, Optional, Type, TypeVar
+from typing import Any, Callable, Coroutine, Optional, Type, TypeVar
 
 from . import protomap as pm
 from .closing import AsyncClosing
@@ -142,10 +142,10 @@ class _LoopThread:
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             self.loop.close()
 
-    def run(self, coro: Awaitable[_T]) -> _T:
+    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         if threading.current_thread() is self._thread:
             raise RuntimeError('blocking call from inside the connection loop')
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()  # type: ignore[arg-type]
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def close_soon(self, conn: SiriDBAsyncConnection) -> None:
         """Close ``conn`` and stop the loop, without waiting (from any thread)."""
@@ -193,11 +193,10 @@ class SiriDBConnection:
             self._runner = None
             raise
 
-    def _run(self, coro: Awaitable[_T]) -> _T:
+    def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         runner = self._runner
         if runner is None:
-            if asyncio.iscoroutine(coro):
-                coro.close()
+            coro.close()
             raise ClientClosedError('connection is closed')
         return runner.run(coro)
 

@@ -31,7 +31,9 @@ TimeValue = Union[int, float, Decimal, Fraction, _dt.datetime, None]
 #: a precision: 's', 'ms', 'us', 'ns' or the constants SECOND..NANOSECOND (0..3)
 Precision = Union[str, int]
 
-_US_PER_DAY = 86_400_000_000
+#: datetime's resolution is the 'us' precision
+_US_PER_SECOND = PRECISION_FACTORS[PRECISION_NAMES.index('us')]
+_US_PER_DAY = 86_400 * _US_PER_SECOND
 
 
 def precision_name(precision: Precision) -> str:
@@ -79,7 +81,7 @@ def _datetime_to_us(value: _dt.datetime) -> int:
     if value.tzinfo is None or value.utcoffset() is None:
         value = value.replace(tzinfo=UTC)
     delta = value - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return (delta.days * 86_400 + delta.seconds) * _US_PER_SECOND + delta.microseconds
 
 
 def to_timestamp(value: TimeValue, precision: Precision) -> int:
@@ -107,7 +109,7 @@ def to_timestamp(value: TimeValue, precision: Precision) -> int:
         ts = int(value)
     elif isinstance(value, _dt.datetime):
         us = _datetime_to_us(value)
-        ts = us * factor // 1_000_000
+        ts = us * factor // _US_PER_SECOND
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f'timestamp must be finite, got {value!r}')
@@ -135,6 +137,6 @@ def from_timestamp(ts: int, precision: Precision) -> _dt.datetime:
     microsecond (keep the int when you need the nanoseconds).
     """
     factor = precision_factor(precision)
-    us = ts * 1_000_000 // factor
+    us = ts * _US_PER_SECOND // factor
     days, rest = divmod(us, _US_PER_DAY)
     return EPOCH + _dt.timedelta(days=days, microseconds=rest)
