@@ -211,15 +211,17 @@ def check_packed_insert(body: Any, max_payload: int = MAX_PAYLOAD) -> bytes:
     accepts by size; ``TypeError`` or ``InsertDataError`` otherwise."""
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise TypeError(f'a packed insert is bytes, not {type(body).__name__}')
-    if type(body) is not bytes:
-        body = bytes(body)
-    out: bytes = body
-    if len(out) > max_payload:
+    return _within_payload(body if type(body) is bytes else bytes(body), max_payload)
+
+
+def _within_payload(body: bytes, max_payload: int) -> bytes:
+    """``body`` if the server accepts its size, else ``InsertDataError``."""
+    if len(body) > max_payload:
         raise InsertDataError(
             f'insert data is {len(body)} bytes packed, more than the server '
             f'accepts ({max_payload}); split it into smaller inserts; '
             f'nothing was sent')
-    return out
+    return body
 
 
 def pack_points(data: Dict[str, List[Pair]]) -> bytes:
@@ -259,12 +261,7 @@ def pack_insert(data: Any, max_payload: int = MAX_PAYLOAD) -> bytes:
     except (TypeError, ValueError, SystemError) as exc:
         raise InsertDataError(
             f'insert data cannot be packed ({exc}); nothing was sent') from None
-    if len(body) > max_payload:
-        raise InsertDataError(
-            f'insert data is {len(body)} bytes packed, more than the server '
-            f'accepts ({max_payload}); split it into smaller inserts; '
-            f'nothing was sent')
-    return body
+    return _within_payload(body, max_payload)
 
 
 # ------------------------------------------------------------------ points
