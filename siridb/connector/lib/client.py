@@ -281,13 +281,15 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
                                                  timeout, allow_any_open=False)
         return reply
 
-    async def insert_packed(self, body: bytes, timeout: Optional[float] = 300) -> Any:
+    async def insert_packed(self, body: bytes,
+                            timeout: Optional[float] = 300) -> InsertReply:
         """Insert a payload packed before (``validate.pack_insert``): sent as
         it is, with the failover and reply of ``insert``. A write session packs
         each package once, while its points are fresh in memory, and sends
         the same bytes again on a retry."""
-        return await self._request(pm.CPROTO_REQ_INSERT, check_packed_insert(body),
-                                   timeout, allow_any_open=False)
+        reply: InsertReply = await self._request(
+            pm.CPROTO_REQ_INSERT, check_packed_insert(body), timeout, allow_any_open=False)
+        return reply
 
     async def query(self, query: Any, time_precision: Any = None,
                     timeout: Optional[float] = 60) -> QueryResult:

@@ -67,9 +67,12 @@ class SiriDBAsyncConnection(AsyncClosing):
         reply: InsertReply = await self._send(pm.CPROTO_REQ_INSERT, pack_insert(data), timeout)
         return reply
 
-    async def insert_packed(self, body: bytes, timeout: Optional[float] = 3600) -> Any:
+    async def insert_packed(self, body: bytes,
+                            timeout: Optional[float] = 3600) -> InsertReply:
         """Insert a payload packed before (see ``SiriDBClient.insert_packed``)."""
-        return await self._send(pm.CPROTO_REQ_INSERT, check_packed_insert(body), timeout)
+        reply: InsertReply = await self._send(pm.CPROTO_REQ_INSERT,
+                                              check_packed_insert(body), timeout)
+        return reply
 
     async def send_request(self, tp: int, data: Any = None,
                            timeout: Optional[float] = 3600) -> Any:

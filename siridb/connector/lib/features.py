@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterable, Optional, Protocol, Type, TypeVar
 
 from . import protomap as pm
 from .dbprecision import Queryable, database_precision
-from .results import SeriesResult, parse_select
+from .results import InsertReply, SeriesResult, parse_select
 from .service import ServiceAPI
 from .session import Value, WriteSession
 from .session import write as write_point
@@ -30,7 +30,7 @@ class PoolRequests(Queryable, Protocol):
     """The pool's request entries the features are built on
     (``SiriDBClient.query``, ``insert`` and ``send_request``)."""
 
-    async def insert(self, data: Any, timeout: float = 300) -> Any: ...
+    async def insert(self, data: Any, timeout: float = 300) -> InsertReply: ...
 
     async def send_request(self, tp: int, data: Any = None, timeout: Optional[float] = 60,
                            *, is_binary: bool = False,

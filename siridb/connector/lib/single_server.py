@@ -67,7 +67,7 @@ class SiriDBConn:
     async def insert(self, data: Any, timeout: float = 300) -> InsertReply:
         return await self._client.insert(data, timeout)
 
-    async def insert_packed(self, body: bytes, timeout: float = 300) -> Any:
+    async def insert_packed(self, body: bytes, timeout: float = 300) -> InsertReply:
         return await self._client.insert_packed(body, timeout)
 
     async def send_request(self, tp: int, data: Any = None, timeout: float = 60) -> Any:
