@@ -12,9 +12,10 @@ import json
 import sys
 from typing import Any, List, Optional, Tuple
 
+from ..connector.lib.constants import DEFAULT_CLIENT_PORT
 from ..connector.lib.exceptions import ServiceError
 from .exitcodes import CONNECTION, OK, REQUEST_ERROR, CliError, UsageError, describe
-from .options import DEFAULT_PORT, HostSpec, parse_host, read_password
+from .options import HostSpec, parse_host, read_password
 from .output import Table, render_table, write
 
 __all__ = ['run']
@@ -85,7 +86,7 @@ def _service_account(args: argparse.Namespace) -> Tuple[HostSpec, str, Optional[
     """Server, service account and password (None: not in the URL) from
     ``--url``, ``--host`` and ``--service-user`` (flags win); sets
     ``args.timeout`` from the URL when ``--timeout`` was not given."""
-    host = HostSpec('127.0.0.1', DEFAULT_PORT)
+    host = HostSpec('127.0.0.1', DEFAULT_CLIENT_PORT)
     user, password = 'sa', None
     timeout = 30.0
     if args.url:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, List, Optional
 
+from ..connector.lib.constants import PRECISION_BY_NAME
 from ..connector.lib.exceptions import AuthenticationError
 from .exitcodes import ConnectError, UsageError
-from .options import PRECISIONS, ConnectionSettings
+from .options import ConnectionSettings
 
 if TYPE_CHECKING:
     from ..connector import SiriDBClient
@@ -20,7 +21,7 @@ __all__ = ['open_client', 'parse_url', 'time_precision_arg']
 
 def time_precision_arg(name: Optional[str]) -> Optional[int]:
     """``--precision`` name -> the driver's time_precision constant (None: as stored)."""
-    return None if name is None else PRECISIONS.index(name)
+    return None if name is None else PRECISION_BY_NAME[name]
 
 
 def _first_failure(failures: List[BaseException]) -> BaseException:

@@ -12,13 +12,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..connector.lib.constants import DEFAULT_CLIENT_PORT, PRECISION_NAMES
 from .exitcodes import UsageError
 
 __all__ = ['build_parser', 'HostSpec', 'parse_host', 'ConnectionSettings',
-           'connection_settings', 'read_password', 'PRECISIONS', 'DEFAULT_PORT']
-
-DEFAULT_PORT = 9000
-PRECISIONS = ('s', 'ms', 'us', 'ns')
+           'connection_settings', 'read_password']
 
 EPILOG_EXIT_CODES = """\
 exit codes:
@@ -41,7 +39,7 @@ class HostSpec:
     """One server from ``--host``/``--backup``: host, port, weight, backup."""
 
     host: str
-    port: int = DEFAULT_PORT
+    port: int = DEFAULT_CLIENT_PORT
     weight: int = 1
     backup: bool = False
 
@@ -73,7 +71,7 @@ def parse_host(text: str, backup: bool = False) -> HostSpec:
         raise UsageError(f'invalid host {text!r}: empty host name')
     if len(parts) > 2:
         raise UsageError(f'invalid host {text!r}: expecting host[:port[:weight]]')
-    port, weight = DEFAULT_PORT, 1
+    port, weight = DEFAULT_CLIENT_PORT, 1
     try:
         if parts and parts[0]:
             port = int(parts[0])
@@ -150,7 +148,7 @@ def connection_settings(args: argparse.Namespace, need_password: bool = True
         hosts = [h for h in hosts if not h.backup] + [
             parse_host(h, backup=True) for h in args.backup]
     if not hosts:
-        hosts = [HostSpec('127.0.0.1', DEFAULT_PORT)]
+        hosts = [HostSpec('127.0.0.1', DEFAULT_CLIENT_PORT)]
     if args.user:
         username = args.user
     if args.db:
@@ -192,10 +190,21 @@ def _connection_parent() -> argparse.ArgumentParser:
 def _add_output_options(p: argparse.ArgumentParser, formats: Sequence[str],
                         default_help: str) -> None:
     p.add_argument('-f', '--format', choices=formats, default=None, help=default_help)
-    p.add_argument('--precision', choices=PRECISIONS, default=None,
+    p.add_argument('--precision', choices=PRECISION_NAMES, default=None,
                    help='time precision of returned timestamps (default: the database\'s)')
     p.add_argument('--iso', action='store_true',
                    help='show timestamps as ISO 8601 datetimes (UTC)')
+
+
+def _add_command(sub: Any, name: str, parents: Sequence[argparse.ArgumentParser],
+                 summary: str, description: str,
+                 epilog: str = EPILOG_EXIT_CODES) -> argparse.ArgumentParser:
+    """A subcommand: ``summary`` in the command list, ``description`` on its
+    help page, ``epilog`` (default: the exit codes table) below."""
+    command: argparse.ArgumentParser = sub.add_parser(
+        name, parents=list(parents), formatter_class=_Formatter, help=summary,
+        description=description, epilog=epilog)
+    return command
 
 
 def build_parser(serve_options: bool = True) -> argparse.ArgumentParser:
@@ -214,39 +223,34 @@ def build_parser(serve_options: bool = True) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
     sub.required = True
 
-    p = sub.add_parser('query', parents=[conn], formatter_class=_Formatter,
-                       help='run one query and print the result',
-                       description='Run one query and print the result.',
-                       epilog='example:\n  SIRIDB_PASSWORD=siri siridb query --db dbtest '
-                              '\'select * from "cpu"\'\n\n' + EPILOG_EXIT_CODES)
+    p = _add_command(sub, 'query', [conn], 'run one query and print the result',
+                     'Run one query and print the result.',
+                     'example:\n  SIRIDB_PASSWORD=siri siridb query --db dbtest '
+                     '\'select * from "cpu"\'\n\n' + EPILOG_EXIT_CODES)
     p.add_argument('query', help='the query text, e.g. \'select * from "cpu"\'')
     _add_output_options(p, ('table', 'json', 'csv'),
                         'output format (default: table on a terminal, else json)')
 
-    p = sub.add_parser('shell', parents=[conn], formatter_class=_Formatter,
-                       help='interactive query prompt',
-                       description='An interactive prompt. A statement ends at the end of '
-                       'the line unless the line ends with "\\" or a quote or parenthesis '
-                       'is open. Commands: \\timing, \\format FMT, \\precision P, \\iso, '
-                       '\\pager, \\help, \\quit (or exit, quit). Tab completes keywords, '
-                       'series, groups and tags; results taller than the terminal go '
-                       'through $PAGER (default less). Ctrl-C cancels the running query; '
-                       'Ctrl-D quits.',
-                       epilog=EPILOG_EXIT_CODES)
+    p = _add_command(sub, 'shell', [conn], 'interactive query prompt',
+                     'An interactive prompt. A statement ends at the end of '
+                     'the line unless the line ends with "\\" or a quote or parenthesis '
+                     'is open. Commands: \\timing, \\format FMT, \\precision P, \\iso, '
+                     '\\pager, \\help, \\quit (or exit, quit). Tab completes keywords, '
+                     'series, groups and tags; results taller than the terminal go '
+                     'through $PAGER (default less). Ctrl-C cancels the running query; '
+                     'Ctrl-D quits.')
     _add_output_options(p, ('table', 'json', 'csv'), 'output format (default table)')
     p.add_argument('--history', metavar='FILE', default=None,
                    help='history file (default ~/.siridb_history)')
 
-    p = sub.add_parser('import', parents=[conn], formatter_class=_Formatter,
-                       help='load points from a CSV or JSON lines file',
-                       description='Load points from FILE (or - for stdin) through a write '
-                       'session. CSV rows are series,timestamp,value (an optional header '
-                       'row is skipped); JSON lines are objects with "series", "timestamp" '
-                       'and "value" or arrays [series, timestamp, value]. Timestamps are '
-                       'integers in the database precision or ISO 8601 datetimes. '
-                       'Rejected rows are reported on stderr with their line numbers and '
-                       'make the exit code 1.',
-                       epilog=EPILOG_EXIT_CODES)
+    p = _add_command(sub, 'import', [conn], 'load points from a CSV or JSON lines file',
+                     'Load points from FILE (or - for stdin) through a write '
+                     'session. CSV rows are series,timestamp,value (an optional header '
+                     'row is skipped); JSON lines are objects with "series", "timestamp" '
+                     'and "value" or arrays [series, timestamp, value]. Timestamps are '
+                     'integers in the database precision or ISO 8601 datetimes. '
+                     'Rejected rows are reported on stderr with their line numbers and '
+                     'make the exit code 1.')
     p.add_argument('file', help='input file, or - for stdin')
     p.add_argument('--format', choices=('auto', 'csv', 'jsonl'), default='auto',
                    help='input format (default: from the file name, else csv)')
@@ -255,27 +259,25 @@ def build_parser(serve_options: bool = True) -> argparse.ArgumentParser:
     p.add_argument('--progress', choices=('auto', 'always', 'never'), default='auto',
                    help='progress on stderr (default: when stderr is a terminal)')
 
-    p = sub.add_parser('export', parents=[conn], formatter_class=_Formatter,
-                       help='write the result of a select as CSV or JSON lines',
-                       description='Run a select and write its points as rows '
-                       'series,timestamp,value (CSV, readable by "siridb import") or '
-                       'JSON lines.',
-                       epilog=EPILOG_EXIT_CODES)
+    p = _add_command(sub, 'export', [conn],
+                     'write the result of a select as CSV or JSON lines',
+                     'Run a select and write its points as rows '
+                     'series,timestamp,value (CSV, readable by "siridb import") or '
+                     'JSON lines.')
     p.add_argument('query', help='a select query, e.g. \'select * from /cpu.*/\'')
     p.add_argument('-o', '--output', metavar='FILE', default='-',
                    help='output file (default stdout)')
     p.add_argument('-f', '--format', choices=('csv', 'jsonl'), default='csv',
                    help='output format (default csv)')
-    p.add_argument('--precision', choices=PRECISIONS, default=None,
+    p.add_argument('--precision', choices=PRECISION_NAMES, default=None,
                    help='time precision of the timestamps (default: the database\'s)')
     p.add_argument('--iso', action='store_true',
                    help='write timestamps as ISO 8601 datetimes (UTC)')
 
-    p = sub.add_parser('admin', formatter_class=_Formatter,
-                       help='service API: databases, pools, replicas, accounts, version',
-                       description='Service requests with the service account '
-                       '(--service-user, password from SIRIDB_SERVICE_PASSWORD or a prompt).',
-                       epilog=EPILOG_EXIT_CODES)
+    p = _add_command(sub, 'admin', [],
+                     'service API: databases, pools, replicas, accounts, version',
+                     'Service requests with the service account '
+                     '(--service-user, password from SIRIDB_SERVICE_PASSWORD or a prompt).')
     asub = p.add_subparsers(dest='admin_command', metavar='ACTION')
     asub.required = True
     svc = argparse.ArgumentParser(add_help=False)
@@ -295,7 +297,7 @@ def build_parser(serve_options: bool = True) -> argparse.ArgumentParser:
     a = asub.add_parser('new-database', parents=[svc], help='create a database')
     a.add_argument('dbname', help='name: a letter, then letters, digits, - or _ '
                    '(2-20 characters)')
-    a.add_argument('--time-precision', choices=PRECISIONS, default=None,
+    a.add_argument('--time-precision', choices=PRECISION_NAMES, default=None,
                    help='time precision (server default ms)')
     a.add_argument('--buffer-size', type=int, default=None, metavar='BYTES',
                    help='buffer size, a multiple of 512 (server default 1024)')
@@ -340,13 +342,12 @@ def build_parser(serve_options: bool = True) -> argparse.ArgumentParser:
         # about 0.1 s, so other commands skip it)
         from ..embedded.__main__ import server_parser
         parents.append(server_parser('siridb serve', add_help=False))
-    p = sub.add_parser('serve', formatter_class=_Formatter, parents=parents,
-                       help='run the embedded SiriDB-compatible server',
-                       description='Run the embedded SiriDB-compatible server (the same as '
-                       'python -m siridb.embedded) until SIGINT or SIGTERM; logs go to '
-                       'stderr. Each database has the user iris (password siri); the '
-                       'service account is sa (password siri).',
-                       epilog='example:\n  siridb serve --port 9000 --db dbtest '
-                              '--db metrics:s --data-dir ./data\n')
+    p = _add_command(sub, 'serve', parents, 'run the embedded SiriDB-compatible server',
+                     'Run the embedded SiriDB-compatible server (the same as '
+                     'python -m siridb.embedded) until SIGINT or SIGTERM; logs go to '
+                     'stderr. Each database has the user iris (password siri); the '
+                     'service account is sa (password siri).',
+                     'example:\n  siridb serve --port 9000 --db dbtest '
+                     '--db metrics:s --data-dir ./data\n')
     p.add_argument('--debug', action='store_true', help='the same as --log-level debug')
     return parser

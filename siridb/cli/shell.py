@@ -22,10 +22,11 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from ..connector.lib.constants import PRECISION_NAMES
 from ..connector.lib.exceptions import PoolError, SiriDBError
 from .connect import open_client, time_precision_arg
 from .exitcodes import OK, REQUEST_ERROR, describe
-from .options import PRECISIONS, ConnectionSettings, connection_settings
+from .options import ConnectionSettings, connection_settings
 from .output import render, write
 from .pager import show
 from .query import strip_statement
@@ -242,8 +243,8 @@ class Shell:
         elif name == 'pager':
             self.pager = _on_off(arg, self.pager)
             write(self.out, f'Pager is {"on" if self.pager else "off"}.\n')
-        elif name == 'precision' and (arg in PRECISIONS or arg in ('off', 'none')):
-            self.precision = arg if arg in PRECISIONS else None
+        elif name == 'precision' and (arg in PRECISION_NAMES or arg in ('off', 'none')):
+            self.precision = arg if arg in PRECISION_NAMES else None
             write(self.out, f'Time precision is {self.precision or "the database default"}.\n')
         else:
             write(self.err, f'Unknown or incomplete command: \\{line.strip()[1:]} '

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from .lib.builder import CountSeries, ListSeries, Select
 from .lib.client import SiriDBClient
-from .lib.conn import SiriDBConn
 from .lib.connection import (
     SiriDBAsyncConnection,
     SiriDBConnection,
@@ -37,6 +36,7 @@ from .lib.session import (
     SessionError,
     WriteSession,
 )
+from .lib.single_server import SiriDBConn
 from .lib.stats import ServerStats
 from .lib.url import URLError, parse_url
 

@@ -475,3 +475,9 @@ async def test_server_stopped_with_requests_in_flight() -> None:
             assert not client.hosts[0].up
             first = client.stats()[0]
             assert first.requests > 0 and first.errors > 0  # some were in flight there
+
+
+def test_connect_timeout_is_the_timeout_argument() -> None:
+    assert SiriDBClient('iris', 'siri', 'dbtest', [('127.0.0.1', 9000)],
+                        timeout=3.5).connect_timeout == 3.5
+    assert SiriDBClient('iris', 'siri', 'dbtest', [('127.0.0.1', 9000)]).connect_timeout == 10

@@ -18,8 +18,10 @@ from typing import Any, List, Optional
 
 from . import protomap as pm
 from .backoff import Backoff
+from .builder import QueryBuilder
 from .closing import AsyncClosing
 from .codec import packb
+from .dbprecision import database_precision
 from .exceptions import (
     AuthenticationError,
     ClientClosedError,
@@ -33,6 +35,7 @@ from .features import ClientFeatures
 from .hosts import HostState, choose_host, parse_hostlist
 from .protocol import SiriDBProtocol, open_protocol
 from .results import InsertReply, QueryResult
+from .stats import Counters, ServerStats, StatsRecorder
 from .validate import check_packed_insert, pack_insert, pack_query
 
 __all__ = ['SiriDBClient']
@@ -72,7 +75,6 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
         self._keepalive = keepalive
         self._timeout = timeout
         self._inactive_time = inactive_time
-        self._max_wait_retry = max_wait_retry
         self._ssl = ssl
         self._backoff = Backoff(min(backoff_base, max_wait_retry), max_wait_retry,
                                 backoff_jitter)
@@ -85,6 +87,7 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
         self._reconnect_task: Optional[asyncio.Task[None]] = None
         self._stopping: List[asyncio.Task[None]] = []
         self._waiters: List[asyncio.Future[None]] = []
+        self._stats = StatsRecorder()
 
     def __repr__(self) -> str:
         servers = ', '.join(f'{h.host}:{h.port}' for h in self._hosts)
@@ -102,6 +105,11 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
         """True when any connection of the pool is open."""
         return any(h.protocol is not None and h.protocol.is_connected()
                    for h in self._hosts)
+
+    @property
+    def connect_timeout(self) -> float:
+        """The connect (and AUTH) timeout per server (``timeout`` argument)."""
+        return self._timeout
 
     @property
     def hosts(self) -> List[HostState]:
@@ -156,12 +164,12 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
     async def _open(self, h: HostState, timeout: float) -> None:
         # the connection refers to the client weakly: an unclosed client can
         # still be collected (and warn) while its sockets are open
-        ref = weakref.ref(self)
+        lost_ref = weakref.WeakMethod(self._on_lost)
 
         def on_lost(p: SiriDBProtocol, exc: Optional[BaseException]) -> None:
-            client = ref()
-            if client is not None:
-                client._on_lost(h, p, exc)
+            handler = lost_ref()
+            if handler is not None:
+                handler(h, p, exc)
 
         def factory() -> SiriDBProtocol:
             protocol = SiriDBProtocol(self._username, self._password, self._dbname)
@@ -187,7 +195,7 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
             raise ConnectionError(f'{h.host}:{h.port}: connection lost after AUTH')
         h.protocol = protocol
         h.up = True
-        self._count_connect(h)
+        self._stats.connected(h.host, h.port)
         h.auth_failed = False
         h.last_error = None
         h.inactive_until = 0.0
@@ -273,19 +281,21 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
                                                  timeout, allow_any_open=False)
         return reply
 
-    async def insert_packed(self, body: bytes, timeout: Optional[float] = 300) -> Any:
+    async def insert_packed(self, body: bytes,
+                            timeout: Optional[float] = 300) -> InsertReply:
         """Insert a payload packed before (``validate.pack_insert``): sent as
         it is, with the failover and reply of ``insert``. A write session packs
         each package once, while its points are fresh in memory, and sends
         the same bytes again on a retry."""
-        return await self._request(pm.CPROTO_REQ_INSERT, check_packed_insert(body),
-                                   timeout, allow_any_open=False)
+        reply: InsertReply = await self._request(
+            pm.CPROTO_REQ_INSERT, check_packed_insert(body), timeout, allow_any_open=False)
+        return reply
 
     async def query(self, query: Any, time_precision: Any = None,
                     timeout: Optional[float] = 60) -> QueryResult:
         """Run a query; returns the server's reply (a dict)."""
-        if not isinstance(query, (str, bytes)):  # a query builder (features.py)
-            query = await self._build_query(query)
+        if isinstance(query, QueryBuilder):
+            query = query.build(await database_precision(self))
         reply: QueryResult = await self._request(pm.CPROTO_REQ_QUERY,
                                                  pack_query(query, time_precision),
                                                  timeout, allow_any_open=True)
@@ -338,7 +348,7 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
             try:
                 fut = h.protocol.send_body(
                     tp, body, deadline, None if timeout is None else remaining)
-                counters = h.counters or self._counters(h)
+                counters = h.counters or self._counters_of(h)
                 counters.requests += 1
                 return await fut
             except Exception as exc:
@@ -361,6 +371,16 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
                                    h.host, h.port, str(exc), self._inactive_time)
                 else:
                     raise
+
+    def _counters_of(self, h: HostState) -> Counters:
+        """The stats counters of ``h``, kept on it for the request path."""
+        counters = h.counters = self._stats.get(h.host, h.port)
+        return counters
+
+    def stats(self) -> List[ServerStats]:
+        """Per-server counters: requests, errors, reconnects, in flight, last
+        error, plus up/backup/weight; in hostlist order."""
+        return [self._stats.snapshot(h) for h in self._hosts]
 
     def _down_reason(self) -> Optional[BaseException]:
         """Why servers are down (an authentication failure first), shown as

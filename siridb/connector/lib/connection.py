@@ -1,7 +1,7 @@
 """Single-server connections: ``SiriDBAsyncConnection`` (asyncio) and the
 blocking ``SiriDBConnection`` (runs a private event loop in a thread).
 
-No pool, no reconnect; see ``client.SiriDBClient`` and ``conn.SiriDBConn``.
+No pool, no reconnect; see ``client.SiriDBClient`` and ``single_server.SiriDBConn``.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import ssl as _ssl
 import threading
 import warnings
 from types import TracebackType
-from typing import Any, Awaitable, Callable, Optional, Type, TypeVar
+from typing import Any, Callable, Coroutine, Optional, Type, TypeVar
 
 from . import protomap as pm
 from .closing import AsyncClosing
@@ -67,9 +67,12 @@ class SiriDBAsyncConnection(AsyncClosing):
         reply: InsertReply = await self._send(pm.CPROTO_REQ_INSERT, pack_insert(data), timeout)
         return reply
 
-    async def insert_packed(self, body: bytes, timeout: Optional[float] = 3600) -> Any:
+    async def insert_packed(self, body: bytes,
+                            timeout: Optional[float] = 3600) -> InsertReply:
         """Insert a payload packed before (see ``SiriDBClient.insert_packed``)."""
-        return await self._send(pm.CPROTO_REQ_INSERT, check_packed_insert(body), timeout)
+        reply: InsertReply = await self._send(pm.CPROTO_REQ_INSERT,
+                                              check_packed_insert(body), timeout)
+        return reply
 
     async def send_request(self, tp: int, data: Any = None,
                            timeout: Optional[float] = 3600) -> Any:
@@ -142,10 +145,10 @@ class _LoopThread:
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             self.loop.close()
 
-    def run(self, coro: Awaitable[_T]) -> _T:
+    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         if threading.current_thread() is self._thread:
             raise RuntimeError('blocking call from inside the connection loop')
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()  # type: ignore[arg-type]
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def close_soon(self, conn: SiriDBAsyncConnection) -> None:
         """Close ``conn`` and stop the loop, without waiting (from any thread)."""
@@ -193,11 +196,10 @@ class SiriDBConnection:
             self._runner = None
             raise
 
-    def _run(self, coro: Awaitable[_T]) -> _T:
+    def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         runner = self._runner
         if runner is None:
-            if asyncio.iscoroutine(coro):
-                coro.close()
+            coro.close()
             raise ClientClosedError('connection is closed')
         return runner.run(coro)
 
@@ -240,7 +242,7 @@ class SiriDBConnection:
             runner.close_soon(self._conn)
 
     def __repr__(self) -> str:
-        return f'<SiriDBConnection {self._conn._protocol!r}>'
+        return f'<SiriDBConnection {self._conn!r}>'
 
 
 def connect(username: str, password: str, dbname: str, host: str = '127.0.0.1',

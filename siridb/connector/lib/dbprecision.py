@@ -8,16 +8,26 @@ connection) gets the same cache without private attributes written into it.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
+from .results import QueryResult
 from .timestamps import precision_name
 
-__all__ = ['known_precision', 'remember_precision', 'database_precision']
-
-_KNOWN: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+__all__ = ['Queryable', 'known_precision', 'remember_precision', 'database_precision']
 
 
-def known_precision(client: Any) -> Optional[str]:
+class Queryable(Protocol):
+    """What asking the precision needs: a ``query`` coroutine (the pool,
+    ``SiriDBConn`` and ``SiriDBAsyncConnection`` all have one)."""
+
+    async def query(self, query: Any, time_precision: Any = None,
+                    timeout: float = 60) -> QueryResult: ...
+
+
+_KNOWN: weakref.WeakKeyDictionary[Queryable, str] = weakref.WeakKeyDictionary()
+
+
+def known_precision(client: Queryable) -> Optional[str]:
     """The precision learned for ``client`` before, or None."""
     try:
         return _KNOWN.get(client)
@@ -25,7 +35,7 @@ def known_precision(client: Any) -> Optional[str]:
         return None
 
 
-def remember_precision(client: Any, precision: Any) -> str:
+def remember_precision(client: Queryable, precision: Any) -> str:
     """Remember ``precision`` ('s'..'ns' or 0..3) for ``client``; returns its name."""
     name = precision_name(precision)
     try:
@@ -35,7 +45,7 @@ def remember_precision(client: Any, precision: Any) -> str:
     return name
 
 
-async def database_precision(client: Any, timeout: float = 60) -> str:
+async def database_precision(client: Queryable, timeout: float = 60) -> str:
     """The database's time precision ('s', 'ms', 'us' or 'ns'), asked once
     (``show time_precision``) and remembered for ``client``."""
     known = known_precision(client)

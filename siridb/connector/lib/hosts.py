@@ -6,6 +6,7 @@ query), any server with an open connection, even one marked inactive.
 """
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence
 
@@ -36,7 +37,8 @@ class HostState:
         self.inactive_until = 0.0
         self.auth_failed = False
         self.last_error: Optional[BaseException] = None
-        self.connecting: Any = None
+        #: done when a connect in progress ends (None: no connect running)
+        self.connecting: Optional[asyncio.Future[None]] = None
         #: this server's stats counters (set by the client on first use)
         self.counters: Optional[Counters] = None
 

@@ -14,6 +14,7 @@ from typing import Any, Callable, List, Optional
 
 from ...wire import types as pm
 from ...wire.framing import HEADER, MAX_PAYLOAD, PID_SPACE, packb
+from .constants import DEFAULT_CLIENT_PORT
 from .exceptions import (
     ClientClosedError,
     ConnectionLostError,
@@ -403,7 +404,7 @@ class SiriDBProtocol(asyncio.Protocol):
 
 
 async def open_protocol(factory: Callable[[], SiriDBProtocol], host: str = '127.0.0.1',
-                        port: int = 9000, *, timeout: Optional[float] = 10,
+                        port: int = DEFAULT_CLIENT_PORT, *, timeout: Optional[float] = 10,
                         ssl: Optional[_ssl.SSLContext] = None,
                         unix_path: Optional[str] = None,
                         server_hostname: Optional[str] = None) -> SiriDBProtocol:

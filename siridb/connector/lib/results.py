@@ -10,7 +10,7 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .constants import PRECISION_FACTORS
+from .constants import INT64_MAX, PRECISION_FACTORS
 from .timestamps import Precision, from_timestamp, precision_factor, precision_name
 
 __all__ = [
@@ -169,13 +169,10 @@ def to_dataframe(result: Mapping[str, Any], precision: Optional[Precision] = Non
     names, counts, stamps, values, p = _select_columns(result, precision)
     to_ns = PRECISION_FACTORS[-1] // precision_factor(p)
     ts = pd.Series(stamps, dtype='int64')
-    if len(ts) and (ts.max() > _NS_MAX // to_ns or ts.min() < -_NS_MAX // to_ns):
+    # datetime64[ns] holds int64 nanosecond counts
+    if len(ts) and (ts.max() > INT64_MAX // to_ns or ts.min() < -INT64_MAX // to_ns):
         raise OverflowError(f'timestamps (precision {p}) outside the datetime64[ns] range')
     when = (ts * to_ns).astype('datetime64[ns]').dt.tz_localize('UTC')
     series = pd.Series(names, dtype=object).repeat(counts).reset_index(drop=True)
     return pd.DataFrame({'series': series, 'time': when,
                          'value': pd.Series(values, dtype=None if values else object)})
-
-
-#: the largest nanosecond count ``datetime64[ns]`` holds
-_NS_MAX = 2 ** 63 - 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl as _ssl
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 from . import protomap as pm
@@ -132,7 +133,7 @@ class SiriDBService(ServiceAPI, AsyncClosing):
     def __init__(self, username: str = 'sa', password: str = 'siri',
                  host: str = '127.0.0.1', port: int = DEFAULT_CLIENT_PORT, *,
                  timeout: float = 60, connect_timeout: float = 10,
-                 ssl: Any = None) -> None:
+                 ssl: Optional[_ssl.SSLContext] = None) -> None:
         super().__init__(self._send_own, username, password, timeout)
         self.host = host
         self.port = port

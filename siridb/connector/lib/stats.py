@@ -6,7 +6,10 @@ snapshot adds what the host state knows (up, requests in flight, last error).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+
+if TYPE_CHECKING:
+    from .hosts import HostState
 
 __all__ = ['Counters', 'ServerStats', 'StatsRecorder']
 
@@ -59,23 +62,16 @@ class StatsRecorder:
             c = self._by_server[(host, port)] = Counters()
         return c
 
-    def request(self, host: str, port: int) -> None:
-        self.get(host, port).requests += 1
-
-    def error(self, host: str, port: int, exc: BaseException) -> None:
-        self.get(host, port).failed(exc)
-
     def connected(self, host: str, port: int) -> None:
         self.get(host, port).connects += 1
 
-    def snapshot(self, h: Any) -> ServerStats:
-        """Stats of one ``HostState``-like object (host, port, up, backup,
-        weight, protocol, last_error)."""
+    def snapshot(self, h: HostState) -> ServerStats:
+        """Stats of one server of the pool, with what its state knows."""
         c = self.get(h.host, h.port)
         protocol = h.protocol
         in_flight = protocol.pending if protocol is not None else 0
         last = c.last_error
         if last is None and h.last_error is not None:
             last = f'{type(h.last_error).__name__}: {h.last_error}'
-        return ServerStats(h.host, h.port, bool(h.up), bool(h.backup), int(h.weight),
+        return ServerStats(h.host, h.port, h.up, h.backup, h.weight,
                            c.requests, c.errors, max(0, c.connects - 1), in_flight, last)

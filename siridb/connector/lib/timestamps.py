@@ -15,7 +15,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Union
 
-from .constants import PRECISION_FACTORS, PRECISION_NAMES
+from .constants import MAX_TIMESTAMPS, PRECISION_FACTORS, PRECISION_NAMES
 
 __all__ = [
     'TimeValue', 'Precision', 'precision_name', 'precision_factor',
@@ -31,7 +31,9 @@ TimeValue = Union[int, float, Decimal, Fraction, _dt.datetime, None]
 #: a precision: 's', 'ms', 'us', 'ns' or the constants SECOND..NANOSECOND (0..3)
 Precision = Union[str, int]
 
-_US_PER_DAY = 86_400_000_000
+#: datetime's resolution is the 'us' precision
+_US_PER_SECOND = PRECISION_FACTORS[PRECISION_NAMES.index('us')]
+_US_PER_DAY = 86_400 * _US_PER_SECOND
 
 
 def precision_name(precision: Precision) -> str:
@@ -52,18 +54,15 @@ def precision_factor(precision: Precision) -> int:
     return PRECISION_FACTORS[PRECISION_NAMES.index(precision_name(precision))]
 
 
-_MAX_TS = {'s': 2 ** 32 - 1, 'ms': 2 ** 63 - 1, 'us': 2 ** 63 - 1, 'ns': 2 ** 63 - 1}
-
-
 def max_timestamp(precision: Precision) -> int:
     """The largest timestamp the server accepts for a precision (inclusive)."""
-    return _MAX_TS[precision_name(precision)]
+    return MAX_TIMESTAMPS[precision_name(precision)]
 
 
 def check_timestamp(ts: int, precision: Precision) -> int:
     """``ts`` if it is in the server's valid range for ``precision``, else
     ValueError (s: 0..2**32-1, others: 0..2**63-1)."""
-    top = _MAX_TS.get(precision) if isinstance(precision, str) else None
+    top = MAX_TIMESTAMPS.get(precision) if isinstance(precision, str) else None
     if top is None:
         top = max_timestamp(precision)
     if not 0 <= ts <= top:
@@ -75,14 +74,14 @@ def check_timestamp(ts: int, precision: Precision) -> int:
 
 def now_timestamp(precision: Precision) -> int:
     """The current time as an integer in ``precision`` (floored)."""
-    return time.time_ns() // (1_000_000_000 // precision_factor(precision))
+    return time.time_ns() // (PRECISION_FACTORS[-1] // precision_factor(precision))
 
 
 def _datetime_to_us(value: _dt.datetime) -> int:
     if value.tzinfo is None or value.utcoffset() is None:
         value = value.replace(tzinfo=UTC)
     delta = value - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return (delta.days * 86_400 + delta.seconds) * _US_PER_SECOND + delta.microseconds
 
 
 def to_timestamp(value: TimeValue, precision: Precision) -> int:
@@ -110,7 +109,7 @@ def to_timestamp(value: TimeValue, precision: Precision) -> int:
         ts = int(value)
     elif isinstance(value, _dt.datetime):
         us = _datetime_to_us(value)
-        ts = us * factor // 1_000_000
+        ts = us * factor // _US_PER_SECOND
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f'timestamp must be finite, got {value!r}')
@@ -138,6 +137,6 @@ def from_timestamp(ts: int, precision: Precision) -> _dt.datetime:
     microsecond (keep the int when you need the nanoseconds).
     """
     factor = precision_factor(precision)
-    us = ts * 1_000_000 // factor
+    us = ts * _US_PER_SECOND // factor
     days, rest = divmod(us, _US_PER_DAY)
     return EPOCH + _dt.timedelta(days=days, microseconds=rest)

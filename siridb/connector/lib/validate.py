@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Un
 import qpack
 
 from .codec import MAX_PAYLOAD, packb
-from .constants import INT64_MAX, INT64_MIN
+from .constants import INT64_MAX, INT64_MIN, PRECISION_BY_NAME
 from .exceptions import InsertDataError
 from .timestamps import max_timestamp, to_timestamp
 
@@ -21,7 +21,6 @@ __all__ = ['check_query', 'check_time_precision', 'pack_query', 'pack_insert',
            'unpack_points']
 
 _qpack_packb: Callable[[Any], bytes] = qpack.packb
-_PRECISION_NAMES = {'s': 0, 'ms': 1, 'us': 2, 'ns': 3}
 
 
 def check_query(query: Any) -> Union[str, bytes]:
@@ -43,7 +42,7 @@ def check_time_precision(time_precision: Any) -> Optional[int]:
         return None
     if isinstance(time_precision, str):
         try:
-            return _PRECISION_NAMES[time_precision]
+            return PRECISION_BY_NAME[time_precision]
         except KeyError:
             raise ValueError(
                 f'time_precision must be None, 0-3 or one of s, ms, us, ns; '
@@ -212,15 +211,17 @@ def check_packed_insert(body: Any, max_payload: int = MAX_PAYLOAD) -> bytes:
     accepts by size; ``TypeError`` or ``InsertDataError`` otherwise."""
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise TypeError(f'a packed insert is bytes, not {type(body).__name__}')
-    if type(body) is not bytes:
-        body = bytes(body)
-    out: bytes = body
-    if len(out) > max_payload:
+    return _within_payload(body if type(body) is bytes else bytes(body), max_payload)
+
+
+def _within_payload(body: bytes, max_payload: int) -> bytes:
+    """``body`` if the server accepts its size, else ``InsertDataError``."""
+    if len(body) > max_payload:
         raise InsertDataError(
             f'insert data is {len(body)} bytes packed, more than the server '
             f'accepts ({max_payload}); split it into smaller inserts; '
             f'nothing was sent')
-    return out
+    return body
 
 
 def pack_points(data: Dict[str, List[Pair]]) -> bytes:
@@ -260,12 +261,7 @@ def pack_insert(data: Any, max_payload: int = MAX_PAYLOAD) -> bytes:
     except (TypeError, ValueError, SystemError) as exc:
         raise InsertDataError(
             f'insert data cannot be packed ({exc}); nothing was sent') from None
-    if len(body) > max_payload:
-        raise InsertDataError(
-            f'insert data is {len(body)} bytes packed, more than the server '
-            f'accepts ({max_payload}); split it into smaller inserts; '
-            f'nothing was sent')
-    return body
+    return _within_payload(body, max_payload)
 
 
 # ------------------------------------------------------------------ points

@@ -43,7 +43,8 @@ class SiriDBConn:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        result = (await self._client.connect(timeout=min(timeout, self._client._timeout)))[0]
+        client = self._client
+        result = (await client.connect(timeout=min(timeout, client.connect_timeout)))[0]
         if result is None:
             return
         if isinstance(result, AuthenticationError):
@@ -66,7 +67,7 @@ class SiriDBConn:
     async def insert(self, data: Any, timeout: float = 300) -> InsertReply:
         return await self._client.insert(data, timeout)
 
-    async def insert_packed(self, body: bytes, timeout: float = 300) -> Any:
+    async def insert_packed(self, body: bytes, timeout: float = 300) -> InsertReply:
         return await self._client.insert_packed(body, timeout)
 
     async def send_request(self, tp: int, data: Any = None, timeout: float = 60) -> Any:
