@@ -12,13 +12,14 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..wire.units import PRECISION_NAMES
 from .exitcodes import UsageError
 
 __all__ = ['build_parser', 'HostSpec', 'parse_host', 'ConnectionSettings',
            'connection_settings', 'read_password', 'PRECISIONS', 'DEFAULT_PORT']
 
 DEFAULT_PORT = 9000
-PRECISIONS = ('s', 'ms', 'us', 'ns')
+PRECISIONS = PRECISION_NAMES
 
 EPILOG_EXIT_CODES = """\
 exit codes:

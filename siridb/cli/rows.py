@@ -14,12 +14,11 @@ import re
 from typing import IO, Any, Iterator, NamedTuple, Optional, Union
 
 from ..connector.lib.timestamps import max_timestamp, precision_factor
+from ..wire.units import INT64_MAX, INT64_MIN
 
 __all__ = ['Point', 'Rejected', 'read_rows', 'parse_timestamp', 'parse_csv_value',
            'EMPTY_VALUE']
 
-_INT64_MIN = -(2 ** 63)
-_INT64_MAX = 2 ** 63 - 1
 
 _INT_RE = re.compile(r'^[+-]?\d+$')
 _ISO_RE = re.compile(
@@ -104,7 +103,7 @@ def parse_csv_value(raw: str) -> Union[int, float, str]:
     text = raw.strip()
     if _INT_RE.match(text):
         value = int(text)
-        if _INT64_MIN <= value <= _INT64_MAX:
+        if INT64_MIN <= value <= INT64_MAX:
             return value
         return raw
     try:
@@ -120,7 +119,7 @@ def _check_value(value: Any) -> Union[int, float, str]:
     if isinstance(value, bool) or value is None:
         raise ValueError('value must be an integer, float or string')
     if isinstance(value, int):
-        if not _INT64_MIN <= value <= _INT64_MAX:
+        if not INT64_MIN <= value <= INT64_MAX:
             raise ValueError('integer value out of the 64-bit range')
         return value
     if isinstance(value, float):

@@ -183,7 +183,7 @@ class Engine:
             try:
                 self._db_log(db.name).append(_KIND_INSERT, body)
             except LogWriteError as exc:
-                raise QueryFailure(66, 'Insert failed: ' + WRITE_FAILED.format(
+                raise QueryFailure(pm.CPROTO_ERR_INSERT, 'Insert failed: ' + WRITE_FAILED.format(
                     exc.strerror)) from None
 
     def query(self, ctx: QueryContext, query: str,
@@ -207,7 +207,7 @@ class Engine:
                 self._db_log(db.name).append_many(records)
             except LogWriteError as exc:
                 saved.restore(db)
-                raise QueryFailure(65, 'Query failed: ' + WRITE_FAILED.format(
+                raise QueryFailure(pm.CPROTO_ERR_QUERY, 'Query failed: ' + WRITE_FAILED.format(
                     exc.strerror)) from None
         return result, True
 

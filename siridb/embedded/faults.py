@@ -25,8 +25,8 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
-from ..connector.lib import protomap as pm
-from ..connector.lib.codec import pack, packb
+from ..wire import types as pm
+from ..wire.framing import pack, packb
 from .context import QueryFailure
 from .insert import success_msg
 

@@ -1,4 +1,13 @@
-"""Time precision constants, as accepted by ``query(..., time_precision=...)``."""
+"""Time precision constants, as accepted by ``query(..., time_precision=...)``.
+
+The precision tables (names by constant, units per second) and the range of
+an integer value are defined once in ``siridb.wire.units`` and re-exported
+here for 2.1.6 code.
+"""
+from ...wire.units import INT64_MAX, INT64_MIN, PRECISION_FACTORS, PRECISION_NAMES
+
+__all__ = ['SECOND', 'MILLISECOND', 'MICROSECOND', 'NANOSECOND', 'DEFAULT_CLIENT_PORT',
+           'PRECISION_NAMES', 'PRECISION_FACTORS', 'INT64_MIN', 'INT64_MAX']
 
 SECOND = 0
 MILLISECOND = 1
@@ -6,13 +15,3 @@ MICROSECOND = 2
 NANOSECOND = 3
 
 DEFAULT_CLIENT_PORT = 9000
-
-#: Precision names used by the server (``show time_precision``) by constant.
-PRECISION_NAMES = ('s', 'ms', 'us', 'ns')
-
-#: Number of units per second for each precision constant.
-PRECISION_FACTORS = (1, 1000, 1000_000, 1000_000_000)
-
-#: the range of an integer value (and of a timestamp below 's' precision)
-INT64_MIN = -2 ** 63
-INT64_MAX = 2 ** 63 - 1

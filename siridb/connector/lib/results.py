@@ -10,7 +10,7 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .constants import PRECISION_FACTORS
+from .constants import INT64_MAX, PRECISION_FACTORS
 from .timestamps import Precision, from_timestamp, precision_factor, precision_name
 
 __all__ = [
@@ -178,4 +178,4 @@ def to_dataframe(result: Mapping[str, Any], precision: Optional[Precision] = Non
 
 
 #: the largest nanosecond count ``datetime64[ns]`` holds
-_NS_MAX = 2 ** 63 - 1
+_NS_MAX = INT64_MAX

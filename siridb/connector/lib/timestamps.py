@@ -15,7 +15,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Union
 
-from .constants import PRECISION_FACTORS, PRECISION_NAMES
+from ...wire.units import MAX_TIMESTAMP, PRECISION_FACTORS, PRECISION_NAMES
 
 __all__ = [
     'TimeValue', 'Precision', 'precision_name', 'precision_factor',
@@ -52,18 +52,15 @@ def precision_factor(precision: Precision) -> int:
     return PRECISION_FACTORS[PRECISION_NAMES.index(precision_name(precision))]
 
 
-_MAX_TS = {'s': 2 ** 32 - 1, 'ms': 2 ** 63 - 1, 'us': 2 ** 63 - 1, 'ns': 2 ** 63 - 1}
-
-
 def max_timestamp(precision: Precision) -> int:
     """The largest timestamp the server accepts for a precision (inclusive)."""
-    return _MAX_TS[precision_name(precision)]
+    return MAX_TIMESTAMP[precision_name(precision)]
 
 
 def check_timestamp(ts: int, precision: Precision) -> int:
     """``ts`` if it is in the server's valid range for ``precision``, else
     ValueError (s: 0..2**32-1, others: 0..2**63-1)."""
-    top = _MAX_TS.get(precision) if isinstance(precision, str) else None
+    top = MAX_TIMESTAMP.get(precision) if isinstance(precision, str) else None
     if top is None:
         top = max_timestamp(precision)
     if not 0 <= ts <= top:
@@ -75,7 +72,7 @@ def check_timestamp(ts: int, precision: Precision) -> int:
 
 def now_timestamp(precision: Precision) -> int:
     """The current time as an integer in ``precision`` (floored)."""
-    return time.time_ns() // (1_000_000_000 // precision_factor(precision))
+    return time.time_ns() // (PRECISION_FACTORS[-1] // precision_factor(precision))
 
 
 def _datetime_to_us(value: _dt.datetime) -> int:

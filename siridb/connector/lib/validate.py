@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Un
 
 import qpack
 
+from ...wire.units import PRECISION_INDEX
 from .codec import MAX_PAYLOAD, packb
 from .constants import INT64_MAX, INT64_MIN
 from .exceptions import InsertDataError
@@ -21,7 +22,6 @@ __all__ = ['check_query', 'check_time_precision', 'pack_query', 'pack_insert',
            'unpack_points']
 
 _qpack_packb: Callable[[Any], bytes] = qpack.packb
-_PRECISION_NAMES = {'s': 0, 'ms': 1, 'us': 2, 'ns': 3}
 
 
 def check_query(query: Any) -> Union[str, bytes]:
@@ -43,7 +43,7 @@ def check_time_precision(time_precision: Any) -> Optional[int]:
         return None
     if isinstance(time_precision, str):
         try:
-            return _PRECISION_NAMES[time_precision]
+            return PRECISION_INDEX[time_precision]
         except KeyError:
             raise ValueError(
                 f'time_precision must be None, 0-3 or one of s, ms, us, ns; '

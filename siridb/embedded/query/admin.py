@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, List, Tuple
 
+from ...wire import types as pm
+from ...wire.units import UINT32_MAX
 from ..context import QueryContext, QueryFailure
 from ..store import ACCESS, ACCESS_PROFILES, Database, Group, User
 from .listing import server_props, server_uuid
@@ -16,12 +18,12 @@ from .timeexpr import evaluate, get_zone, to_int
 
 __all__ = ['run_admin']
 
-_MAX_LIMIT = 2 ** 32 - 1
+_MAX_LIMIT = UINT32_MAX
 _MIN_LIST_LIMIT = 1000  # the real server's smallest list limit
 
 
 def _fail(msg: str) -> QueryFailure:
-    return QueryFailure(65, msg)
+    return QueryFailure(pm.CPROTO_ERR_QUERY, msg)
 
 
 def _ok(msg: str) -> Dict[str, Any]:

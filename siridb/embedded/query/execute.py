@@ -5,6 +5,7 @@ import logging
 import time
 from typing import Any, Dict, Optional
 
+from ...wire import types as pm
 from ..context import QueryContext, QueryFailure
 from ..linear_regex import work_budget
 from .admin import run_admin
@@ -77,7 +78,8 @@ def execute(ctx: QueryContext, query: str,
     """Run one query and return the RES_QUERY payload; errors raise QueryFailure."""
     started = time.perf_counter()
     if time_precision is not None and type(time_precision) is not int:
-        raise QueryFailure(65, f'Invalid time precision: {time_precision!r} (expecting '
+        raise QueryFailure(
+            pm.CPROTO_ERR_QUERY, f'Invalid time precision: {time_precision!r} (expecting '
                                '0=s, 1=ms, 2=us, 3=ns or None)')
     if time_precision is not None and not 0 <= time_precision <= 3:
         time_precision = None  # as the real server: an unknown precision converts nothing
@@ -86,27 +88,29 @@ def execute(ctx: QueryContext, query: str,
         kind = stmt['kind']
         if kind == 'unsupported':
             raise QueryFailure(
-                65, f"The embedded server does not support '{stmt['what']}' "
+                pm.CPROTO_ERR_QUERY, f"The embedded server does not support '{stmt['what']}' "
                     '(it keeps every series in memory, without shards or server settings).')
         right = required_right(kind)
         if right is not None and not ctx.user.has(right):
             raise QueryFailure(
-                69, f"Access denied. User '{ctx.user.name}' has no '{right}' privileges.")
+                pm.CPROTO_ERR_USER_ACCESS,
+                f"Access denied. User '{ctx.user.name}' has no '{right}' privileges.")
         if ctx.pool_down:
             if kind == 'select':
-                raise QueryFailure(68, _NO_ACCESS_POOL)
+                raise QueryFailure(pm.CPROTO_ERR_POOL, _NO_ACCESS_POOL)
             if (kind in ('list', 'count') and stmt['target'] == 'series') or \
                     kind in ('drop_series', 'alter_series'):
-                raise QueryFailure(68, _NO_ONLINE_POOL)
+                raise QueryFailure(pm.CPROTO_ERR_POOL, _NO_ONLINE_POOL)
         with work_budget():  # every regex automaton search of this query together
             result = _run(ctx, stmt, ctx.db.now(), time_precision)
     except QueryFailure:
         raise
     except RecursionError:
-        raise QueryFailure(65, 'Query is too deeply nested.') from None
+        raise QueryFailure(pm.CPROTO_ERR_QUERY, 'Query is too deeply nested.') from None
     except Exception:  # a bug must not take the server down: log it, answer an error
         log.exception('unexpected error while running a query')
-        raise QueryFailure(65, 'Internal error while processing the query.') from None
+        raise QueryFailure(
+            pm.CPROTO_ERR_QUERY, 'Internal error while processing the query.') from None
     if stmt['timeit']:
         if kind == 'empty':  # `timeit` alone: the real server answers the timing only
             result = {}

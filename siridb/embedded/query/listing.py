@@ -6,6 +6,7 @@ import time
 import uuid
 from typing import Any, Dict, List
 
+from ...wire import types as pm
 from ..context import QueryContext, QueryFailure, ServerInfo
 from ..store import ACCESS, ACCESS_PROFILES
 from .parser import LOG_LEVELS, SHOW_PROPS, Node
@@ -107,7 +108,8 @@ def run_list(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
         n = evaluate(node['limit'], db.factor, now, db.timezone)
         if not 1 <= n <= db.list_limit:
             raise QueryFailure(
-                65, f'Limit must be a value between 1 and {db.list_limit} but received: '
+                pm.CPROTO_ERR_QUERY,
+                f'Limit must be a value between 1 and {db.list_limit} but received: '
                     f"{n} (optionally the limit can be changed, see 'help alter database')")
         limit = n
     rows = _filtered(ctx, node, now)[:limit]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
+from ...wire import types as pm
 from ..context import QueryFailure
 
 __all__ = ['parse', 'expecting_text', 'Node', 'SHOW_PROPS', 'DEFAULT_COLUMNS',
@@ -250,7 +251,7 @@ class Parser:
     def enter(self) -> None:
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise QueryFailure(65, MAX_DEPTH_ERROR)
+            raise QueryFailure(pm.CPROTO_ERR_QUERY, MAX_DEPTH_ERROR)
 
     def leave(self) -> None:
         self.depth -= 1
@@ -278,7 +279,7 @@ class Parser:
         return self.rx('uinteger', _INT).group()
 
     def error(self) -> QueryFailure:
-        return QueryFailure(65, expecting_text(self.err_pos, self.expected))
+        return QueryFailure(pm.CPROTO_ERR_QUERY, expecting_text(self.err_pos, self.expected))
 
     # -- time and integer expressions --------------------------------------
     def time_expr(self, ints_only: bool = False) -> Tuple[Any, ...]:
@@ -296,7 +297,7 @@ class Parser:
                 out.append('(')
                 depth += 1
                 if depth > MAX_FLAT_OPS:
-                    raise QueryFailure(65, MAX_DEPTH_ERROR)
+                    raise QueryFailure(pm.CPROTO_ERR_QUERY, MAX_DEPTH_ERROR)
                 continue
             out.append(leaf)
             while True:
@@ -310,7 +311,7 @@ class Parser:
                     break
                 if depth == 0:
                     if n_ops > MAX_FLAT_OPS:
-                        raise QueryFailure(65, MAX_DEPTH_ERROR)
+                        raise QueryFailure(pm.CPROTO_ERR_QUERY, MAX_DEPTH_ERROR)
                     return ('expr', tuple(out), not ints_only)
                 self.tok(')')
                 out.append(')')
@@ -803,9 +804,9 @@ class Parser:
 
 
 def parse(text: str) -> Node:
-    """Parse one query; raises QueryFailure(65, ...) on a syntax error."""
+    """Parse one query; raises QueryFailure (a query error) on a syntax error."""
     p = Parser(text)
     stmt = p.statement()
     if p.where_too_deep:
-        raise QueryFailure(65, "Max depth reached in 'where' expression!")
+        raise QueryFailure(pm.CPROTO_ERR_QUERY, "Max depth reached in 'where' expression!")
     return stmt
