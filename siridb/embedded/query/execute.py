@@ -1,4 +1,10 @@
-"""Entry point of the query language: parse, check rights and pools, run, time."""
+"""Entry point of the query language: parse, check rights and pools, run, time.
+
+The executor layer: ``prepare`` parses a query once (its kind then decides
+whether it changes the store, see ``changes``), ``run`` checks the user's
+rights and the pools (``access.py``) and runs it. Authentication, a paused
+server and the request's shape are the wire side's (``protocol.py``).
+"""
 from __future__ import annotations
 
 import logging
@@ -6,6 +12,7 @@ import time
 from typing import Any, Dict, Optional
 
 from ...wire import types as pm
+from ..access import check_pools, check_right, required_right
 from ..context import QueryContext, QueryFailure
 from ..linear_regex import work_budget
 from .admin import run_admin
@@ -14,7 +21,7 @@ from .parser import parse
 from .select import convert_ts, run_select
 from .timeexpr import evaluate
 
-__all__ = ['execute', 'required_right']
+__all__ = ['execute', 'check_precision', 'prepare', 'run', 'changes', 'required_right']
 
 log = logging.getLogger('siridb.embedded')
 
@@ -24,18 +31,14 @@ _SELECT_CACHE: Dict[str, Dict[str, Any]] = {}
 _SELECT_CACHE_SIZE = 512
 _SELECT_CACHE_TEXT = 2048  # longer texts are parsed every time
 
-_NO_ACCESS_POOL = 'At least one pool is lacking an accessible server to process this request'
-_NO_ONLINE_POOL = 'At least one pool is lacking an online server to process this request'
+#: statement kinds that change a database (their effect is logged): the
+#: kinds starting with one of these words and an underscore, or equal to one
+_CHANGING = ('create', 'alter', 'drop', 'grant', 'revoke')
 
 
-def required_right(kind: str) -> Optional[str]:
-    """The access right a statement kind needs (None: calc, help, empty)."""
-    if kind in ('select', 'list', 'count', 'show', 'grant', 'revoke'):
-        return kind
-    for prefix in ('create', 'alter', 'drop'):
-        if kind.startswith(prefix + '_'):
-            return prefix
-    return None
+def changes(stmt: Dict[str, Any]) -> bool:
+    """Whether a parsed statement may change a database."""
+    return stmt['kind'].partition('_')[0] in _CHANGING
 
 
 def _parse(query: str) -> Dict[str, Any]:
@@ -73,47 +76,73 @@ def _run(ctx: QueryContext, stmt: Dict[str, Any], now: int,
     return run_admin(ctx, stmt, now)
 
 
-def execute(ctx: QueryContext, query: str,
-            time_precision: Optional[int]) -> Dict[str, Any]:
-    """Run one query and return the RES_QUERY payload; errors raise QueryFailure."""
-    started = time.perf_counter()
-    if time_precision is not None and type(time_precision) is not int:
+def _failure(exc: BaseException) -> QueryFailure:
+    """The query error a query answers for an unexpected exception."""
+    if isinstance(exc, RecursionError):
+        return QueryFailure(pm.CPROTO_ERR_QUERY, 'Query is too deeply nested.')
+    # a bug must not take the server down: log it, answer an error
+    log.error('unexpected error while running a query', exc_info=exc)
+    return QueryFailure(pm.CPROTO_ERR_QUERY, 'Internal error while processing the query.')
+
+
+def check_precision(time_precision: Any) -> Optional[int]:
+    """The time precision a query converts to: 0..3, or None for None and,
+    as the real server, for any other int; anything else raises QueryFailure."""
+    if time_precision is None:
+        return None
+    if type(time_precision) is not int:
         raise QueryFailure(
-            pm.CPROTO_ERR_QUERY, f'Invalid time precision: {time_precision!r} (expecting '
-                               '0=s, 1=ms, 2=us, 3=ns or None)')
-    if time_precision is not None and not 0 <= time_precision <= 3:
-        time_precision = None  # as the real server: an unknown precision converts nothing
+            pm.CPROTO_ERR_QUERY,
+            f'Invalid time precision: {time_precision!r} (expecting '
+            '0=s, 1=ms, 2=us, 3=ns or None)')
+    return time_precision if 0 <= time_precision <= 3 else None
+
+
+def prepare(query: str) -> Dict[str, Any]:
+    """The parsed statement of ``query``; errors raise QueryFailure."""
     try:
-        stmt = _parse(query)
-        kind = stmt['kind']
+        return _parse(query)
+    except QueryFailure:
+        raise
+    except Exception as exc:
+        raise _failure(exc) from None
+
+
+def run(ctx: QueryContext, stmt: Dict[str, Any], time_precision: Optional[int],
+        started: Optional[float] = None) -> Dict[str, Any]:
+    """Run a parsed statement and return the RES_QUERY payload; errors raise
+    QueryFailure. ``time_precision`` as ``check_precision`` returns it;
+    ``started``: when the query arrived (for ``timeit``)."""
+    if started is None:
+        started = time.perf_counter()
+    kind = stmt['kind']
+    try:
         if kind == 'unsupported':
             raise QueryFailure(
-                pm.CPROTO_ERR_QUERY, f"The embedded server does not support '{stmt['what']}' "
-                    '(it keeps every series in memory, without shards or server settings).')
-        right = required_right(kind)
-        if right is not None and not ctx.user.has(right):
-            raise QueryFailure(
-                pm.CPROTO_ERR_USER_ACCESS,
-                f"Access denied. User '{ctx.user.name}' has no '{right}' privileges.")
-        if ctx.pool_down:
-            if kind == 'select':
-                raise QueryFailure(pm.CPROTO_ERR_POOL, _NO_ACCESS_POOL)
-            if (kind in ('list', 'count') and stmt['target'] == 'series') or \
-                    kind in ('drop_series', 'alter_series'):
-                raise QueryFailure(pm.CPROTO_ERR_POOL, _NO_ONLINE_POOL)
+                pm.CPROTO_ERR_QUERY,
+                f"The embedded server does not support '{stmt['what']}' "
+                '(it keeps every series in memory, without shards or server settings).')
+        check_right(ctx.user, kind)
+        check_pools(ctx.pool_down, kind, stmt.get('target'))
         with work_budget():  # every regex automaton search of this query together
             result = _run(ctx, stmt, ctx.db.now(), time_precision)
     except QueryFailure:
         raise
-    except RecursionError:
-        raise QueryFailure(pm.CPROTO_ERR_QUERY, 'Query is too deeply nested.') from None
-    except Exception:  # a bug must not take the server down: log it, answer an error
-        log.exception('unexpected error while running a query')
-        raise QueryFailure(
-            pm.CPROTO_ERR_QUERY, 'Internal error while processing the query.') from None
+    except Exception as exc:
+        raise _failure(exc) from None
     if stmt['timeit']:
         if kind == 'empty':  # `timeit` alone: the real server answers the timing only
             result = {}
         result['__timeit__'] = [
             {'server': ctx.server.name, 'time': time.perf_counter() - started}]
     return result
+
+
+def execute(ctx: QueryContext, query: str,
+            time_precision: Optional[int]) -> Dict[str, Any]:
+    """Run one query and return the RES_QUERY payload; errors raise QueryFailure.
+    The time precision is checked here (``check_precision``, which leaves a
+    checked one as it is)."""
+    started = time.perf_counter()
+    time_precision = check_precision(time_precision)
+    return run(ctx, prepare(query), time_precision, started)
