@@ -5,7 +5,7 @@ Each is deterministic given its text (the server replays them on restart).
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 from ...wire import types as pm
 from ...wire.units import UINT32_MAX
@@ -193,102 +193,145 @@ def _rename(d: Dict[str, Any], old: str, new: str) -> None:
     d[new] = d.pop(old)
 
 
-def run_admin(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
-    """Run one create/alter/drop/grant/revoke statement."""
-    db = ctx.db
-    kind = node['kind']
-    name = node.get('name', '')
-    if kind == 'create_group':
-        _check_group_or_tag_name(name, 'Group')
-        _check_free(db, name)
-        expression, compiled = _regex(node['regex'])
-        db.groups[name] = Group(name, expression, compiled)
-        return _ok(f"Successfully created group '{name}'.")
-    if kind == 'alter_group':
-        group = db.groups.get(name)
-        if group is None:
-            raise _fail(f"Cannot find group: '{name}'")
-        if node['prop'] == 'expression':
-            group.expression, group.regex = _regex(node['value'])
-        else:  # the real server refuses the group's own name as well
-            new = node['value']
-            _check_group_or_tag_name(new, 'Group')
-            _check_free(db, new)
-            _rename(db.groups, name, new)
-            group.name = new
-        return _ok(f"Successfully updated group '{group.name}'.")
-    if kind == 'drop_group':
-        if db.groups.pop(name, None) is None:
-            raise _fail(f"Group '{name}' does not exist.")
-        return _ok(f"Successfully dropped group '{name}'.")
-    if kind == 'alter_series':
-        tag = node['tag']
-        names = _selected(db, node, now)
-        if node['action'] == 'tag':
-            if tag not in db.tags:
-                _check_group_or_tag_name(tag, 'Tag')
-                if tag in db.groups:
-                    raise _fail(f'Cannot create tag `{tag}` because a group with this '
-                                'name already exist.')
-                db.tags[tag] = set()
-            db.tags[tag].update(names)
-            return _ok(f'Successfully tagged {len(names)} series.')
-        members = db.tags.get(tag)
-        if members is None:
-            raise _fail(f"Cannot find tag: '{tag}'")
-        members.difference_update(names)
-        return _ok(f'Successfully untagged {len(names)} series.')
-    if kind == 'alter_tag':
-        if name not in db.tags:
-            raise _fail(f"Cannot find tag: '{name}'")
+Result = Dict[str, Any]
+
+
+def _create_group(ctx: QueryContext, node: Node, now: int) -> Result:
+    db, name = ctx.db, node['name']
+    _check_group_or_tag_name(name, 'Group')
+    _check_free(db, name)
+    expression, compiled = _regex(node['regex'])
+    db.groups[name] = Group(name, expression, compiled)
+    return _ok(f"Successfully created group '{name}'.")
+
+
+def _alter_group(ctx: QueryContext, node: Node, now: int) -> Result:
+    db, name = ctx.db, node['name']
+    group = db.groups.get(name)
+    if group is None:
+        raise _fail(f"Cannot find group: '{name}'")
+    if node['prop'] == 'expression':
+        group.expression, group.regex = _regex(node['value'])
+    else:  # the real server refuses the group's own name as well
         new = node['value']
-        if new != name:
-            _check_group_or_tag_name(new, 'Tag')
-            _check_free(db, new)
-            _rename(db.tags, name, new)
-        return _ok(f"Successfully updated tag '{new}'.")
-    if kind == 'drop_tag':
-        if db.tags.pop(name, None) is None:
-            raise _fail(f"Tag '{name}' does not exist.")
-        return _ok(f"Successfully dropped tag '{name}'.")
-    if kind == 'drop_series':
-        return _drop_series(ctx, node, now)
-    if kind == 'create_user':
-        _check_user_name(name)
-        if name in db.users:
-            raise _fail(f"User '{name}' already exists.")
-        _check_password(node['password'])
-        db.users[name] = User(name, node['password'], 0)
-        return _ok(f"Successfully created user '{name}'.")
-    if kind == 'alter_user':
-        user = _user(db, name)
-        value = node['value']
-        if node['prop'] == 'password':
-            _check_password(value)
-            user.password = value
-        elif value != name:
-            _check_user_name(value)
-            if value in db.users:
-                raise _fail(f"User '{value}' already exists.")
-            _rename(db.users, name, value)
-            user.name = value
-        return _ok(f"Successfully updated user '{user.name}'.")
-    if kind == 'drop_user':
-        if name not in db.users:
-            raise _fail(f"User '{name}' does not exist.")
-        if name == ctx.user.name:
-            raise _fail('Cannot drop your own user.')
-        del db.users[name]
-        return _ok(f"Successfully dropped user '{name}'.")
-    if kind == 'grant':
-        _user(db, name).access |= _access_bits(node['access'])
-        return _ok(f"Successfully granted permissions to user '{name}'.")
-    if kind == 'revoke':
-        user = _user(db, name)
-        user.access &= ~_access_bits(node['access'])
-        return _ok(f"Successfully revoked permissions from user '{name}'.")
-    if kind == 'alter_database':
-        return _alter_database(db, node, now)
-    if kind == 'alter_server':
-        return _alter_server(ctx, node, now)
-    raise _fail(f'Statement not supported: {kind}')  # pragma: no cover
+        _check_group_or_tag_name(new, 'Group')
+        _check_free(db, new)
+        _rename(db.groups, name, new)
+        group.name = new
+    return _ok(f"Successfully updated group '{group.name}'.")
+
+
+def _drop_group(ctx: QueryContext, node: Node, now: int) -> Result:
+    name = node['name']
+    if ctx.db.groups.pop(name, None) is None:
+        raise _fail(f"Group '{name}' does not exist.")
+    return _ok(f"Successfully dropped group '{name}'.")
+
+
+def _alter_series(ctx: QueryContext, node: Node, now: int) -> Result:
+    db, tag = ctx.db, node['tag']
+    names = _selected(db, node, now)
+    if node['action'] == 'tag':
+        if tag not in db.tags:
+            _check_group_or_tag_name(tag, 'Tag')
+            if tag in db.groups:
+                raise _fail(f'Cannot create tag `{tag}` because a group with this '
+                            'name already exist.')
+            db.tags[tag] = set()
+        db.tags[tag].update(names)
+        return _ok(f'Successfully tagged {len(names)} series.')
+    members = db.tags.get(tag)
+    if members is None:
+        raise _fail(f"Cannot find tag: '{tag}'")
+    members.difference_update(names)
+    return _ok(f'Successfully untagged {len(names)} series.')
+
+
+def _alter_tag(ctx: QueryContext, node: Node, now: int) -> Result:
+    db, name = ctx.db, node['name']
+    if name not in db.tags:
+        raise _fail(f"Cannot find tag: '{name}'")
+    new = node['value']
+    if new != name:
+        _check_group_or_tag_name(new, 'Tag')
+        _check_free(db, new)
+        _rename(db.tags, name, new)
+    return _ok(f"Successfully updated tag '{new}'.")
+
+
+def _drop_tag(ctx: QueryContext, node: Node, now: int) -> Result:
+    name = node['name']
+    if ctx.db.tags.pop(name, None) is None:
+        raise _fail(f"Tag '{name}' does not exist.")
+    return _ok(f"Successfully dropped tag '{name}'.")
+
+
+def _create_user(ctx: QueryContext, node: Node, now: int) -> Result:
+    db, name = ctx.db, node['name']
+    _check_user_name(name)
+    if name in db.users:
+        raise _fail(f"User '{name}' already exists.")
+    _check_password(node['password'])
+    db.users[name] = User(name, node['password'], 0)
+    return _ok(f"Successfully created user '{name}'.")
+
+
+def _alter_user(ctx: QueryContext, node: Node, now: int) -> Result:
+    db, name = ctx.db, node['name']
+    user = _user(db, name)
+    value = node['value']
+    if node['prop'] == 'password':
+        _check_password(value)
+        user.password = value
+    elif value != name:
+        _check_user_name(value)
+        if value in db.users:
+            raise _fail(f"User '{value}' already exists.")
+        _rename(db.users, name, value)
+        user.name = value
+    return _ok(f"Successfully updated user '{user.name}'.")
+
+
+def _drop_user(ctx: QueryContext, node: Node, now: int) -> Result:
+    db, name = ctx.db, node['name']
+    if name not in db.users:
+        raise _fail(f"User '{name}' does not exist.")
+    if name == ctx.user.name:
+        raise _fail('Cannot drop your own user.')
+    del db.users[name]
+    return _ok(f"Successfully dropped user '{name}'.")
+
+
+def _grant(ctx: QueryContext, node: Node, now: int) -> Result:
+    name = node['name']
+    _user(ctx.db, name).access |= _access_bits(node['access'])
+    return _ok(f"Successfully granted permissions to user '{name}'.")
+
+
+def _revoke(ctx: QueryContext, node: Node, now: int) -> Result:
+    name = node['name']
+    _user(ctx.db, name).access &= ~_access_bits(node['access'])
+    return _ok(f"Successfully revoked permissions from user '{name}'.")
+
+
+def _alter_db(ctx: QueryContext, node: Node, now: int) -> Result:
+    return _alter_database(ctx.db, node, now)
+
+
+#: statement kind -> its handler
+_HANDLERS: Dict[str, Callable[[QueryContext, Node, int], Result]] = {
+    'create_group': _create_group, 'alter_group': _alter_group, 'drop_group': _drop_group,
+    'alter_series': _alter_series, 'drop_series': _drop_series,
+    'alter_tag': _alter_tag, 'drop_tag': _drop_tag,
+    'create_user': _create_user, 'alter_user': _alter_user, 'drop_user': _drop_user,
+    'grant': _grant, 'revoke': _revoke,
+    'alter_database': _alter_db, 'alter_server': _alter_server,
+}
+
+
+def run_admin(ctx: QueryContext, node: Node, now: int) -> Result:
+    """Run one create/alter/drop/grant/revoke statement."""
+    handler = _HANDLERS.get(node['kind'])
+    if handler is None:  # pragma: no cover (the parser makes no other kind)
+        raise _fail(f"Statement not supported: {node['kind']}")
+    return handler(ctx, node, now)
