@@ -24,7 +24,7 @@ import logging
 import math
 import re
 from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Deque, Iterator, List, Optional, Tuple
 
 from ..wire import types as pm
 from ..wire.decode import Decoder, Package, unpack_body
@@ -38,7 +38,7 @@ from .faults import InsertRequest
 from .insert import ERR_MAP_OR_ARRAY, success_msg
 from .query import changes, prepare
 from .service import serve_request
-from .store import Database
+from .store import Database, User
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import EmbeddedServer
@@ -491,11 +491,18 @@ class ServerProtocol(asyncio.Protocol):
             self._set_authed()
         self._answer_login(pack(pkg.pid, tp), tp in _LOGIN_FAILED, ack=False)
 
-    def _query(self, pkg: Package) -> None:
-        pid = pkg.pid
+    def _logged_in(self, pid: int) -> Optional[Tuple[Database, User]]:
+        """The connection's database and user; None (answered: not
+        authenticated) unless its login still holds."""
         resolved = self._engine.resolve(self._login)
         if resolved is None:
             self._send(pid, pm.CPROTO_ERR_NOT_AUTHENTICATED)
+        return resolved
+
+    def _query(self, pkg: Package) -> None:
+        pid = pkg.pid
+        resolved = self._logged_in(pid)
+        if resolved is None:
             return
         if len(pkg.body) > MAX_QUERY:
             self._error(pid, pm.CPROTO_ERR_QUERY, QUERY_TOO_LONG)
@@ -583,9 +590,8 @@ class ServerProtocol(asyncio.Protocol):
 
     def _insert(self, pkg: Package) -> None:
         pid = pkg.pid
-        resolved = self._engine.resolve(self._login)
+        resolved = self._logged_in(pid)
         if resolved is None:
-            self._send(pid, pm.CPROTO_ERR_NOT_AUTHENTICATED)
             return
         db, user = resolved
         server = self._server

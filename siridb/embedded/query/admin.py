@@ -221,11 +221,15 @@ def _alter_group(ctx: QueryContext, node: Node, now: int) -> Result:
     return _ok(f"Successfully updated group '{group.name}'.")
 
 
+def _drop(table: Dict[str, Any], name: str, what: str) -> Result:
+    """Drop a group, tag or user by name (``what``: its word in the texts)."""
+    if table.pop(name, None) is None:
+        raise _fail(f"{what} '{name}' does not exist.")
+    return _ok(f"Successfully dropped {what.lower()} '{name}'.")
+
+
 def _drop_group(ctx: QueryContext, node: Node, now: int) -> Result:
-    name = node['name']
-    if ctx.db.groups.pop(name, None) is None:
-        raise _fail(f"Group '{name}' does not exist.")
-    return _ok(f"Successfully dropped group '{name}'.")
+    return _drop(ctx.db.groups, node['name'], 'Group')
 
 
 def _alter_series(ctx: QueryContext, node: Node, now: int) -> Result:
@@ -260,10 +264,7 @@ def _alter_tag(ctx: QueryContext, node: Node, now: int) -> Result:
 
 
 def _drop_tag(ctx: QueryContext, node: Node, now: int) -> Result:
-    name = node['name']
-    if ctx.db.tags.pop(name, None) is None:
-        raise _fail(f"Tag '{name}' does not exist.")
-    return _ok(f"Successfully dropped tag '{name}'.")
+    return _drop(ctx.db.tags, node['name'], 'Tag')
 
 
 def _create_user(ctx: QueryContext, node: Node, now: int) -> Result:
@@ -294,12 +295,9 @@ def _alter_user(ctx: QueryContext, node: Node, now: int) -> Result:
 
 def _drop_user(ctx: QueryContext, node: Node, now: int) -> Result:
     db, name = ctx.db, node['name']
-    if name not in db.users:
-        raise _fail(f"User '{name}' does not exist.")
-    if name == ctx.user.name:
+    if name == ctx.user.name and name in db.users:
         raise _fail('Cannot drop your own user.')
-    del db.users[name]
-    return _ok(f"Successfully dropped user '{name}'.")
+    return _drop(db.users, name, 'User')
 
 
 def _grant(ctx: QueryContext, node: Node, now: int) -> Result:

@@ -736,22 +736,22 @@ class Parser:
             words.append(self.kw(*ACCESS_ORDER))
         return words
 
-    def grant_stmt(self) -> Node:
-        self.kw('grant')
+    def _rights_stmt(self, kind: str, word: str) -> Node:
+        """``grant ACCESS to user NAME`` or ``revoke ACCESS from user NAME``."""
+        self.kw(kind)
         access = self._access_list()
-        self.kw('to')
+        self.kw(word)
         self.kw('user')
-        node: Node = {'kind': 'grant', 'access': access, 'name': self.string()}
+        return {'kind': kind, 'access': access, 'name': self.string()}
+
+    def grant_stmt(self) -> Node:
+        node = self._rights_stmt('grant', 'to')
         node['password'] = self.opt(lambda: (self.kw('set'), self.kw('password'),
                                              self.string())[2])
         return node
 
     def revoke_stmt(self) -> Node:
-        self.kw('revoke')
-        access = self._access_list()
-        self.kw('from')
-        self.kw('user')
-        return {'kind': 'revoke', 'access': access, 'name': self.string()}
+        return self._rights_stmt('revoke', 'from')
 
     def calc_stmt(self) -> Node:
         return {'kind': 'calc', 'expr': self.time_expr()}
