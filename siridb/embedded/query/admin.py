@@ -5,14 +5,30 @@ Each is deterministic given its text (the server replays them on restart).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple, Union
 
 from ...wire import types as pm
 from ...wire.units import UINT32_MAX
 from ..context import QueryContext, QueryFailure
 from ..store import ACCESS, ACCESS_PROFILES, Database, Group, User
 from .listing import server_props, server_uuid
-from .parser import Node
+from .nodes import (
+    AdminStmt,
+    AlterDatabaseStmt,
+    AlterGroupStmt,
+    AlterSeriesStmt,
+    AlterServerStmt,
+    AlterTagStmt,
+    AlterUserStmt,
+    CreateGroupStmt,
+    CreateUserStmt,
+    DropGroupStmt,
+    DropSeriesStmt,
+    DropTagStmt,
+    DropUserStmt,
+    GrantStmt,
+    RevokeStmt,
+)
 from .selectors import compile_regex, matches, resolve_where, select_names, series_row
 from .timeexpr import evaluate, get_zone, to_int
 
@@ -51,7 +67,7 @@ def _regex(rx: Tuple[str, bool]) -> Tuple[str, Any]:
     return '/' + pattern + '/' + ('i' if icase else ''), compiled
 
 
-def _selected(db: Database, node: Node, now: int) -> List[str]:
+def _selected(db: Database, node: Union[AlterSeriesStmt, DropSeriesStmt], now: int) -> List[str]:
     names = select_names(db, node['selector'])
     where = resolve_where(db, node.get('where'), now)
     if where is not None:
@@ -104,7 +120,7 @@ def _check_tee(address: str) -> None:
         raise _fail('Invalid tee address; expecting ADDRESS[:PORT]')
 
 
-def _alter_database(db: Database, node: Node, now: int) -> Dict[str, Any]:
+def _alter_database(db: Database, node: AlterDatabaseStmt, now: int) -> Dict[str, Any]:
     prop, value = node['prop'], node['value']
     if prop in ('expiration_num', 'expiration_log'):
         n = evaluate(value, db.factor, now, db.timezone)
@@ -149,10 +165,10 @@ def _alter_database(db: Database, node: Node, now: int) -> Dict[str, Any]:
     return _ok(f"Successfully changed timezone from '{old_tz}' to '{zone}'.")
 
 
-def _drop_series(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
+def _drop_series(ctx: QueryContext, node: DropSeriesStmt, now: int) -> Dict[str, Any]:
     db = ctx.db
     names = _selected(db, node, now)
-    if not node['ignore_threshold'] and names:
+    if not node.get('ignore_threshold') and names:
         per_pool: Dict[int, int] = {}
         for s in db.series.values():
             per_pool[s.pool] = per_pool.get(s.pool, 0) + 1
@@ -171,11 +187,11 @@ def _drop_series(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
     return _ok(f'Successfully dropped {n} series.')
 
 
-def _alter_server(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
+def _alter_server(ctx: QueryContext, node: AlterServerStmt, now: int) -> Dict[str, Any]:
     """Set the log level a server reports (texts of SiriDB's own server tests)."""
     level = node['log_level']
-    if node['server'] is not None:
-        wanted = node['server']
+    wanted = node['server']
+    if wanted is not None:
         for server in ctx.servers:
             if wanted in (server.name, server_uuid(server.name)):
                 server.log_level = level
@@ -196,7 +212,7 @@ def _rename(d: Dict[str, Any], old: str, new: str) -> None:
 Result = Dict[str, Any]
 
 
-def _create_group(ctx: QueryContext, node: Node, now: int) -> Result:
+def _create_group(ctx: QueryContext, node: CreateGroupStmt, now: int) -> Result:
     db, name = ctx.db, node['name']
     _check_group_or_tag_name(name, 'Group')
     _check_free(db, name)
@@ -205,7 +221,7 @@ def _create_group(ctx: QueryContext, node: Node, now: int) -> Result:
     return _ok(f"Successfully created group '{name}'.")
 
 
-def _alter_group(ctx: QueryContext, node: Node, now: int) -> Result:
+def _alter_group(ctx: QueryContext, node: AlterGroupStmt, now: int) -> Result:
     db, name = ctx.db, node['name']
     group = db.groups.get(name)
     if group is None:
@@ -228,11 +244,11 @@ def _drop(table: Dict[str, Any], name: str, what: str) -> Result:
     return _ok(f"Successfully dropped {what.lower()} '{name}'.")
 
 
-def _drop_group(ctx: QueryContext, node: Node, now: int) -> Result:
+def _drop_group(ctx: QueryContext, node: DropGroupStmt, now: int) -> Result:
     return _drop(ctx.db.groups, node['name'], 'Group')
 
 
-def _alter_series(ctx: QueryContext, node: Node, now: int) -> Result:
+def _alter_series(ctx: QueryContext, node: AlterSeriesStmt, now: int) -> Result:
     db, tag = ctx.db, node['tag']
     names = _selected(db, node, now)
     if node['action'] == 'tag':
@@ -251,7 +267,7 @@ def _alter_series(ctx: QueryContext, node: Node, now: int) -> Result:
     return _ok(f'Successfully untagged {len(names)} series.')
 
 
-def _alter_tag(ctx: QueryContext, node: Node, now: int) -> Result:
+def _alter_tag(ctx: QueryContext, node: AlterTagStmt, now: int) -> Result:
     db, name = ctx.db, node['name']
     if name not in db.tags:
         raise _fail(f"Cannot find tag: '{name}'")
@@ -263,11 +279,11 @@ def _alter_tag(ctx: QueryContext, node: Node, now: int) -> Result:
     return _ok(f"Successfully updated tag '{new}'.")
 
 
-def _drop_tag(ctx: QueryContext, node: Node, now: int) -> Result:
+def _drop_tag(ctx: QueryContext, node: DropTagStmt, now: int) -> Result:
     return _drop(ctx.db.tags, node['name'], 'Tag')
 
 
-def _create_user(ctx: QueryContext, node: Node, now: int) -> Result:
+def _create_user(ctx: QueryContext, node: CreateUserStmt, now: int) -> Result:
     db, name = ctx.db, node['name']
     _check_user_name(name)
     if name in db.users:
@@ -277,7 +293,7 @@ def _create_user(ctx: QueryContext, node: Node, now: int) -> Result:
     return _ok(f"Successfully created user '{name}'.")
 
 
-def _alter_user(ctx: QueryContext, node: Node, now: int) -> Result:
+def _alter_user(ctx: QueryContext, node: AlterUserStmt, now: int) -> Result:
     db, name = ctx.db, node['name']
     user = _user(db, name)
     value = node['value']
@@ -293,31 +309,31 @@ def _alter_user(ctx: QueryContext, node: Node, now: int) -> Result:
     return _ok(f"Successfully updated user '{user.name}'.")
 
 
-def _drop_user(ctx: QueryContext, node: Node, now: int) -> Result:
+def _drop_user(ctx: QueryContext, node: DropUserStmt, now: int) -> Result:
     db, name = ctx.db, node['name']
     if name == ctx.user.name and name in db.users:
         raise _fail('Cannot drop your own user.')
     return _drop(db.users, name, 'User')
 
 
-def _grant(ctx: QueryContext, node: Node, now: int) -> Result:
+def _grant(ctx: QueryContext, node: GrantStmt, now: int) -> Result:
     name = node['name']
     _user(ctx.db, name).access |= _access_bits(node['access'])
     return _ok(f"Successfully granted permissions to user '{name}'.")
 
 
-def _revoke(ctx: QueryContext, node: Node, now: int) -> Result:
+def _revoke(ctx: QueryContext, node: RevokeStmt, now: int) -> Result:
     name = node['name']
     _user(ctx.db, name).access &= ~_access_bits(node['access'])
     return _ok(f"Successfully revoked permissions from user '{name}'.")
 
 
-def _alter_db(ctx: QueryContext, node: Node, now: int) -> Result:
+def _alter_db(ctx: QueryContext, node: AlterDatabaseStmt, now: int) -> Result:
     return _alter_database(ctx.db, node, now)
 
 
-#: statement kind -> its handler
-_HANDLERS: Dict[str, Callable[[QueryContext, Node, int], Result]] = {
+#: statement kind -> its handler (each takes the statement type of its kind)
+_HANDLERS: Dict[str, Callable[[QueryContext, Any, int], Result]] = {
     'create_group': _create_group, 'alter_group': _alter_group, 'drop_group': _drop_group,
     'alter_series': _alter_series, 'drop_series': _drop_series,
     'alter_tag': _alter_tag, 'drop_tag': _drop_tag,
@@ -327,7 +343,7 @@ _HANDLERS: Dict[str, Callable[[QueryContext, Node, int], Result]] = {
 }
 
 
-def run_admin(ctx: QueryContext, node: Node, now: int) -> Result:
+def run_admin(ctx: QueryContext, node: AdminStmt, now: int) -> Result:
     """Run one create/alter/drop/grant/revoke statement."""
     handler = _HANDLERS.get(node['kind'])
     if handler is None:  # pragma: no cover (the parser makes no other kind)

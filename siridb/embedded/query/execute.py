@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, cast
 
 from ...wire import types as pm
 from ..access import check_pools, check_right, required_right
@@ -17,6 +17,17 @@ from ..context import QueryContext, QueryFailure
 from ..linear_regex import work_budget
 from .admin import run_admin
 from .listing import run_count, run_help, run_list, run_show
+from .nodes import (
+    AdminStmt,
+    CalcStmt,
+    CountStmt,
+    HelpStmt,
+    ListStmt,
+    SelectStmt,
+    ShowStmt,
+    Statement,
+    UnsupportedStmt,
+)
 from .parser import parse
 from .select import convert_ts, run_select
 from .timeexpr import evaluate
@@ -27,7 +38,7 @@ log = logging.getLogger('siridb.embedded')
 
 #: parse trees of recent select statements by query text: a client repeating
 #: the same small select skips the parser (trees are only read, never changed)
-_SELECT_CACHE: Dict[str, Dict[str, Any]] = {}
+_SELECT_CACHE: Dict[str, Statement] = {}
 _SELECT_CACHE_SIZE = 512
 _SELECT_CACHE_TEXT = 2048  # longer texts are parsed every time
 
@@ -36,16 +47,16 @@ _SELECT_CACHE_TEXT = 2048  # longer texts are parsed every time
 _CHANGING = ('create', 'alter', 'drop', 'grant', 'revoke')
 
 
-def changes(stmt: Dict[str, Any]) -> bool:
+def changes(stmt: Statement) -> bool:
     """Whether a parsed statement may change a database."""
     return stmt['kind'].partition('_')[0] in _CHANGING
 
 
-def _parse(query: str) -> Dict[str, Any]:
+def _parse(query: str) -> Statement:
     """``parse(query)``, from the cache for a select seen recently."""
-    stmt = _SELECT_CACHE.get(query)
-    if stmt is not None:
-        return stmt
+    cached = _SELECT_CACHE.get(query)
+    if cached is not None:
+        return cached
     stmt = parse(query)
     if stmt['kind'] == 'select' and len(query) <= _SELECT_CACHE_TEXT:
         if len(_SELECT_CACHE) >= _SELECT_CACHE_SIZE:
@@ -54,26 +65,27 @@ def _parse(query: str) -> Dict[str, Any]:
     return stmt
 
 
-def _run(ctx: QueryContext, stmt: Dict[str, Any], now: int,
+def _run(ctx: QueryContext, stmt: Statement, now: int,
          time_precision: Optional[int]) -> Dict[str, Any]:
+    # the kind names the statement's type (nodes.py); cast, not re-checked
     kind = stmt['kind']
     db = ctx.db
     if kind == 'select':
-        return run_select(db, stmt, now, time_precision)
+        return run_select(db, cast(SelectStmt, stmt), now, time_precision)
     if kind == 'list':
-        return run_list(ctx, stmt, now)
+        return run_list(ctx, cast(ListStmt, stmt), now)
     if kind == 'count':
-        return run_count(ctx, stmt, now)
+        return run_count(ctx, cast(CountStmt, stmt), now)
     if kind == 'show':
-        return run_show(ctx, stmt)
+        return run_show(ctx, cast(ShowStmt, stmt))
     if kind == 'help':
-        return run_help(stmt)
+        return run_help(cast(HelpStmt, stmt))
     if kind == 'calc':
-        value = evaluate(stmt['expr'], db.factor, now, db.timezone)
+        value = evaluate(cast(CalcStmt, stmt)['expr'], db.factor, now, db.timezone)
         return {'calc': convert_ts(value, db.factor, time_precision)}
     if kind == 'empty':
         return {'calc': convert_ts(now, db.factor, time_precision)}
-    return run_admin(ctx, stmt, now)
+    return run_admin(ctx, cast(AdminStmt, stmt), now)
 
 
 def _failure(exc: BaseException) -> QueryFailure:
@@ -98,7 +110,7 @@ def check_precision(time_precision: Any) -> Optional[int]:
     return time_precision if 0 <= time_precision <= 3 else None
 
 
-def prepare(query: str) -> Dict[str, Any]:
+def prepare(query: str) -> Statement:
     """The parsed statement of ``query``; errors raise QueryFailure."""
     try:
         return _parse(query)
@@ -108,7 +120,7 @@ def prepare(query: str) -> Dict[str, Any]:
         raise _failure(exc) from None
 
 
-def run(ctx: QueryContext, stmt: Dict[str, Any], time_precision: Optional[int],
+def run(ctx: QueryContext, stmt: Statement, time_precision: Optional[int],
         started: Optional[float] = None) -> Dict[str, Any]:
     """Run a parsed statement and return the RES_QUERY payload; errors raise
     QueryFailure. ``time_precision`` as ``check_precision`` returns it;
@@ -120,10 +132,12 @@ def run(ctx: QueryContext, stmt: Dict[str, Any], time_precision: Optional[int],
         if kind == 'unsupported':
             raise QueryFailure(
                 pm.CPROTO_ERR_QUERY,
-                f"The embedded server does not support '{stmt['what']}' "
+                f"The embedded server does not support '{cast(UnsupportedStmt, stmt)['what']}' "
                 '(it keeps every series in memory, without shards or server settings).')
         check_right(ctx.user, kind)
-        check_pools(ctx.pool_down, kind, stmt.get('target'))
+        if ctx.pool_down:
+            target = cast(ListStmt, stmt)['target'] if kind in ('list', 'count') else None
+            check_pools(True, kind, target)
         with work_budget():  # every regex automaton search of this query together
             result = _run(ctx, stmt, ctx.db.now(), time_precision)
     except QueryFailure:

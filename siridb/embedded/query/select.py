@@ -13,7 +13,7 @@ from ..context import QueryFailure
 from ..store import TYPE_FLOAT, TYPE_INTEGER, TYPE_STRING, Database
 from . import aggregates as ag
 from . import merging, strings
-from .parser import Node
+from .nodes import AggrFn, SelectAggr, SelectStmt
 from .selectors import compile_regex, matches, resolve_where, select_names, series_row
 from .timeexpr import evaluate, to_int
 
@@ -43,7 +43,7 @@ def _operand(node: Tuple[Any, ...]) -> Any:
         raise QueryFailure(pm.CPROTO_ERR_QUERY, f'Invalid number: {text}') from None
 
 
-def build_specs(chain: Sequence[Node], db: Database, now: int) -> List[Any]:
+def build_specs(chain: Sequence[AggrFn], db: Database, now: int) -> List[Any]:
     """Parse-tree chain -> checked list of aggregates.AggrSpec (`*` is the identity)."""
     specs: List[Any] = []
     if len(chain) == 1 and chain[0]['fn'] == '*':  # plain `select *`
@@ -57,10 +57,12 @@ def build_specs(chain: Sequence[Node], db: Database, now: int) -> List[Any]:
         if name == '*':
             continue
         kw: Dict[str, Any] = {}
-        if fn.get('group') is not None:
-            kw['group'] = ev(fn['group'])
-        if fn.get('ts_unit') is not None:
-            kw['ts_unit'] = ev(fn['ts_unit'])
+        group = fn.get('group')
+        if group is not None:
+            kw['group'] = ev(group)
+        ts_unit = fn.get('ts_unit')
+        if ts_unit is not None:
+            kw['ts_unit'] = ev(ts_unit)
         if name == 'offset':
             kw['offset'] = ev(fn['offset'])
         elif name == 'limit':
@@ -128,11 +130,11 @@ def _merge(results: List[Result], using: List[Any]) -> Tuple[List[int], List[Any
     return ts_out, vals_out
 
 
-def run_select(db: Database, node: Node, now: int,
+def run_select(db: Database, node: SelectStmt, now: int,
                time_precision: Optional[int]) -> Dict[str, Any]:
     # in the real server's order: each aggregate is checked as the statement is read,
     # then the selection as a whole
-    aggrs: List[Node] = node['aggrs']
+    aggrs: List[SelectAggr] = node['aggrs']
     chains = [build_specs(a['chain'], db, now) for a in aggrs]
     if len(aggrs) > 1 and len({(a['prefix'], a['suffix']) for a in aggrs}) < len(aggrs):
         raise QueryFailure(pm.CPROTO_ERR_QUERY, _UNIQUE)
