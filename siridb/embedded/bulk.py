@@ -245,7 +245,7 @@ def decode_steps(body: bytes, depth_bound: int,
 
 def insert_steps(db: Database, data: Any) -> Generator[float, None, List[Chunk]]:
     """Validate a decoded INSERT payload a batch of series at a time
-    (yielding between batches); the chunks, or QueryFailure(66, text)."""
+    (yielding between batches); the chunks, or QueryFailure(pm.CPROTO_ERR_INSERT, text)."""
     chunks: List[Chunk] = []
     for i, chunk in enumerate(iter_chunks(data, db.max_ts)):
         chunks.append(chunk)

@@ -31,19 +31,15 @@ from .persist import (
     sync_dir,
     write_file,
 )
-from .query import execute
+from .query import changes, check_precision, execute, prepare, run
 from .snapshot import load_snapshot, write_snapshot
 from .store import Database, Group, Series, Store, User, check_db_name
 
-__all__ = ['Engine', 'Session', 'FSYNC_POLICIES', 'MUTATING', 'statement_keyword',
-           'WRITE_FAILED']
+__all__ = ['Engine', 'Login', 'FSYNC_POLICIES', 'WRITE_FAILED']
 
 log = logging.getLogger('siridb.embedded')
 
 FSYNC_POLICIES = ('always', 'never')
-
-#: statements that change a database (their effect is logged)
-MUTATING = frozenset(('create', 'alter', 'drop', 'grant', 'revoke'))
 
 #: database settings kept in metadata snapshots
 _SETTINGS = ('buffer_size', 'duration_num', 'duration_log', 'list_limit',
@@ -73,22 +69,11 @@ _DB_FILE_SUFFIXES = ('.log.torn', '.log.new', '.log.tmp', '.snap.tmp',
 #: by recovery (``.corrupt``, ``.corrupt.1``, ...)
 _DB_FILE = re.compile(r'(.+?)\.(?:log|snap)(?:\.(?:torn|new|tmp|corrupt(?:\.[0-9]+)?))?')
 
-_WORD = re.compile(r'\s*([A-Za-z_]+)')
-
-def statement_keyword(query: str) -> str:
-    """The first keyword of a query (after an optional ``timeit``), lower."""
-    m = _WORD.match(query)
-    if m is None:
-        return ''
-    word = m.group(1).lower()
-    if word == 'timeit':
-        m = _WORD.match(query, m.end())
-        return m.group(1).lower() if m else ''
-    return word
 
 
-class Session:
-    """Authentication state of one connection."""
+class Login:
+    """Who one connection is logged in as (database and user names), set by
+    AUTH; not a client session (``siridb.connector``'s write sessions)."""
 
     __slots__ = ('dbname', 'db', 'username')
 
@@ -98,7 +83,7 @@ class Session:
         self.username: Optional[str] = None
 
     def __repr__(self) -> str:
-        return f'Session(db={self.dbname!r}, user={self.username!r})'
+        return f'Login(db={self.dbname!r}, user={self.username!r})'
 
 
 class Engine:
@@ -142,7 +127,7 @@ class Engine:
 
     # -- authentication ------------------------------------------------
 
-    def authenticate(self, session: Session, data: Any) -> Optional[int]:
+    def authenticate(self, login: Login, data: Any) -> Optional[int]:
         """Reply type to an AUTH payload (None: malformed, no reply)."""
         if type(data) is not list or len(data) != 3 or \
                 not all(type(x) is str for x in data):
@@ -154,15 +139,15 @@ class Engine:
         user = db.users.get(username)
         if user is None or user.password != password:
             return pm.CPROTO_ERR_AUTH_CREDENTIALS
-        session.dbname, session.db, session.username = dbname, db, username
+        login.dbname, login.db, login.username = dbname, db, username
         return pm.CPROTO_RES_AUTH_SUCCESS
 
-    def resolve(self, session: Session) -> Optional[Tuple[Database, User]]:
-        """The session's database and user, if both still exist."""
-        db = session.db
-        if db is None or self.store.databases.get(session.dbname or '') is not db:
+    def resolve(self, login: Login) -> Optional[Tuple[Database, User]]:
+        """The login's database and user, if both still exist."""
+        db = login.db
+        if db is None or self.store.databases.get(login.dbname or '') is not db:
             return None
-        user = db.users.get(session.username or '')
+        user = db.users.get(login.username or '')
         if user is None:
             return None
         return db, user
@@ -183,19 +168,23 @@ class Engine:
             try:
                 self._db_log(db.name).append(_KIND_INSERT, body)
             except LogWriteError as exc:
-                raise QueryFailure(66, 'Insert failed: ' + WRITE_FAILED.format(
+                raise QueryFailure(pm.CPROTO_ERR_INSERT, 'Insert failed: ' + WRITE_FAILED.format(
                     exc.strerror)) from None
 
     def query(self, ctx: QueryContext, query: str,
               time_precision: Optional[int]) -> Tuple[Dict[str, Any], bool]:
         """Run a query: (reply payload, whether it changed logged state);
         raise QueryFailure for error replies."""
-        keyword = statement_keyword(query) if self.durable else ''
-        if keyword not in MUTATING:
+        time_precision = check_precision(time_precision)
+        if not self.durable:  # nothing is logged: no need to look first
             return execute(ctx, query, time_precision), False
+        started = time.perf_counter()
+        stmt = prepare(query)
+        if not changes(stmt):
+            return run(ctx, stmt, time_precision, started), False
         db = ctx.db
-        saved = _Saved(db, keyword == 'drop')
-        result = execute(ctx, query, time_precision)
+        saved = _Saved(db, stmt['kind'].startswith('drop_'))
+        result = run(ctx, stmt, time_precision, started)
         if db.name in self.store.databases:
             records = []
             if saved.series is not None:
@@ -207,7 +196,7 @@ class Engine:
                 self._db_log(db.name).append_many(records)
             except LogWriteError as exc:
                 saved.restore(db)
-                raise QueryFailure(65, 'Query failed: ' + WRITE_FAILED.format(
+                raise QueryFailure(pm.CPROTO_ERR_QUERY, 'Query failed: ' + WRITE_FAILED.format(
                     exc.strerror)) from None
         return result, True
 

@@ -15,6 +15,8 @@ from array import array
 from operator import itemgetter
 from typing import Any, Iterator, List, Tuple
 
+from ..wire import types as pm
+from ..wire.units import INT64_MAX, INT64_MIN
 from .context import QueryFailure
 from .store import TYPE_FLOAT, TYPE_INTEGER, TYPE_STRING, Database
 
@@ -37,9 +39,7 @@ ERR_VALUE = ('Unsupported value received. (only integer, float and string '
              'values are supported).')
 ERR_NAME_AND_POINTS = 'Expecting a map with name and points.'
 
-_INSERT_ERROR = 66
-_INT64_MIN = -2 ** 63
-_INT64_MAX = 2 ** 63 - 1
+_INSERT_ERROR = pm.CPROTO_ERR_INSERT
 
 #: one series' share of a request: (name, timestamps, raw values)
 Chunk = Tuple[str, List[int], List[Any]]
@@ -110,7 +110,7 @@ def _points(name: str, pts: Any, max_ts: int) -> Tuple[Chunk, bool]:
 
 def iter_chunks(data: Any, max_ts: int) -> Iterator[Chunk]:
     """Validate a decoded INSERT payload series by series, in wire order;
-    raise QueryFailure(66, text) at the first problem."""
+    raise QueryFailure (an insert error) at the first problem."""
     if type(data) is dict:
         for name, pts in data.items():
             if type(name) is not str or not name:
@@ -136,7 +136,7 @@ def iter_chunks(data: Any, max_ts: int) -> Iterator[Chunk]:
 
 
 def parse_insert(data: Any, max_ts: int) -> List[Chunk]:
-    """Validate a decoded INSERT payload; raise QueryFailure(66, text)."""
+    """Validate a decoded INSERT payload; raise QueryFailure (an insert error)."""
     return list(iter_chunks(data, max_ts))
 
 
@@ -156,14 +156,14 @@ def to_int(v: Any) -> int:
         if v != v:
             return 0
         if v >= 9.2233720368547758e18:
-            return _INT64_MAX
+            return INT64_MAX
         if v <= -9.2233720368547758e18:
-            return _INT64_MIN
+            return INT64_MIN
         return int(v)
     m = _STRTOLL.match(str(v))
     if m is None:
         return 0
-    return max(_INT64_MIN, min(_INT64_MAX, int(m.group(1))))
+    return max(INT64_MIN, min(INT64_MAX, int(m.group(1))))
 
 
 def to_float(v: Any) -> float:
@@ -238,5 +238,5 @@ def success_msg(n: int) -> str:
 
 
 def insert(db: Database, data: Any) -> int:
-    """Validate and store a decoded payload; raises QueryFailure(66, text)."""
+    """Validate and store a decoded payload; raises QueryFailure (an insert error)."""
     return apply_insert(db, parse_insert(data, db.max_ts))

@@ -19,6 +19,7 @@ import re
 from functools import lru_cache
 from typing import Any, Optional
 
+from ..wire import types as pm
 from .context import QueryFailure
 from .linear_regex import LinearMatcher, RegexLike, TooExpensive, Unsupported
 from .regex_cost import BACKTRACK_BUDGET, Cost, backtrack_cost
@@ -79,13 +80,13 @@ class GuardedPattern:
         if len(string) <= self._max_len:
             return self._rx.search(string)
         if self._automaton is None:
-            raise QueryFailure(65, self._refusal(
+            raise QueryFailure(pm.CPROTO_ERR_QUERY, self._refusal(
                 len(string), f'it uses {self._why}, which the linear-time matcher '
                              'of the embedded server does not support'))
         try:
             return self._automaton.search(string)
         except TooExpensive:
-            raise QueryFailure(65, self._refusal(
+            raise QueryFailure(pm.CPROTO_ERR_QUERY, self._refusal(
                 len(string), 'the linear-time matcher exceeded its work budget')) from None
 
     def _refusal(self, size: int, why: str) -> str:
@@ -122,7 +123,7 @@ def compile_regex(pattern: str, ignore_case: bool, anchored: bool = True) -> Reg
                 text = pcre
                 break
         raise QueryFailure(
-            65, f"Cannot compile regular expression '{full}': {text}") from None
+            pm.CPROTO_ERR_QUERY, f"Cannot compile regular expression '{full}': {text}") from None
     cost = backtrack_cost(source, flags)
     if cost.linear():
         return compiled

@@ -6,6 +6,11 @@ SERVICE; no reply to unknown types or malformed AUTH/QUERY bodies; a bad
 header (check byte, size over 40 MiB, or over ``Limits.pre_auth_max_body``
 before authentication) closes the connection.
 
+Checks, one layer each: this wire layer owns authentication, a paused
+server and each request's shape and size; rights and pool checks are
+``access.py``'s (the executor applies them to statements, ``_insert`` to
+inserts); the time precision's meaning is the executor's.
+
 Requests wait in a queue and are handled for about ``Limits.time_slice`` at
 a time before other connections get their turn (a big insert is a job that
 goes on over several turns, see ``bulk.py``); a connection whose client does
@@ -19,19 +24,21 @@ import logging
 import math
 import re
 from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Deque, Iterator, List, Optional, Tuple
 
 from ..wire import types as pm
 from ..wire.decode import Decoder, Package, unpack_body
 from ..wire.errors import WireError
 from ..wire.framing import MAX_PAYLOAD, MAX_QUERY, pack
+from .access import POOL_DOWN_INSERT, check_pools, check_right
 from .bulk import BULK_BODY, apply_steps, decode_steps, insert_steps
 from .context import QueryFailure
-from .engine import MUTATING, Session, statement_keyword
+from .engine import Login
 from .faults import InsertRequest
 from .insert import ERR_MAP_OR_ARRAY, success_msg
+from .query import changes, prepare
 from .service import serve_request
-from .store import Database
+from .store import Database, User
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import EmbeddedServer
@@ -45,8 +52,6 @@ log = logging.getLogger('siridb.embedded')
 #: (here at most one per 10 s)
 LARGE_PACKAGE = 2 * 1024 * 1024
 
-POOL_DOWN_INSERT = \
-    'At least one pool has no server available to process the request'
 QUERY_TOO_LONG = 'Query too long.'
 INTERNAL_ERROR = 'Query failed: internal error of the embedded server.'
 REQUEST_FAILED = 'Request failed: internal error of the embedded server.'
@@ -117,7 +122,7 @@ class ServerProtocol(asyncio.Protocol):
         self._limits = server.limits
         # bodies before authentication are capped from their header on
         self._decoder = Decoder(min(self._limits.pre_auth_max_body, MAX_PAYLOAD))
-        self._session = Session()
+        self._login = Login()
         self._transport: Optional[asyncio.Transport] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         #: decoded requests not handled yet (reading pauses meanwhile)
@@ -479,18 +484,25 @@ class ServerProtocol(asyncio.Protocol):
             data = unpack_body(pkg.body)
         except WireError:
             return
-        tp = self._engine.authenticate(self._session, data)
+        tp = self._engine.authenticate(self._login, data)
         if tp is None:
             return
         if tp == pm.CPROTO_RES_AUTH_SUCCESS:
             self._set_authed()
         self._answer_login(pack(pkg.pid, tp), tp in _LOGIN_FAILED, ack=False)
 
-    def _query(self, pkg: Package) -> None:
-        pid = pkg.pid
-        resolved = self._engine.resolve(self._session)
+    def _logged_in(self, pid: int) -> Optional[Tuple[Database, User]]:
+        """The connection's database and user; None (answered: not
+        authenticated) unless its login still holds."""
+        resolved = self._engine.resolve(self._login)
         if resolved is None:
             self._send(pid, pm.CPROTO_ERR_NOT_AUTHENTICATED)
+        return resolved
+
+    def _query(self, pkg: Package) -> None:
+        pid = pkg.pid
+        resolved = self._logged_in(pid)
+        if resolved is None:
             return
         if len(pkg.body) > MAX_QUERY:
             self._error(pid, pm.CPROTO_ERR_QUERY, QUERY_TOO_LONG)
@@ -511,8 +523,6 @@ class ServerProtocol(asyncio.Protocol):
         if type(query) is not str or not (
                 precision is None or type(precision) is int):
             return
-        if precision is not None and not 0 <= precision <= 3:
-            precision = None  # as the real server: no conversion (grammar.jsonl)
         db, user = resolved
         ctx = self._server.query_context(db, user)
         try:
@@ -580,22 +590,18 @@ class ServerProtocol(asyncio.Protocol):
 
     def _insert(self, pkg: Package) -> None:
         pid = pkg.pid
-        resolved = self._engine.resolve(self._session)
+        resolved = self._logged_in(pid)
         if resolved is None:
-            self._send(pid, pm.CPROTO_ERR_NOT_AUTHENTICATED)
             return
         db, user = resolved
-        if not user.has('insert'):
-            self._error(pid, pm.CPROTO_ERR_USER_ACCESS,
-                        f"Access denied. User '{user.name}' has no 'insert' "
-                        f"privileges.")
-            return
         server = self._server
-        if server.paused:
-            self._error(pid, pm.CPROTO_ERR_SERVER, server.paused_msg)
-            return
-        if server.pool_down:
-            self._error(pid, pm.CPROTO_ERR_POOL, POOL_DOWN_INSERT)
+        try:
+            check_right(user, 'insert')
+            if server.paused:
+                raise QueryFailure(pm.CPROTO_ERR_SERVER, server.paused_msg)
+            check_pools(server.pool_down, 'insert')
+        except QueryFailure as exc:
+            self._error(pid, exc.tp, exc.msg)
             return
         if len(pkg.body) > BULK_BODY:
             self._job = self._bulk_insert(pkg, db)
@@ -680,4 +686,9 @@ def _changes_store(pkg: Package) -> bool:
     query = data[0] if type(data) is list and data else None
     if isinstance(query, bytes):
         query = query.decode('utf-8', 'replace')
-    return type(query) is str and statement_keyword(query) in MUTATING
+    if type(query) is not str:
+        return False
+    try:
+        return changes(prepare(query))
+    except QueryFailure:  # answered with an error: changes nothing
+        return False

@@ -16,6 +16,7 @@ from bisect import bisect_right
 from itertools import count
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
+from ..wire.units import MAX_TIMESTAMP, PRECISION_UNITS
 from .linear_regex import RegexLike
 
 __all__ = [
@@ -33,9 +34,8 @@ TYPE_FLOAT = 1
 TYPE_STRING = 2
 TYPE_NAMES = ('integer', 'float', 'string')
 
-#: precision name -> units per second
-PRECISIONS: Dict[str, int] = {
-    's': 1, 'ms': 1000, 'us': 1000_000, 'ns': 1000_000_000}
+#: precision name -> units per second (the wire's table, by its old name)
+PRECISIONS: Dict[str, int] = PRECISION_UNITS
 
 #: single access rights (bit flags)
 ACCESS: Dict[str, int] = {
@@ -262,11 +262,11 @@ class Database:
     @property
     def max_ts(self) -> int:
         """Largest valid timestamp (inclusive) for this precision."""
-        return 2 ** 32 - 1 if self.precision == 's' else 2 ** 63 - 1
+        return MAX_TIMESTAMP[self.precision]
 
     def now(self) -> int:
         """The current time in this database's precision."""
-        return time.time_ns() // (1000_000_000 // self.factor)
+        return time.time_ns() // (PRECISION_UNITS['ns'] // self.factor)
 
     def duration_seconds(self, duration: str) -> int:
         """'1w' -> seconds (1-99 then h, d or w)."""

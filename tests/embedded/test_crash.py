@@ -13,6 +13,7 @@ import time
 from typing import Dict, List, Tuple
 
 import pytest
+from _paths import ROOT
 
 from siridb.connector.lib.codec import Decoder, pack
 from siridb.embedded.engine import Engine
@@ -27,7 +28,7 @@ def _start(data_dir: str, *extra: str) -> Tuple[subprocess.Popen, int]:
         [sys.executable, '-m', 'siridb.embedded', '--port', '0', '--db', 'crash:ms',
          '--data-dir', data_dir, '--log-level', 'warning', *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        cwd=str(ROOT))
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if 'listening on' not in line:

@@ -16,6 +16,7 @@ import uuid
 
 import pytest
 from _embedded_helpers import RawConn
+from _paths import ROOT as PROJECT
 
 from siridb.cli.options import build_parser
 from siridb.connector.lib.codec import packb
@@ -32,7 +33,7 @@ from siridb.embedded.protocol import INT_OUT_OF_RANGE, redact_query
 from siridb.embedded.service import handle_service
 from siridb.embedded.store import valid_db_name
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(PROJECT)
 SECRET = 'pa55-secret-xyz'
 
 

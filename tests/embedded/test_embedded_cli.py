@@ -9,11 +9,12 @@ import subprocess
 import sys
 
 import pytest
+from _paths import ROOT as PROJECT
 
 from siridb.connector.lib.codec import Decoder, pack
 from siridb.embedded.__main__ import parse_args
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(PROJECT)
 
 
 def test_parse_args_defaults_and_dbs():

@@ -17,13 +17,14 @@ from typing import AsyncIterator, List, Optional
 
 import pytest
 from _embedded_helpers import RawConn
+from _paths import ROOT as PROJECT
 
 from siridb.connector.lib import protomap as pm
 from siridb.connector.lib.codec import HEADER, encode, packb
 from siridb.embedded import EmbeddedServer
 from siridb.embedded.limits import EXPOSED_AUTH_FAIL_DELAY, Limits, limits_for
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(PROJECT)
 LINUX = sys.platform.startswith('linux')
 
 

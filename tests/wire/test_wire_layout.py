@@ -14,8 +14,8 @@ from typing import Iterator, List, Tuple
 
 from _paths import ROOT as PROJECT
 
-from siridb.connector.lib import codec, exceptions, protomap
-from siridb.wire import decode, errors, framing, types
+from siridb.connector.lib import codec, constants, exceptions, protomap
+from siridb.wire import decode, errors, framing, types, units
 
 ROOT = PROJECT / 'siridb'
 PACKAGES = ('connector', 'embedded', 'cli', 'wire', 'testing')
@@ -103,3 +103,53 @@ def test_2_1_6_paths_re_export_the_one_definition() -> None:
                 or 'CPROTO_REQ_QUERY = ' in path.read_text(encoding='utf-8')
                 or 'PID_SPACE = ' in path.read_text(encoding='utf-8')]
     assert sorted(map(str, assigned)) == ['wire/framing.py', 'wire/types.py']
+
+
+def _literal_definitions(tree: ast.AST) -> Iterator[str]:
+    """What each literal of a shared limit or table in ``tree`` spells out."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow) and \
+                isinstance(node.left, ast.Constant) and node.left.value == 2 and \
+                isinstance(node.right, ast.Constant) and node.right.value in (32, 63):
+            yield f'2 ** {node.right.value}'
+        elif isinstance(node, ast.Constant) and node.value in (
+                1000_000_000, 2 ** 63 - 1, 2 ** 32 - 1) and type(node.value) is int:
+            yield str(node.value)
+        elif isinstance(node, (ast.Tuple, ast.List)) and \
+                [getattr(e, 'value', None) for e in node.elts] == ['s', 'ms', 'us', 'ns']:
+            yield 'precision names'
+        elif isinstance(node, ast.Dict) and \
+                {getattr(k, 'value', None) for k in node.keys} >= {'s', 'ms'}:
+            yield 'precision dict'
+
+
+def test_limits_and_precision_tables_are_defined_once() -> None:
+    found = {}
+    for path in ROOT.rglob('*.py'):
+        for what in _literal_definitions(ast.parse(path.read_text(encoding='utf-8'))):
+            found.setdefault(what, []).append(str(path.relative_to(ROOT)))
+    assert found == {
+        '2 ** 63': ['wire/units.py', 'wire/units.py'],  # INT64_MIN, INT64_MAX
+        '2 ** 32': ['wire/units.py'],
+        '1000000000': ['wire/units.py'],
+        'precision names': ['wire/units.py'],
+    }
+    assert units.MAX_TIMESTAMP == {'s': 2 ** 32 - 1, 'ms': 2 ** 63 - 1,
+                                   'us': 2 ** 63 - 1, 'ns': 2 ** 63 - 1}
+    assert units.PRECISION_UNITS == {'s': 1, 'ms': 1000, 'us': 10 ** 6, 'ns': 10 ** 9}
+    assert constants.INT64_MIN is units.INT64_MIN and \
+        constants.PRECISION_NAMES is units.PRECISION_NAMES
+
+
+def test_response_types_are_named_in_the_server() -> None:
+    # QueryFailure(65, ...)-style calls: the type is a name of siridb.wire.types
+    bare = []
+    for path in (ROOT / 'embedded').rglob('*.py'):
+        for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+            if isinstance(node, ast.Call) and node.args and \
+                    isinstance(node.args[0], ast.Constant) and \
+                    isinstance(node.args[0].value, int) and \
+                    getattr(node.func, 'id', getattr(node.func, 'attr', '')) in (
+                        'QueryFailure', 'ServiceFailure', '_error', '_send'):
+                bare.append(f'{path.relative_to(ROOT)}:{node.lineno}')
+    assert bare == []

@@ -1,7 +1,21 @@
 """Client-side constants: time precisions, the default port, the int64 range.
 
-The one definition of each on the client side (connector and CLI import them).
+The precision tables and the range of an integer value are defined once in
+``siridb.wire.units`` (shared with the embedded server) and re-exported here,
+under the names the client and 2.1.6 code use.
 """
+from ...wire.units import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_TIMESTAMP,
+    PRECISION_FACTORS,
+    PRECISION_INDEX,
+    PRECISION_NAMES,
+)
+
+__all__ = ['SECOND', 'MILLISECOND', 'MICROSECOND', 'NANOSECOND', 'DEFAULT_CLIENT_PORT',
+           'PRECISION_NAMES', 'PRECISION_BY_NAME', 'PRECISION_FACTORS', 'MAX_TIMESTAMPS',
+           'INT64_MIN', 'INT64_MAX']
 
 SECOND = 0
 MILLISECOND = 1
@@ -10,19 +24,7 @@ NANOSECOND = 3
 
 DEFAULT_CLIENT_PORT = 9000
 
-#: Precision names used by the server (``show time_precision``) by constant.
-PRECISION_NAMES = ('s', 'ms', 'us', 'ns')
-
-#: The precision constant (0..3) of each name.
-PRECISION_BY_NAME = {name: i for i, name in enumerate(PRECISION_NAMES)}
-
-#: Number of units per second for each precision constant.
-PRECISION_FACTORS = (1, 1000, 1000_000, 1000_000_000)
-
-#: the range of an integer value (and of a timestamp below 's' precision)
-INT64_MIN = -2 ** 63
-INT64_MAX = 2 ** 63 - 1
-
-#: the largest timestamp a database stores, by precision name (seconds are
-#: unsigned 32-bit, finer precisions int64)
-MAX_TIMESTAMPS = {'s': 2 ** 32 - 1, 'ms': INT64_MAX, 'us': INT64_MAX, 'ns': INT64_MAX}
+#: the precision constant (0..3) of each name
+PRECISION_BY_NAME = PRECISION_INDEX
+#: the largest timestamp a database stores, by precision name
+MAX_TIMESTAMPS = MAX_TIMESTAMP

@@ -176,3 +176,7 @@ def to_dataframe(result: Mapping[str, Any], precision: Optional[Precision] = Non
     series = pd.Series(names, dtype=object).repeat(counts).reset_index(drop=True)
     return pd.DataFrame({'series': series, 'time': when,
                          'value': pd.Series(values, dtype=None if values else object)})
+
+
+#: the largest nanosecond count ``datetime64[ns]`` holds
+_NS_MAX = INT64_MAX

@@ -5,23 +5,41 @@ Each is deterministic given its text (the server replays them on restart).
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple, Union
 
+from ...wire import types as pm
+from ...wire.units import UINT32_MAX
 from ..context import QueryContext, QueryFailure
 from ..store import ACCESS, ACCESS_PROFILES, Database, Group, User
 from .listing import server_props, server_uuid
-from .parser import Node
+from .nodes import (
+    AdminStmt,
+    AlterDatabaseStmt,
+    AlterGroupStmt,
+    AlterSeriesStmt,
+    AlterServerStmt,
+    AlterTagStmt,
+    AlterUserStmt,
+    CreateGroupStmt,
+    CreateUserStmt,
+    DropGroupStmt,
+    DropSeriesStmt,
+    DropTagStmt,
+    DropUserStmt,
+    GrantStmt,
+    RevokeStmt,
+)
 from .selectors import compile_regex, matches, resolve_where, select_names, series_row
 from .timeexpr import evaluate, get_zone, to_int
 
 __all__ = ['run_admin']
 
-_MAX_LIMIT = 2 ** 32 - 1
+_MAX_LIMIT = UINT32_MAX
 _MIN_LIST_LIMIT = 1000  # the real server's smallest list limit
 
 
 def _fail(msg: str) -> QueryFailure:
-    return QueryFailure(65, msg)
+    return QueryFailure(pm.CPROTO_ERR_QUERY, msg)
 
 
 def _ok(msg: str) -> Dict[str, Any]:
@@ -49,7 +67,7 @@ def _regex(rx: Tuple[str, bool]) -> Tuple[str, Any]:
     return '/' + pattern + '/' + ('i' if icase else ''), compiled
 
 
-def _selected(db: Database, node: Node, now: int) -> List[str]:
+def _selected(db: Database, node: Union[AlterSeriesStmt, DropSeriesStmt], now: int) -> List[str]:
     names = select_names(db, node['selector'])
     where = resolve_where(db, node.get('where'), now)
     if where is not None:
@@ -102,7 +120,7 @@ def _check_tee(address: str) -> None:
         raise _fail('Invalid tee address; expecting ADDRESS[:PORT]')
 
 
-def _alter_database(db: Database, node: Node, now: int) -> Dict[str, Any]:
+def _alter_database(db: Database, node: AlterDatabaseStmt, now: int) -> Dict[str, Any]:
     prop, value = node['prop'], node['value']
     if prop in ('expiration_num', 'expiration_log'):
         n = evaluate(value, db.factor, now, db.timezone)
@@ -147,10 +165,10 @@ def _alter_database(db: Database, node: Node, now: int) -> Dict[str, Any]:
     return _ok(f"Successfully changed timezone from '{old_tz}' to '{zone}'.")
 
 
-def _drop_series(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
+def _drop_series(ctx: QueryContext, node: DropSeriesStmt, now: int) -> Dict[str, Any]:
     db = ctx.db
     names = _selected(db, node, now)
-    if not node['ignore_threshold'] and names:
+    if not node.get('ignore_threshold') and names:
         per_pool: Dict[int, int] = {}
         for s in db.series.values():
             per_pool[s.pool] = per_pool.get(s.pool, 0) + 1
@@ -169,11 +187,11 @@ def _drop_series(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
     return _ok(f'Successfully dropped {n} series.')
 
 
-def _alter_server(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
+def _alter_server(ctx: QueryContext, node: AlterServerStmt, now: int) -> Dict[str, Any]:
     """Set the log level a server reports (texts of SiriDB's own server tests)."""
     level = node['log_level']
-    if node['server'] is not None:
-        wanted = node['server']
+    wanted = node['server']
+    if wanted is not None:
         for server in ctx.servers:
             if wanted in (server.name, server_uuid(server.name)):
                 server.log_level = level
@@ -191,102 +209,143 @@ def _rename(d: Dict[str, Any], old: str, new: str) -> None:
     d[new] = d.pop(old)
 
 
-def run_admin(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
-    """Run one create/alter/drop/grant/revoke statement."""
-    db = ctx.db
-    kind = node['kind']
-    name = node.get('name', '')
-    if kind == 'create_group':
-        _check_group_or_tag_name(name, 'Group')
-        _check_free(db, name)
-        expression, compiled = _regex(node['regex'])
-        db.groups[name] = Group(name, expression, compiled)
-        return _ok(f"Successfully created group '{name}'.")
-    if kind == 'alter_group':
-        group = db.groups.get(name)
-        if group is None:
-            raise _fail(f"Cannot find group: '{name}'")
-        if node['prop'] == 'expression':
-            group.expression, group.regex = _regex(node['value'])
-        else:  # the real server refuses the group's own name as well
-            new = node['value']
-            _check_group_or_tag_name(new, 'Group')
-            _check_free(db, new)
-            _rename(db.groups, name, new)
-            group.name = new
-        return _ok(f"Successfully updated group '{group.name}'.")
-    if kind == 'drop_group':
-        if db.groups.pop(name, None) is None:
-            raise _fail(f"Group '{name}' does not exist.")
-        return _ok(f"Successfully dropped group '{name}'.")
-    if kind == 'alter_series':
-        tag = node['tag']
-        names = _selected(db, node, now)
-        if node['action'] == 'tag':
-            if tag not in db.tags:
-                _check_group_or_tag_name(tag, 'Tag')
-                if tag in db.groups:
-                    raise _fail(f'Cannot create tag `{tag}` because a group with this '
-                                'name already exist.')
-                db.tags[tag] = set()
-            db.tags[tag].update(names)
-            return _ok(f'Successfully tagged {len(names)} series.')
-        members = db.tags.get(tag)
-        if members is None:
-            raise _fail(f"Cannot find tag: '{tag}'")
-        members.difference_update(names)
-        return _ok(f'Successfully untagged {len(names)} series.')
-    if kind == 'alter_tag':
-        if name not in db.tags:
-            raise _fail(f"Cannot find tag: '{name}'")
+Result = Dict[str, Any]
+
+
+def _create_group(ctx: QueryContext, node: CreateGroupStmt, now: int) -> Result:
+    db, name = ctx.db, node['name']
+    _check_group_or_tag_name(name, 'Group')
+    _check_free(db, name)
+    expression, compiled = _regex(node['regex'])
+    db.groups[name] = Group(name, expression, compiled)
+    return _ok(f"Successfully created group '{name}'.")
+
+
+def _alter_group(ctx: QueryContext, node: AlterGroupStmt, now: int) -> Result:
+    db, name = ctx.db, node['name']
+    group = db.groups.get(name)
+    if group is None:
+        raise _fail(f"Cannot find group: '{name}'")
+    if node['prop'] == 'expression':
+        group.expression, group.regex = _regex(node['value'])
+    else:  # the real server refuses the group's own name as well
         new = node['value']
-        if new != name:
-            _check_group_or_tag_name(new, 'Tag')
-            _check_free(db, new)
-            _rename(db.tags, name, new)
-        return _ok(f"Successfully updated tag '{new}'.")
-    if kind == 'drop_tag':
-        if db.tags.pop(name, None) is None:
-            raise _fail(f"Tag '{name}' does not exist.")
-        return _ok(f"Successfully dropped tag '{name}'.")
-    if kind == 'drop_series':
-        return _drop_series(ctx, node, now)
-    if kind == 'create_user':
-        _check_user_name(name)
-        if name in db.users:
-            raise _fail(f"User '{name}' already exists.")
-        _check_password(node['password'])
-        db.users[name] = User(name, node['password'], 0)
-        return _ok(f"Successfully created user '{name}'.")
-    if kind == 'alter_user':
-        user = _user(db, name)
-        value = node['value']
-        if node['prop'] == 'password':
-            _check_password(value)
-            user.password = value
-        elif value != name:
-            _check_user_name(value)
-            if value in db.users:
-                raise _fail(f"User '{value}' already exists.")
-            _rename(db.users, name, value)
-            user.name = value
-        return _ok(f"Successfully updated user '{user.name}'.")
-    if kind == 'drop_user':
-        if name not in db.users:
-            raise _fail(f"User '{name}' does not exist.")
-        if name == ctx.user.name:
-            raise _fail('Cannot drop your own user.')
-        del db.users[name]
-        return _ok(f"Successfully dropped user '{name}'.")
-    if kind == 'grant':
-        _user(db, name).access |= _access_bits(node['access'])
-        return _ok(f"Successfully granted permissions to user '{name}'.")
-    if kind == 'revoke':
-        user = _user(db, name)
-        user.access &= ~_access_bits(node['access'])
-        return _ok(f"Successfully revoked permissions from user '{name}'.")
-    if kind == 'alter_database':
-        return _alter_database(db, node, now)
-    if kind == 'alter_server':
-        return _alter_server(ctx, node, now)
-    raise _fail(f'Statement not supported: {kind}')  # pragma: no cover
+        _check_group_or_tag_name(new, 'Group')
+        _check_free(db, new)
+        _rename(db.groups, name, new)
+        group.name = new
+    return _ok(f"Successfully updated group '{group.name}'.")
+
+
+def _drop(table: Dict[str, Any], name: str, what: str) -> Result:
+    """Drop a group, tag or user by name (``what``: its word in the texts)."""
+    if table.pop(name, None) is None:
+        raise _fail(f"{what} '{name}' does not exist.")
+    return _ok(f"Successfully dropped {what.lower()} '{name}'.")
+
+
+def _drop_group(ctx: QueryContext, node: DropGroupStmt, now: int) -> Result:
+    return _drop(ctx.db.groups, node['name'], 'Group')
+
+
+def _alter_series(ctx: QueryContext, node: AlterSeriesStmt, now: int) -> Result:
+    db, tag = ctx.db, node['tag']
+    names = _selected(db, node, now)
+    if node['action'] == 'tag':
+        if tag not in db.tags:
+            _check_group_or_tag_name(tag, 'Tag')
+            if tag in db.groups:
+                raise _fail(f'Cannot create tag `{tag}` because a group with this '
+                            'name already exist.')
+            db.tags[tag] = set()
+        db.tags[tag].update(names)
+        return _ok(f'Successfully tagged {len(names)} series.')
+    members = db.tags.get(tag)
+    if members is None:
+        raise _fail(f"Cannot find tag: '{tag}'")
+    members.difference_update(names)
+    return _ok(f'Successfully untagged {len(names)} series.')
+
+
+def _alter_tag(ctx: QueryContext, node: AlterTagStmt, now: int) -> Result:
+    db, name = ctx.db, node['name']
+    if name not in db.tags:
+        raise _fail(f"Cannot find tag: '{name}'")
+    new = node['value']
+    if new != name:
+        _check_group_or_tag_name(new, 'Tag')
+        _check_free(db, new)
+        _rename(db.tags, name, new)
+    return _ok(f"Successfully updated tag '{new}'.")
+
+
+def _drop_tag(ctx: QueryContext, node: DropTagStmt, now: int) -> Result:
+    return _drop(ctx.db.tags, node['name'], 'Tag')
+
+
+def _create_user(ctx: QueryContext, node: CreateUserStmt, now: int) -> Result:
+    db, name = ctx.db, node['name']
+    _check_user_name(name)
+    if name in db.users:
+        raise _fail(f"User '{name}' already exists.")
+    _check_password(node['password'])
+    db.users[name] = User(name, node['password'], 0)
+    return _ok(f"Successfully created user '{name}'.")
+
+
+def _alter_user(ctx: QueryContext, node: AlterUserStmt, now: int) -> Result:
+    db, name = ctx.db, node['name']
+    user = _user(db, name)
+    value = node['value']
+    if node['prop'] == 'password':
+        _check_password(value)
+        user.password = value
+    elif value != name:
+        _check_user_name(value)
+        if value in db.users:
+            raise _fail(f"User '{value}' already exists.")
+        _rename(db.users, name, value)
+        user.name = value
+    return _ok(f"Successfully updated user '{user.name}'.")
+
+
+def _drop_user(ctx: QueryContext, node: DropUserStmt, now: int) -> Result:
+    db, name = ctx.db, node['name']
+    if name == ctx.user.name and name in db.users:
+        raise _fail('Cannot drop your own user.')
+    return _drop(db.users, name, 'User')
+
+
+def _grant(ctx: QueryContext, node: GrantStmt, now: int) -> Result:
+    name = node['name']
+    _user(ctx.db, name).access |= _access_bits(node['access'])
+    return _ok(f"Successfully granted permissions to user '{name}'.")
+
+
+def _revoke(ctx: QueryContext, node: RevokeStmt, now: int) -> Result:
+    name = node['name']
+    _user(ctx.db, name).access &= ~_access_bits(node['access'])
+    return _ok(f"Successfully revoked permissions from user '{name}'.")
+
+
+def _alter_db(ctx: QueryContext, node: AlterDatabaseStmt, now: int) -> Result:
+    return _alter_database(ctx.db, node, now)
+
+
+#: statement kind -> its handler (each takes the statement type of its kind)
+_HANDLERS: Dict[str, Callable[[QueryContext, Any, int], Result]] = {
+    'create_group': _create_group, 'alter_group': _alter_group, 'drop_group': _drop_group,
+    'alter_series': _alter_series, 'drop_series': _drop_series,
+    'alter_tag': _alter_tag, 'drop_tag': _drop_tag,
+    'create_user': _create_user, 'alter_user': _alter_user, 'drop_user': _drop_user,
+    'grant': _grant, 'revoke': _revoke,
+    'alter_database': _alter_db, 'alter_server': _alter_server,
+}
+
+
+def run_admin(ctx: QueryContext, node: AdminStmt, now: int) -> Result:
+    """Run one create/alter/drop/grant/revoke statement."""
+    handler = _HANDLERS.get(node['kind'])
+    if handler is None:  # pragma: no cover (the parser makes no other kind)
+        raise _fail(f"Statement not supported: {node['kind']}")
+    return handler(ctx, node, now)

@@ -45,6 +45,8 @@ from dataclasses import dataclass, replace
 from itertools import accumulate, compress, islice, repeat
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from ...wire import types as pm
+from ...wire.units import INT64_MAX, INT64_MIN
 from ..context import QueryFailure
 from ..patterns import REGEX_TYPES, compile_regex
 from ..store import TYPE_FLOAT, TYPE_INTEGER, TYPE_STRING
@@ -54,8 +56,6 @@ __all__ = [
     'result_type', 'INT64_MIN', 'INT64_MAX',
 ]
 
-INT64_MIN = -(2 ** 63)
-INT64_MAX = 2 ** 63 - 1
 
 #: aggregation methods: reduce points (optionally per time bucket) to one value each
 AGGREGATES = frozenset((
@@ -92,13 +92,13 @@ ERR_TIME_UNIT = 'Time-span must be an integer value larger than zero.'  # the re
 
 
 def _err_string(name: str) -> QueryFailure:
-    return QueryFailure(65, f'Cannot use {name}() on string type.')
+    return QueryFailure(pm.CPROTO_ERR_QUERY, f'Cannot use {name}() on string type.')
 
 
 def _err_overflow(name: str) -> QueryFailure:
     # chosen: SiriDB keeps integers in int64; a result outside it (or a bucket label
     # after the last valid time-stamp) is refused instead of returning a bigint.
-    return QueryFailure(65, f'Overflow detected while using {name}().')
+    return QueryFailure(pm.CPROTO_ERR_QUERY, f'Overflow detected while using {name}().')
 
 
 @dataclass(frozen=True)
@@ -132,34 +132,37 @@ def _is_int(x: Any) -> bool:
 def _check_spec(spec: AggrSpec) -> None:
     name = spec.name
     if name not in NAMES:
-        raise QueryFailure(65, f'Unknown aggregate function: {name}()')  # chosen
+        raise QueryFailure(pm.CPROTO_ERR_QUERY, f'Unknown aggregate function: {name}()')  # chosen
     if spec.group is not None and (not _is_int(spec.group) or spec.group <= 0):
-        raise QueryFailure(65, ERR_GROUP)
+        raise QueryFailure(pm.CPROTO_ERR_QUERY, ERR_GROUP)
     if name == 'limit':
         if not _is_int(spec.limit) or spec.limit is None or spec.limit <= 0:
-            raise QueryFailure(65, ERR_LIMIT)
+            raise QueryFailure(pm.CPROTO_ERR_QUERY, ERR_LIMIT)
         if spec.fn not in AGGREGATES:
             raise QueryFailure(  # chosen; the grammar only offers aggregates here
-                65, f'Cannot use {spec.fn}() as the aggregation method of limit().')
+                pm.CPROTO_ERR_QUERY,
+                f'Cannot use {spec.fn}() as the aggregation method of limit().')
     if name == 'derivative' and spec.ts_unit is not None and (
             not _is_int(spec.ts_unit) or not 0 < spec.ts_unit <= INT64_MAX):
-        raise QueryFailure(65, ERR_TIME_UNIT)
+        raise QueryFailure(pm.CPROTO_ERR_QUERY, ERR_TIME_UNIT)
     if spec.offset is not None and not _is_int(spec.offset):
-        raise QueryFailure(65, ERR_OFFSET)
+        raise QueryFailure(pm.CPROTO_ERR_QUERY, ERR_OFFSET)
     if name == 'filter':
         if spec.op is not None and spec.op not in _FILTER_OPS and \
                 spec.op not in _STRING_OPS:
-            raise QueryFailure(65, f'Unknown filter operator: {spec.op}')  # chosen
+            raise QueryFailure(
+                pm.CPROTO_ERR_QUERY, f'Unknown filter operator: {spec.op}')  # chosen
         operand = spec.operand
         if (spec.op == 'regex' or isinstance(operand, REGEX_TYPES)) and \
                 spec.op not in (None, 'regex', '==', '!='):
-            raise QueryFailure(65, ERR_REGEX_OP)
+            raise QueryFailure(pm.CPROTO_ERR_QUERY, ERR_REGEX_OP)
         if spec.op in ('~', '!~') and isinstance(operand, (int, float)) and \
                 not isinstance(operand, bool):
-            raise QueryFailure(65, f"Operator '{spec.op}' can only be used with strings.")
+            raise QueryFailure(
+                pm.CPROTO_ERR_QUERY, f"Operator '{spec.op}' can only be used with strings.")
         if not isinstance(operand, (int, float, str) + REGEX_TYPES) or \
                 isinstance(operand, bool):
-            raise QueryFailure(65, 'Filter needs a number, string or regular '
+            raise QueryFailure(pm.CPROTO_ERR_QUERY, 'Filter needs a number, string or regular '
                                'expression.')  # chosen; the grammar never sends this
 
 
@@ -170,7 +173,7 @@ def _fold_offsets(specs: Sequence[AggrSpec]) -> List[AggrSpec]:
         _check_spec(spec)
         if spec.name == 'offset':
             if not out or out[-1].name not in AGGREGATES or out[-1].offset is not None:
-                raise QueryFailure(65, ERR_OFFSET)
+                raise QueryFailure(pm.CPROTO_ERR_QUERY, ERR_OFFSET)
             # chosen: after an aggregate without (g) there is no window to shift, so
             # the offset has no effect there
             out[-1] = replace(out[-1], offset=spec.offset or 0)
@@ -180,7 +183,7 @@ def _fold_offsets(specs: Sequence[AggrSpec]) -> List[AggrSpec]:
 
 
 def check_chain(specs: Sequence[AggrSpec]) -> None:
-    """Raise QueryFailure(65, text) for a chain the real server refuses up front."""
+    """Raise a query error (QueryFailure) for a chain the real server refuses up front."""
     _fold_offsets(specs)
 
 
@@ -195,7 +198,8 @@ def _ensure_sorted(first: Optional[AggrSpec], ts: Sequence[int], values: Sequenc
     """
     n = len(ts)
     if len(values) != n:
-        raise QueryFailure(65, 'Time-stamps and values differ in length.')  # chosen
+        raise QueryFailure(
+            pm.CPROTO_ERR_QUERY, 'Time-stamps and values differ in length.')  # chosen
     if first is not None and first.group is None and first.name in _ORDER_FREE:
         return ts, values
     if n < 2 or all(map(operator.le, islice(ts, 0, n - 1), islice(ts, 1, None))):
@@ -382,15 +386,15 @@ def _filter(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int
     text_operand = isinstance(operand, (str,) + REGEX_TYPES)
     if tp == TYPE_STRING:
         if not text_operand:  # filter(> 5), but also filter(~ 5)
-            raise QueryFailure(65, ERR_NUMBER_FILTER)
+            raise QueryFailure(pm.CPROTO_ERR_QUERY, ERR_NUMBER_FILTER)
     elif text_operand or op in _STRING_OPS:  # filter(> "x"), filter(~ "x"), regex
-        raise QueryFailure(65, ERR_STRING_FILTER)
+        raise QueryFailure(pm.CPROTO_ERR_QUERY, ERR_STRING_FILTER)
 
     if tp == TYPE_INTEGER and isinstance(operand, float):
         # the real server compares integers with the operand converted to int64 as C
         # does (toward zero; nan and +-inf become the smallest int64)
         operand = int(operand) if math.isfinite(operand) and \
-            -2 ** 63 <= operand < 2 ** 63 else -2 ** 63
+            INT64_MIN <= operand <= INT64_MAX else INT64_MIN
     mask: Any
     if is_regex:
         pattern = operand
@@ -425,7 +429,7 @@ def _apply(spec: AggrSpec, ts: Sequence[int], values: Sequence[Any], tp: int,
            clamp: bool = False) -> Tuple[List[int], List[Any], int]:
     name = spec.name
     if name == 'offset':
-        raise QueryFailure(65, ERR_OFFSET)
+        raise QueryFailure(pm.CPROTO_ERR_QUERY, ERR_OFFSET)
     if name == 'limit':
         fn = spec.fn or ''
         if tp == TYPE_STRING and fn in _NUMBER_ONLY:

@@ -4,11 +4,13 @@ from __future__ import annotations
 import sys
 import time
 import uuid
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Union
 
+from ...wire import types as pm
 from ..context import QueryContext, QueryFailure, ServerInfo
 from ..store import ACCESS, ACCESS_PROFILES
-from .parser import LOG_LEVELS, SHOW_PROPS, Node
+from .nodes import CountStmt, HelpStmt, ListStmt, ShowStmt
+from .parser import LOG_LEVELS, SHOW_PROPS
 from .selectors import group_members, matches, resolve_where, select_names, series_row
 from .timeexpr import evaluate
 
@@ -39,12 +41,12 @@ def server_uuid(name: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, 'siridb-embedded:' + name))
 
 
-def rows_for(ctx: QueryContext, node: Node) -> List[Dict[str, Any]]:
+def rows_for(ctx: QueryContext, node: Union[ListStmt, CountStmt]) -> List[Dict[str, Any]]:
     """All rows (column -> value) of a list/count target, before where and limit."""
     db = ctx.db
     target = node['target']
     if target == 'series':
-        return [series_row(db.series[n], db) for n in select_names(db, node.get('selector'))]
+        return [series_row(db.series[n], db) for n in select_names(db, node['selector'])]
     if target == 'shards':
         return []  # the embedded server keeps every series in memory: no shards
     if target == 'users':
@@ -92,22 +94,25 @@ def server_props(ctx: QueryContext, server: ServerInfo, now: float) -> Dict[str,
     }
 
 
-def _filtered(ctx: QueryContext, node: Node, now: int) -> List[Dict[str, Any]]:
+def _filtered(ctx: QueryContext, node: Union[ListStmt, CountStmt],
+              now: int) -> List[Dict[str, Any]]:
     rows = rows_for(ctx, node)
-    where = resolve_where(ctx.db, node.get('where'), now)
+    where = resolve_where(ctx.db, node['where'], now)
     if where is not None:
         rows = [r for r in rows if matches(where, r)]
     return rows
 
 
-def run_list(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
+def run_list(ctx: QueryContext, node: ListStmt, now: int) -> Dict[str, Any]:
     db = ctx.db
     limit = db.list_limit
-    if node['limit'] is not None:
-        n = evaluate(node['limit'], db.factor, now, db.timezone)
+    limit_expr = node['limit']
+    if limit_expr is not None:
+        n = evaluate(limit_expr, db.factor, now, db.timezone)
         if not 1 <= n <= db.list_limit:
             raise QueryFailure(
-                65, f'Limit must be a value between 1 and {db.list_limit} but received: '
+                pm.CPROTO_ERR_QUERY,
+                f'Limit must be a value between 1 and {db.list_limit} but received: '
                     f"{n} (optionally the limit can be changed, see 'help alter database')")
         limit = n
     rows = _filtered(ctx, node, now)[:limit]
@@ -115,7 +120,7 @@ def run_list(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
     return {'columns': cols, node['target']: [[r[c] for c in cols] for r in rows]}
 
 
-def run_count(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
+def run_count(ctx: QueryContext, node: CountStmt, now: int) -> Dict[str, Any]:
     rows = _filtered(ctx, node, now)
     if node['length']:
         return {'series_length': sum(r['length'] for r in rows)}
@@ -136,7 +141,7 @@ def _mem_usage_mb() -> int:
     return int(rss // (1024 * 1024) if sys.platform == 'darwin' else rss // 1024)
 
 
-def run_show(ctx: QueryContext, node: Node) -> Dict[str, Any]:
+def run_show(ctx: QueryContext, node: ShowStmt) -> Dict[str, Any]:
     db = ctx.db
     server = ctx.server
     props: List[str] = node['props'] or list(SHOW_PROPS)
@@ -178,7 +183,7 @@ _HELP = {
 }
 
 
-def run_help(node: Node) -> Dict[str, Any]:
+def run_help(node: HelpStmt) -> Dict[str, Any]:
     topic: List[str] = node['topic']
     text = _HELP.get(topic[0] if topic else '', None)
     if text is None:

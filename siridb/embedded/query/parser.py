@@ -4,19 +4,40 @@ It follows SiriDB 2.0.55's grammar element by element and, like the real server'
 parser, remembers the furthest position where an element failed and the elements
 expected there in the order it tried them: that gives the real server's "Query error
 at position N. Expecting A, B or C" texts (tests/embedded/test_parser_differential.py checks
-them against the recorded transcripts). Statements come out as plain dicts.
+them against the recorded transcripts). Statements come out as plain dicts, typed
+per kind in ``nodes.py``.
 """
 from __future__ import annotations
 
 import re
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
+from ...wire import types as pm
 from ..context import QueryFailure
+from .nodes import (
+    AggrFn,
+    AlterDatabaseStmt,
+    AlterSeriesStmt,
+    AlterServerStmt,
+    CountStmt,
+    DropSeriesStmt,
+    GrantStmt,
+    HelpStmt,
+    ListStmt,
+    Merge,
+    RevokeStmt,
+    SelectAggr,
+    SelectStmt,
+    ShowStmt,
+    Statement,
+    UnsupportedStmt,
+)
 
 __all__ = ['parse', 'expecting_text', 'Node', 'SHOW_PROPS', 'DEFAULT_COLUMNS',
            'COLUMN_ORDER', 'MAX_WHERE_DEPTH', 'MAX_DEPTH', 'MAX_FLAT_OPS']
 
-Node = Dict[str, Any]
+#: any parsed statement (the name before the per-kind types of nodes.py)
+Node = Statement
 T = TypeVar('T')
 
 MAX_WHERE_DEPTH = 5  # nested parentheses allowed in a where expression
@@ -250,7 +271,7 @@ class Parser:
     def enter(self) -> None:
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise QueryFailure(65, MAX_DEPTH_ERROR)
+            raise QueryFailure(pm.CPROTO_ERR_QUERY, MAX_DEPTH_ERROR)
 
     def leave(self) -> None:
         self.depth -= 1
@@ -278,7 +299,7 @@ class Parser:
         return self.rx('uinteger', _INT).group()
 
     def error(self) -> QueryFailure:
-        return QueryFailure(65, expecting_text(self.err_pos, self.expected))
+        return QueryFailure(pm.CPROTO_ERR_QUERY, expecting_text(self.err_pos, self.expected))
 
     # -- time and integer expressions --------------------------------------
     def time_expr(self, ints_only: bool = False) -> Tuple[Any, ...]:
@@ -296,7 +317,7 @@ class Parser:
                 out.append('(')
                 depth += 1
                 if depth > MAX_FLAT_OPS:
-                    raise QueryFailure(65, MAX_DEPTH_ERROR)
+                    raise QueryFailure(pm.CPROTO_ERR_QUERY, MAX_DEPTH_ERROR)
                 continue
             out.append(leaf)
             while True:
@@ -310,7 +331,7 @@ class Parser:
                     break
                 if depth == 0:
                     if n_ops > MAX_FLAT_OPS:
-                        raise QueryFailure(65, MAX_DEPTH_ERROR)
+                        raise QueryFailure(pm.CPROTO_ERR_QUERY, MAX_DEPTH_ERROR)
                     return ('expr', tuple(out), not ints_only)
                 self.tok(')')
                 out.append(')')
@@ -447,7 +468,7 @@ class Parser:
         return ('cmp', word, op, ('str', value))
 
     # -- select ------------------------------------------------------------
-    def aggr_fn(self) -> Node:
+    def aggr_fn(self) -> AggrFn:
         pos = self._skip()
         if self.text.startswith('*', pos):
             self.pos = pos + 1
@@ -460,7 +481,7 @@ class Parser:
         if name in ('all', 'points'):
             return {'fn': '*'}
         self.tok('(')
-        node: Node = {'fn': name, 'pos': pos}
+        node: AggrFn = {'fn': name, 'pos': pos}
         if name in GROUP_FNS:
             node['group'] = self.opt(self.time_expr)
         elif name == 'derivative':
@@ -517,29 +538,29 @@ class Parser:
             self._record(pos, name)
         raise NoMatch
 
-    def aggr_chain(self) -> List[Node]:
+    def aggr_chain(self) -> List[AggrFn]:
         chain = [self.aggr_fn()]
         while self.opt_tok('=>'):
             chain.append(self.aggr_fn())
         return chain
 
-    def _select_aggr(self) -> Node:
+    def _select_aggr(self) -> SelectAggr:
         chain = self.aggr_chain()
         prefix = self.opt(lambda: (self.kw('prefix'), self.string())[1])
         suffix = self.opt(lambda: (self.kw('suffix'), self.string())[1])
         return {'chain': chain, 'prefix': prefix or '', 'suffix': suffix or ''}
 
-    def select(self) -> Node:
+    def select(self) -> SelectStmt:
         self.kw('select')
         aggrs = [self._select_aggr()]
         while self.opt_tok(','):
             aggrs.append(self._select_aggr())
         self.kw('from')
-        node: Node = {'kind': 'select', 'aggrs': aggrs, 'selector': self.selector()}
-        node['where'] = self.opt(lambda: self.where('series'))
-        node['range'] = self.opt(self._time_range)
-        node['merge'] = self.opt(self._merge)
-        return node
+        selector = self.selector()
+        where = self.opt(lambda: self.where('series'))
+        time_range = self.opt(self._time_range)
+        return {'kind': 'select', 'aggrs': aggrs, 'selector': selector, 'where': where,
+                'range': time_range, 'merge': self.opt(self._merge)}
 
     def _time_range(self) -> Tuple[Any, ...]:
         word = self.kw('after', 'between', 'before', 'tail', 'head')
@@ -551,7 +572,7 @@ class Parser:
             return (word, start, self.time_expr())
         return (word, start)
 
-    def _merge(self) -> Tuple[str, Optional[List[Node]]]:
+    def _merge(self) -> Merge:
         self.kw('merge')
         self.kw('as')
         name = self.string()
@@ -567,21 +588,20 @@ class Parser:
             cols.append(self.kw(*allowed))
         return cols
 
-    def _unsupported(self, what: str) -> Node:
+    def _unsupported(self, what: str) -> UnsupportedStmt:
         """A statement of the real server the embedded one lacks (parsed in full):
         execute() answers a clear error."""
         return {'kind': 'unsupported', 'what': what}
 
-    def list_stmt(self) -> Node:
+    def list_stmt(self) -> ListStmt:
         self.kw('list')
         target = self.kw('series', 'tags', 'users', 'shards', 'groups', 'servers', 'pools')
-        node: Node = {'kind': 'list', 'target': target}
         columns = self.opt(lambda: self._columns(COLUMN_ORDER[target]))
-        node['selector'] = self.opt(self.selector) if target == 'series' else None
-        node['where'] = self.opt(lambda: self.where(target))
-        node['limit'] = self.opt(lambda: (self.kw('limit'), self.int_expr())[1])
-        node['columns'] = columns or list(DEFAULT_COLUMNS[target])
-        return node
+        selector = self.opt(self.selector) if target == 'series' else None
+        where = self.opt(lambda: self.where(target))
+        limit = self.opt(lambda: (self.kw('limit'), self.int_expr())[1])
+        return {'kind': 'list', 'target': target, 'selector': selector, 'where': where,
+                'limit': limit, 'columns': columns or list(DEFAULT_COLUMNS[target])}
 
     def _opt_word_after(self, pos: int, words: Tuple[str, ...]) -> None:
         """Record the words another alternative would take at ``pos`` (a greedy
@@ -589,10 +609,11 @@ class Parser:
         for w in words:
             self._record(pos, w)
 
-    def count_stmt(self) -> Node:
+    def count_stmt(self) -> CountStmt:
         self.kw('count')
         target = self.kw('groups', 'pools', 'series', 'servers', 'shards', 'users', 'tags')
-        node: Node = {'kind': 'count', 'target': target, 'length': False, 'selector': None}
+        node: CountStmt = {'kind': 'count', 'target': target, 'length': False,
+                           'selector': None, 'where': None}
         pos = self._skip()
         word = self._word(pos)
         extra = {'series': ('length',), 'servers': ('received_points', 'selected_points'),
@@ -608,13 +629,13 @@ class Parser:
             self._opt_word_after(pos, extra)
         return node
 
-    def show_stmt(self) -> Node:
+    def show_stmt(self) -> ShowStmt:
         self.kw('show')
         props = self.opt(lambda: self._columns(SHOW_PROPS))
         return {'kind': 'show', 'props': props}
 
     # -- create / alter / drop / grant / revoke ----------------------------
-    def create_stmt(self) -> Node:
+    def create_stmt(self) -> Statement:
         self.kw('create')
         what = self.kw('group', 'user')
         if what == 'group':
@@ -631,7 +652,7 @@ class Parser:
         self.kw('set')
         return self.kw(*props)
 
-    def alter_stmt(self) -> Node:
+    def alter_stmt(self) -> Statement:
         self.kw('alter')
         what = self.kw('series', 'user', 'group', 'tag', 'server', 'servers', 'database')
         if what in ('server', 'servers'):
@@ -639,7 +660,7 @@ class Parser:
         if what == 'database':
             prop = self._set('drop_threshold', 'list_limit', 'select_points_limit',
                              'timezone', 'expiration_num', 'expiration_log', 'tee')
-            node: Node = {'kind': 'alter_database', 'prop': prop}
+            node: AlterDatabaseStmt = {'kind': 'alter_database', 'prop': prop}
             if prop == 'timezone':
                 node['value'] = self.string()
             elif prop == 'drop_threshold':
@@ -658,11 +679,11 @@ class Parser:
             value = self.regex() if prop == 'expression' else self.string()
             return {'kind': 'alter_group', 'name': name, 'prop': prop, 'value': value}
         if what == 'series':
-            node = {'kind': 'alter_series', 'selector': self.selector()}
-            node['where'] = self.opt(lambda: self.where('series'))
-            node['action'] = self.kw('tag', 'untag')
-            node['tag'] = self.grave()
-            return node
+            series: AlterSeriesStmt = {'kind': 'alter_series', 'selector': self.selector()}
+            series['where'] = self.opt(lambda: self.where('series'))
+            series['action'] = self.kw('tag', 'untag')
+            series['tag'] = self.grave()
+            return series
         if what == 'tag':
             name = self.grave()
             self._set('name')
@@ -680,10 +701,10 @@ class Parser:
         self._record(pos, 'uuid')
         return self.string()
 
-    def _alter_server(self, what: str) -> Node:
+    def _alter_server(self, what: str) -> Statement:
         """`alter server "host:port"|uuid set log_level L`, `alter servers [where ...]
         set log_level L`; other server settings are not supported here."""
-        node: Node = {'kind': 'alter_server', 'server': None, 'where': None}
+        node: AlterServerStmt = {'kind': 'alter_server', 'server': None, 'where': None}
         if what == 'server':
             node['server'] = self._uuid_or_name()
             prop = self._set('log_level', 'backup_mode', 'address', 'port')
@@ -701,7 +722,7 @@ class Parser:
             self.uinteger()
         return self._unsupported(f'alter {what} set {prop}')
 
-    def drop_stmt(self) -> Node:
+    def drop_stmt(self) -> Statement:
         self.kw('drop')
         what = self.kw('group', 'tag', 'series', 'shards', 'server', 'user')
         if what == 'group':
@@ -717,7 +738,7 @@ class Parser:
             self.opt(lambda: self.where('shards'))
             self.opt(self._ignore_threshold)
             return self._unsupported('drop shards')
-        node: Node = {'kind': 'drop_series', 'selector': self.opt(self.selector)}
+        node: DropSeriesStmt = {'kind': 'drop_series', 'selector': self.opt(self.selector)}
         node['where'] = self.opt(lambda: self.where('series'))
         node['ignore_threshold'] = self.opt(self._ignore_threshold) or False
         if node['selector'] is None:
@@ -735,27 +756,30 @@ class Parser:
             words.append(self.kw(*ACCESS_ORDER))
         return words
 
-    def grant_stmt(self) -> Node:
-        self.kw('grant')
+    def _rights(self, kind: str, word: str) -> Tuple[List[str], str]:
+        """``grant ACCESS to user NAME`` or ``revoke ACCESS from user NAME``:
+        (ACCESS, NAME)."""
+        self.kw(kind)
         access = self._access_list()
-        self.kw('to')
+        self.kw(word)
         self.kw('user')
-        node: Node = {'kind': 'grant', 'access': access, 'name': self.string()}
+        return access, self.string()
+
+    def grant_stmt(self) -> GrantStmt:
+        access, name = self._rights('grant', 'to')
+        node: GrantStmt = {'kind': 'grant', 'access': access, 'name': name}
         node['password'] = self.opt(lambda: (self.kw('set'), self.kw('password'),
                                              self.string())[2])
         return node
 
-    def revoke_stmt(self) -> Node:
-        self.kw('revoke')
-        access = self._access_list()
-        self.kw('from')
-        self.kw('user')
-        return {'kind': 'revoke', 'access': access, 'name': self.string()}
+    def revoke_stmt(self) -> RevokeStmt:
+        access, name = self._rights('revoke', 'from')
+        return {'kind': 'revoke', 'access': access, 'name': name}
 
-    def calc_stmt(self) -> Node:
+    def calc_stmt(self) -> Statement:
         return {'kind': 'calc', 'expr': self.time_expr()}
 
-    def help_stmt(self) -> Node:
+    def help_stmt(self) -> HelpStmt:
         pos = self._skip()
         m = _WORD.match(self.text, pos)
         if m is not None and m.group() == 'help':
@@ -778,12 +802,14 @@ class Parser:
         return {'kind': 'help', 'topic': topic}
 
     # -- statement ---------------------------------------------------------
-    def statement(self) -> Node:
+    def statement(self) -> Statement:
         timeit = self.opt_kw('timeit') is not None
-        stmt: Optional[Node] = None
-        for rule in (self.select, self.list_stmt, self.count_stmt, self.alter_stmt,
-                     self.create_stmt, self.drop_stmt, self.grant_stmt, self.revoke_stmt,
-                     self.show_stmt, self.calc_stmt, self.help_stmt):
+        stmt: Optional[Statement] = None
+        rules: Tuple[Callable[[], Statement], ...] = (
+            self.select, self.list_stmt, self.count_stmt, self.alter_stmt,
+            self.create_stmt, self.drop_stmt, self.grant_stmt, self.revoke_stmt,
+            self.show_stmt, self.calc_stmt, self.help_stmt)
+        for rule in rules:
             stmt = self.opt(rule)
             if stmt is not None:
                 break
@@ -802,10 +828,10 @@ class Parser:
         return stmt
 
 
-def parse(text: str) -> Node:
-    """Parse one query; raises QueryFailure(65, ...) on a syntax error."""
+def parse(text: str) -> Statement:
+    """Parse one query; raises QueryFailure (a query error) on a syntax error."""
     p = Parser(text)
     stmt = p.statement()
     if p.where_too_deep:
-        raise QueryFailure(65, "Max depth reached in 'where' expression!")
+        raise QueryFailure(pm.CPROTO_ERR_QUERY, "Max depth reached in 'where' expression!")
     return stmt

@@ -8,11 +8,12 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ...wire import types as pm
 from ..context import QueryFailure
 from ..store import TYPE_FLOAT, TYPE_INTEGER, TYPE_STRING, Database
 from . import aggregates as ag
 from . import merging, strings
-from .parser import Node
+from .nodes import AggrFn, SelectAggr, SelectStmt
 from .selectors import compile_regex, matches, resolve_where, select_names, series_row
 from .timeexpr import evaluate, to_int
 
@@ -39,10 +40,10 @@ def _operand(node: Tuple[Any, ...]) -> Any:
     try:
         return float(text)
     except ValueError:  # pragma: no cover (the grammar only lets numbers through)
-        raise QueryFailure(65, f'Invalid number: {text}') from None
+        raise QueryFailure(pm.CPROTO_ERR_QUERY, f'Invalid number: {text}') from None
 
 
-def build_specs(chain: Sequence[Node], db: Database, now: int) -> List[Any]:
+def build_specs(chain: Sequence[AggrFn], db: Database, now: int) -> List[Any]:
     """Parse-tree chain -> checked list of aggregates.AggrSpec (`*` is the identity)."""
     specs: List[Any] = []
     if len(chain) == 1 and chain[0]['fn'] == '*':  # plain `select *`
@@ -56,10 +57,12 @@ def build_specs(chain: Sequence[Node], db: Database, now: int) -> List[Any]:
         if name == '*':
             continue
         kw: Dict[str, Any] = {}
-        if fn.get('group') is not None:
-            kw['group'] = ev(fn['group'])
-        if fn.get('ts_unit') is not None:
-            kw['ts_unit'] = ev(fn['ts_unit'])
+        group = fn.get('group')
+        if group is not None:
+            kw['group'] = ev(group)
+        ts_unit = fn.get('ts_unit')
+        if ts_unit is not None:
+            kw['ts_unit'] = ev(ts_unit)
         if name == 'offset':
             kw['offset'] = ev(fn['offset'])
         elif name == 'limit':
@@ -94,7 +97,8 @@ def _range(node: Optional[Tuple[Any, ...]], db: Database, now: int) -> Tuple[
         limit = db.select_points_limit
         if not 1 <= n <= limit:
             raise QueryFailure(
-                65, f'{word.capitalize()} must be a value between 1 and {limit}, got {n}')
+                pm.CPROTO_ERR_QUERY,
+                f'{word.capitalize()} must be a value between 1 and {limit}, got {n}')
         return (None, None, n, None) if word == 'head' else (None, None, None, n)
     t0 = evaluate(node[1], db.factor, now, db.timezone)
     if word == 'after':
@@ -104,14 +108,14 @@ def _range(node: Optional[Tuple[Any, ...]], db: Database, now: int) -> Tuple[
     t1 = evaluate(node[2], db.factor, now, db.timezone)
     if t0 > t1:
         raise QueryFailure(
-            65, f'Start time ({t0}) should not be greater than end time ({t1})')
+            pm.CPROTO_ERR_QUERY, f'Start time ({t0}) should not be greater than end time ({t1})')
     return t0, t1, None, None
 
 
 def _merge(results: List[Result], using: List[Any]) -> Tuple[List[int], List[Any]]:
     types = {r[3] for r in results}
     if TYPE_STRING in types and len(types) > 1:
-        raise QueryFailure(65, 'Cannot merge string and number series.')
+        raise QueryFailure(pm.CPROTO_ERR_QUERY, 'Cannot merge string and number series.')
     # at equal times in the real server's order (merging.py)
     points = merging.merge_points([(ts, vals) for _, ts, vals, _tp in results])
     tp = TYPE_INTEGER
@@ -126,14 +130,14 @@ def _merge(results: List[Result], using: List[Any]) -> Tuple[List[int], List[Any
     return ts_out, vals_out
 
 
-def run_select(db: Database, node: Node, now: int,
+def run_select(db: Database, node: SelectStmt, now: int,
                time_precision: Optional[int]) -> Dict[str, Any]:
     # in the real server's order: each aggregate is checked as the statement is read,
     # then the selection as a whole
-    aggrs: List[Node] = node['aggrs']
+    aggrs: List[SelectAggr] = node['aggrs']
     chains = [build_specs(a['chain'], db, now) for a in aggrs]
     if len(aggrs) > 1 and len({(a['prefix'], a['suffix']) for a in aggrs}) < len(aggrs):
-        raise QueryFailure(65, _UNIQUE)
+        raise QueryFailure(pm.CPROTO_ERR_QUERY, _UNIQUE)
     names = select_names(db, node['selector'])
     where = resolve_where(db, node['where'], now)
     if where is not None:
@@ -144,7 +148,7 @@ def run_select(db: Database, node: Node, now: int,
         if merge[1]:
             using = build_specs(merge[1], db, now)
         if not merge[0]:
-            raise QueryFailure(65, 'Error while merging points. Make sure the '
+            raise QueryFailure(pm.CPROTO_ERR_QUERY, 'Error while merging points. Make sure the '
                                    'destination series name is valid.')
     start, end, head, tail = _range(node['range'], db, now)
 
@@ -220,7 +224,7 @@ class _PointBudget:
     def take(self, points: int) -> None:
         self.total += points
         if self.total > self.limit:
-            raise QueryFailure(65, _POINTS.format(self.limit))
+            raise QueryFailure(pm.CPROTO_ERR_QUERY, _POINTS.format(self.limit))
 
 
 def _rows(ts: Sequence[int], vals: Sequence[Any], factor: int,

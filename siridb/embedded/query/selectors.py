@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
+from ...wire import types as pm
 from ..context import QueryFailure
 from ..patterns import compile_regex, group_pattern
 from ..store import ACCESS, ACCESS_PROFILES, TYPE_STRING, Database, Group, Series
@@ -39,7 +40,7 @@ def _eval(db: Database, node: Tuple[Any, ...]) -> Set[str]:
         tag = db.tags.get(name)
         if tag is not None:
             return {n for n in tag if n in db.series}
-        raise QueryFailure(65, f"Cannot find group or tag '{name}'")
+        raise QueryFailure(pm.CPROTO_ERR_QUERY, f"Cannot find group or tag '{name}'")
     result = _eval(db, node[1])
     for op, term in node[2]:
         right = _eval(db, term)

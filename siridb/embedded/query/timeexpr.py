@@ -9,14 +9,15 @@ import re
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, List, Optional, Tuple
 
+from ...wire import types as pm
+from ...wire.units import INT64_MAX, INT64_MIN, MAX_TIMESTAMP
 from ..context import QueryFailure
 
-__all__ = ['UNITS', 'MAX_INT', 'to_int', 'check_range', 'parse_date', 'get_zone',
+__all__ = ['UNITS', 'to_int', 'check_range', 'parse_date', 'get_zone',
            'evaluate', 'c_div', 'c_mod']
 
 #: duration suffix -> seconds
 UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
-MAX_INT = 2 ** 63 - 1
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 #: the date strings the real server reads: YYYY[-M[-D[( |T)H[:M[:S]]]]] with one or two
@@ -29,7 +30,7 @@ _DATE = re.compile(
 
 
 def _fail(msg: str) -> QueryFailure:
-    return QueryFailure(65, msg)
+    return QueryFailure(pm.CPROTO_ERR_QUERY, msg)
 
 
 def to_int(digits: str) -> int:
@@ -40,7 +41,7 @@ def to_int(digits: str) -> int:
 
 
 def check_range(value: int) -> int:
-    if not -MAX_INT - 1 <= value <= MAX_INT:
+    if not INT64_MIN <= value <= INT64_MAX:
         raise _fail('Integer value out of range.')
     return value
 
@@ -130,12 +131,11 @@ def parse_date(text: str, factor: int, tz_name: str) -> int:
 #: the longest expression text the real server evaluates (EXPR_MAX_SIZE)
 EXPR_MAX_SIZE = 512
 _U64 = 2 ** 64
-_MAX_S = 2 ** 32 - 1  # the last valid timestamp of a database in seconds
 
 
 def _wrap(value: int) -> int:
     """``value`` as a C int64 (wrapping, as the real server computes)."""
-    return (value + 2 ** 63) % _U64 - 2 ** 63
+    return (value - INT64_MIN) % _U64 + INT64_MIN
 
 
 def _expr_text(tokens: Tuple[Any, ...], factor: int, now: int, tz_name: str) -> str:
@@ -221,7 +221,7 @@ def _evaluate_expr(node: Tuple[Any, ...], factor: int, now: int, tz_name: str) -
     value = ev.expression(1)
     if ev.error is not None:
         raise _fail(ev.error)
-    if is_time and not (0 <= value and (factor != 1 or value <= _MAX_S)):
+    if is_time and not (0 <= value and (factor != 1 or value <= MAX_TIMESTAMP['s'])):
         raise _fail('Time expression out-of-range.')
     return value
 
