@@ -73,14 +73,18 @@ def server_props(ctx: QueryContext, server: ServerInfo, now: float) -> Dict[str,
     """What `list servers` and `show` report about one server (plausible values for
     what an in-memory server does not have: files, handles, libuv)."""
     db = ctx.db
+    settings = server.settings
     host, _, port = server.name.rpartition(':')
+    dbpath = settings.database_path(db.name)
     return {
         'active_handles': len(ctx.servers) + 1, 'active_tasks': 1,  # this query
-        'address': host, 'buffer_path': f'/var/lib/siridb/{db.name}/buffer/',
-        'buffer_size': db.buffer_size, 'dbpath': f'/var/lib/siridb/{db.name}/',
-        'fifo_files': 0, 'idle_percentage': 100, 'idle_time': 0, 'ip_support': 'ALL',
+        'address': host, 'buffer_path': dbpath + 'buffer/',
+        'buffer_size': db.buffer_size, 'dbpath': dbpath,
+        'fifo_files': 0, 'idle_percentage': 100, 'idle_time': 0,
+        'ip_support': settings.ip_support,
         'libuv': '1.44.2', 'log_level': server.log_level,
-        'log_level_num': LOG_LEVELS.index(server.log_level), 'max_open_files': 32768,
+        'log_level_num': LOG_LEVELS.index(server.log_level),
+        'max_open_files': settings.max_open_files,
         'mem_usage': _mem_usage_mb(), 'name': server.name, 'online': server.online,
         'open_files': 0, 'pool': server.pool,
         'port': int(port) if port.isdigit() else 0,
