@@ -16,6 +16,7 @@ from operator import itemgetter
 from typing import Any, Iterator, List, Tuple
 
 from .context import QueryFailure
+from .shards import note_insert
 from .store import TYPE_FLOAT, TYPE_INTEGER, TYPE_STRING, Database
 
 __all__ = [
@@ -228,6 +229,7 @@ def apply_insert(db: Database, chunks: List[Chunk]) -> int:
         s = series.get(name)
         if s is None:
             s = db.get_or_create(name, _type_of(values[0]))
+        note_insert(db, s, ts, len(s))  # the shards a real server would write
         s.extend(ts, _typed(s.tp, values))
         n += len(ts)
     return n

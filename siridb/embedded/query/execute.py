@@ -11,6 +11,7 @@ from .admin import run_admin
 from .listing import run_count, run_help, run_list, run_show
 from .parser import parse
 from .select import convert_ts, run_select
+from .shard_statements import run_drop_shards
 from .timeexpr import evaluate
 
 __all__ = ['execute', 'required_right']
@@ -69,6 +70,8 @@ def _run(ctx: QueryContext, stmt: Dict[str, Any], now: int,
         return {'calc': convert_ts(value, db.factor, time_precision)}
     if kind == 'empty':
         return {'calc': convert_ts(now, db.factor, time_precision)}
+    if kind == 'drop_shards':
+        return run_drop_shards(ctx, stmt, now)
     return run_admin(ctx, stmt, now)
 
 

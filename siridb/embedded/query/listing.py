@@ -10,6 +10,7 @@ from ..context import QueryContext, QueryFailure, ServerInfo
 from ..store import ACCESS, ACCESS_PROFILES
 from .parser import LOG_LEVELS, SHOW_PROPS, Node
 from .selectors import group_members, matches, resolve_where, select_names, series_row
+from .shard_statements import shard_rows
 from .timeexpr import evaluate
 
 __all__ = ['access_text', 'rows_for', 'run_list', 'run_count', 'run_show', 'run_help',
@@ -46,7 +47,7 @@ def rows_for(ctx: QueryContext, node: Node) -> List[Dict[str, Any]]:
     if target == 'series':
         return [series_row(db.series[n], db) for n in select_names(db, node.get('selector'))]
     if target == 'shards':
-        return []  # the embedded server keeps every series in memory: no shards
+        return shard_rows(ctx)
     if target == 'users':
         return [{'name': u.name, 'access': access_text(u.access), 'access_mask': u.access}
                 for u in db.users.values()]
@@ -125,7 +126,7 @@ def run_count(ctx: QueryContext, node: Node, now: int) -> Dict[str, Any]:
         return {'series_length': sum(r['length'] for r in rows)}
     what = node.get('what')
     if what == 'size':  # count shards size
-        return {'shards_size': 0}
+        return {'shards_size': sum(r['size'] for r in rows)}
     if what in ('received_points', 'selected_points'):
         return {f'servers_{what}': sum(r[what] for r in rows)}
     return {node['target']: len(rows)}
