@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 from .settings import ServerSettings
 from .store import TYPE_FLOAT, TYPE_STRING, Database, Series
 
-__all__ = ['Shard', 'ShardBook', 'book_for', 'note_insert', 'series_mask',
+__all__ = ['Shard', 'ShardBook', 'book_for', 'buffer_len', 'series_mask',
            'SHARD_STATUS_FLAGS']
 
 #: bytes of a shard file's header
@@ -86,19 +86,12 @@ _Span = Tuple[int, int, int]
 class _NumberLog:
     """What happened to one number series' points: written spans, buffered."""
 
-    __slots__ = ('seq', 'total', 'buffered', 'writes')
+    __slots__ = ('seq', 'buffered', 'writes')
 
     def __init__(self, seq: int) -> None:
         self.seq = seq
-        self.total = 0
         self.buffered: Optional[_Span] = None
         self.writes: List[_Span] = []
-
-
-def _merge(a: Optional[_Span], b: _Span) -> _Span:
-    if a is None:
-        return b
-    return (min(a[0], b[0]), max(a[1], b[1]), a[2] + b[2])
 
 
 class ShardBook:
@@ -107,42 +100,47 @@ class ShardBook:
 
     def __init__(self) -> None:
         self.logs: Dict[str, _NumberLog] = {}
+        #: each series' part of the shards, with what it was computed from
+        self.parts: Dict[str, Tuple[Any, List[_Part]]] = {}
 
     def _log(self, series: Series, had: int) -> _NumberLog:
-        log = self.logs.get(series.name)
-        if log is None or log.seq != series.seq:
-            log = self.logs[series.name] = _NumberLog(series.seq)
-            if had:  # points loaded without inserts (a snapshot): one insert
-                ts, _ = series.points()
-                self._add(log, (ts[0], ts[-1], had), buffer_len=0)
+        log = self.logs[series.name] = _NumberLog(series.seq)
+        if had and len(series):  # points loaded without inserts (a snapshot)
+            ts, _ = series.points()
+            log.writes.append((ts[0], ts[-1], had))  # as one insert, written
         return log
 
-    def note(self, series: Series, span: _Span, had: int, buffer_len: int) -> None:
-        """An insert of ``span`` points into a number series that held ``had``."""
-        self._add(self._log(series, had), span, buffer_len)
-
-    @staticmethod
-    def _add(log: _NumberLog, span: _Span, buffer_len: int) -> None:
-        # SiriDB's rules for the points of one insert (one series)
-        n = span[2]
-        log.total += n
-        held = log.buffered[2] if log.buffered is not None else 0
-        if buffer_len <= 0 or n > buffer_len:
-            log.writes.append(span)  # straight to the shards, the buffer stays
-        elif n + held > buffer_len:
-            log.writes.append(_merge(log.buffered, span))
+    def note(self, series: Series, ts: Sequence[int], had: int, buffer_len: int) -> None:
+        """An insert of the timestamps ``ts`` into a number series that held
+        ``had`` points, by SiriDB's rules for one insert into one series
+        (``buffer_len``: the points a buffer holds)."""
+        log = self.logs.get(series.name)
+        if log is None or log.seq != series.seq:
+            log = self._log(series, had)
+        n = len(ts)
+        if n == 1:
+            lo = hi = ts[0]
+        else:
+            lo, hi = min(ts), max(ts)
+        if n > buffer_len:
+            log.writes.append((lo, hi, n))  # straight to the shards, the buffer stays
+            return
+        held = log.buffered
+        if held is not None:
+            lo, hi, n = min(lo, held[0]), max(hi, held[1]), n + held[2]
+        if n >= buffer_len:  # over (written with the buffer) or just full
+            log.writes.append((lo, hi, n))
             log.buffered = None
         else:
-            log.buffered = _merge(log.buffered, span)
-            if held + n == buffer_len:  # full: written
-                log.writes.append(log.buffered)
-                log.buffered = None
+            log.buffered = (lo, hi, n)
 
     def writes(self, series: Series) -> List[Tuple[Sequence[int], Sequence[Any]]]:
         """The points of each write of a series to its shards, in order."""
         if series.tp == TYPE_STRING:
             return [c for c in (series.chunks or ()) if len(c[0])]
-        log = self._log(series, len(series))
+        log = self.logs.get(series.name)
+        if log is None or log.seq != series.seq:
+            log = self._log(series, len(series))
         ts, values = series.points()
         out: List[Tuple[Sequence[int], Sequence[Any]]] = []
         for lo, hi, n in log.writes:
@@ -163,13 +161,9 @@ def book_for(db: Database) -> ShardBook:
     return book
 
 
-def note_insert(db: Database, series: Series, ts: Sequence[int], had: int) -> None:
-    """Called for each series of a stored insert: ``ts`` its new timestamps,
-    ``had`` how many points the series held before."""
-    if series.tp == TYPE_STRING or not ts:
-        return
-    book_for(db).note(series, (min(ts), max(ts), len(ts)), had,
-                      db.buffer_size // _POINT_SIZE)
+def buffer_len(db: Database) -> int:
+    """Points a number series' buffer holds before they are written."""
+    return db.buffer_size // _POINT_SIZE
 
 
 # -- what the real server derives -------------------------------------------
@@ -324,54 +318,76 @@ def _chunks(n: int, max_chunk: int) -> List[Tuple[int, int]]:
     return [(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def shards(db: Database, settings: ServerSettings) -> List[Shard]:
-    """The database's shards (ordered by start, then sid)."""
-    book = book_for(db)
+#: one series' part of a shard: (sid, duration, is_log, bytes, overlaps)
+_Part = Tuple[int, int, bool, int, bool]
+
+
+def _series_parts(series: Series, writes: List[Tuple[Sequence[int], Sequence[Any]]],
+                  db: Database, settings: ServerSettings) -> List[_Part]:
+    """What one series' writes put in each of its shards."""
+    is_log = series.tp == TYPE_STRING
     compressed = settings.shard_compression
     ts_size = 4 if db.precision == 's' else 8
+    mask = series_mask(series.name, series.tp, db)
+    interval = _interval(writes[0][0]) if settings.shard_auto_duration else 0
+    duration = _auto_duration(interval, db) if interval else db.duration_seconds(
+        db.duration_log if is_log else db.duration_num) * db.factor
+    max_chunk = _MAX_CHUNK_LOG if is_log else _MAX_CHUNK_NUM
+    entry = 4 + 2 * ts_size + 2 + (2 if compressed or is_log else 0)
+    sizes: Dict[int, int] = {}
+    spans: Dict[int, List[Tuple[int, int]]] = {}
+    for ts, values in writes:
+        i = 0
+        while i < len(ts):
+            start = ts[i] // duration * duration
+            j = bisect_left(ts, start + duration, i)
+            for a, b in _chunks(j - i, max_chunk):
+                cts, cvals = ts[i + a:i + b], values[i + a:i + b]
+                if is_log:
+                    data = _string_size(cts, cvals, compressed, ts_size)
+                elif compressed:
+                    data = _zip_number_size(series.tp, cts, cvals)
+                else:
+                    data = (ts_size + 8) * len(cts)
+                sizes[start] = sizes.get(start, 0) + entry + data
+                spans.setdefault(start, []).append((cts[0], cts[-1]))
+            i = j
+    return [(start + mask, duration, is_log, size, _overlaps(spans[start]))
+            for start, size in sizes.items()]
+
+
+def shards(db: Database, settings: ServerSettings) -> List[Shard]:
+    """The database's shards (ordered by start, then sid). Each series' part
+    is kept until the series or the settings change."""
+    book = book_for(db)
+    setup = (settings.shard_compression, settings.shard_auto_duration, db.precision,
+             db.duration_num, db.duration_log)
     found: Dict[Tuple[int, int], Shard] = {}
-    spans: Dict[Tuple[int, int], Dict[str, List[Tuple[int, int]]]] = {}
-    default = {True: db.duration_seconds(db.duration_log) * db.factor,
-               False: db.duration_seconds(db.duration_num) * db.factor}
+    cache = book.parts
+    for name in [n for n in cache if n not in db.series]:
+        del cache[name]
     for series in db.series.values():
-        is_log = series.tp == TYPE_STRING
-        writes = book.writes(series)
-        if not writes:
-            continue
-        mask = series_mask(series.name, series.tp, db)
-        interval = _interval(writes[0][0]) if settings.shard_auto_duration else 0
-        duration = _auto_duration(interval, db) if interval else default[is_log]
-        max_chunk = _MAX_CHUNK_LOG if is_log else _MAX_CHUNK_NUM
-        entry = 4 + 2 * ts_size + 2 + (2 if compressed or is_log else 0)
-        for ts, values in writes:
-            i = 0
-            while i < len(ts):
-                start = ts[i] // duration * duration
-                j = bisect_left(ts, start + duration, i)
-                key = (start + mask, duration)
-                shard = found.get(key)
-                if shard is None:
-                    shard = found[key] = Shard(key[0], duration, 'log' if is_log else 'number')
-                    if compressed:
-                        shard.flags |= _COMPRESSED
-                shard.flags |= _NEW_VALUES
-                shard.series.add(series.name)
-                for a, b in _chunks(j - i, max_chunk):
-                    cts, cvals = ts[i + a:i + b], values[i + a:i + b]
-                    if is_log:
-                        data = _string_size(cts, cvals, compressed, ts_size)
-                    elif compressed:
-                        data = _zip_number_size(series.tp, cts, cvals)
-                    else:
-                        data = (ts_size + 8) * len(cts)
-                    shard.size += entry + data
-                    spans.setdefault(key, {}).setdefault(series.name, []).append(
-                        (cts[0], cts[-1]))
-                i = j
-    for key, per_series in spans.items():
-        for ranges in per_series.values():
-            if _overlaps(ranges):
-                found[key].flags |= _OVERLAP
+        log = book.logs.get(series.name)
+        stamp = (series.seq, len(series), setup,
+                 len(series.chunks) if series.chunks is not None else
+                 len(log.writes) if log is not None else -1)
+        cached = cache.get(series.name)
+        if cached is not None and cached[0] == stamp:
+            parts = cached[1]
+        else:
+            writes = book.writes(series)
+            parts = _series_parts(series, writes, db, settings) if writes else []
+            cache[series.name] = (stamp, parts)
+        for sid, duration, is_log, size, overlaps in parts:
+            shard = found.get((sid, duration))
+            if shard is None:
+                shard = found[(sid, duration)] = Shard(
+                    sid, duration, 'log' if is_log else 'number',
+                    flags=_NEW_VALUES | (_COMPRESSED if settings.shard_compression else 0))
+            shard.size += size
+            shard.series.add(series.name)
+            if overlaps:
+                shard.flags |= _OVERLAP
     return sorted(found.values(), key=lambda s: (s.start, s.sid))
 
 
