@@ -90,7 +90,8 @@ def execute(ctx: QueryContext, query: str,
         if kind == 'unsupported':
             raise QueryFailure(
                 65, f"The embedded server does not support '{stmt['what']}' "
-                    '(it keeps every series in memory, without shards or server settings).')
+                    '(its servers share one store in one process: there is no server '
+                    'to reconfigure or remove).')
         right = required_right(kind)
         if right is not None and not ctx.user.has(right):
             raise QueryFailure(
