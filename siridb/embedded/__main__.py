@@ -182,8 +182,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def announce_stdout(server: EmbeddedServer) -> None:
     """One line on stdout that scripts can wait for: the address it listens
     on (and the server name, when ``--server-name`` gives another)."""
-    where = server.unix_path if server.unix_path is not None else \
-        f'{server.host}:{server.port}'
+    where = server.listening_on
     named = f' as {server.name}' if server.name != where else ''
     print(f'siridb.embedded listening on {where}{named} databases '
           f'{",".join(server.store.databases)}', flush=True)

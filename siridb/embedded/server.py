@@ -127,7 +127,13 @@ class EmbeddedServer:
 
     @property
     def name(self) -> str:
+        """The server's name (``settings.server_name``, else where it listens)."""
         return self.info.name
+
+    @property
+    def listening_on(self) -> str:
+        """Where clients connect: ``host:port``, or the unix socket's path."""
+        return self.unix_path if self.unix_path is not None else f'{self.host}:{self.port}'
 
     @property
     def running(self) -> bool:
