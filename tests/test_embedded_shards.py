@@ -138,3 +138,33 @@ def test_snapshot_loaded_points_count_as_one_insert():
     assert shard['size'] == 22 + 16 + 16 + 1 + 69  # 70 > 64 points: written at once
     insert(ctx.db, {'n': [[T0 + 100, 1]]})
     assert len(rows(ctx)) == 1  # the new point waits in the buffer
+
+
+async def test_shards_are_the_same_after_a_restart_from_the_data_dir(tmp_path):
+    from _embedded_helpers import RawConn
+
+    from siridb.embedded import EmbeddedServer
+
+    async def listed(srv: EmbeddedServer) -> Any:
+        c = await RawConn.open(srv.host, srv.port)
+        try:
+            await c.auth('dbs')
+            return await c.request(0, ['list shards sid, size, start, end, type', None])
+        finally:
+            await c.close()
+
+    d = str(tmp_path / 'data')
+    async with EmbeddedServer(databases={'dbs': 's'}, data_dir=d, fsync='never') as srv:
+        c = await RawConn.open(srv.host, srv.port)
+        try:
+            await c.auth('dbs')
+            for r in range(3):
+                tp, _ = await c.request(1, {'n': [[T0 + 50 * r + k, k * r] for k in range(30)],
+                                            's': [[T0 + 50 * r + k, f'v{k}'] for k in range(6)]})
+                assert tp == 1
+        finally:
+            await c.close()
+        before = await listed(srv)
+    assert len(before[1]['shards']) == 2  # 90 number points: one buffer written
+    async with EmbeddedServer(databases={}, data_dir=d, fsync='never') as srv:
+        assert await listed(srv) == before
