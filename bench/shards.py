@@ -23,11 +23,8 @@ from siridb.embedded.store import Database
 T0 = 1447200000
 
 
-class _NoBook:
-    """A shard book that notes nothing (the insert path without the bookkeeping)."""
-
-    def note(self, *args: Any) -> None:
-        pass
+def _no_note(*args: Any) -> None:
+    """Notes nothing (the insert path without the bookkeeping)."""
 
 
 def insert_cost(n_series: int) -> None:
@@ -39,12 +36,12 @@ def insert_cost(n_series: int) -> None:
         return min(timeit.repeat(lambda: insert(db, payload), number=1, repeat=5)) / n_series
 
     with_book = per_series()
-    real = insert_module.book_for
-    insert_module.book_for = lambda db: _NoBook()  # type: ignore[assignment,return-value]
+    real = insert_module.note_shards
+    insert_module.note_shards = _no_note
     try:
         without = per_series()
     finally:
-        insert_module.book_for = real
+        insert_module.note_shards = real
     print(f'insert, 1 point into each of {n_series} series: {with_book * 1e6:.2f} us per '
           f'series with the shard book, {without * 1e6:.2f} us without '
           f'({(with_book / without - 1) * 100:+.0f}%)')

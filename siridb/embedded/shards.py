@@ -11,9 +11,10 @@ first written points) for the series of one type family that share a "mask"
 start plus that mask. Its ``size`` is the length of its file: a 22-byte
 header, then per write a chunk index entry and the (compressed) points.
 
-``ShardBook`` follows the writes: inserts report to it (``note_insert``), and
-``shards()`` replays the writes over the store's points. The sizes match the
-real server's for inserts that arrive in time order (a write's points are
+Inserts report each number series' points (``note``: the series' ``shard_log``
+follows its buffer and writes; string series keep their inserts in
+``Series.chunks``), and ``shards()`` replays the writes over the store's points.
+The sizes match the real server's for inserts that arrive in time order (a write's points are
 found again by their time span) and before the real server's hourly optimize
 rewrites the files; expiration (``expiration_num``/``_log``) is not applied.
 """
@@ -29,7 +30,8 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 from .settings import ServerSettings
 from .store import TYPE_FLOAT, TYPE_STRING, Database, Series
 
-__all__ = ['Shard', 'ShardBook', 'book_for', 'buffer_len', 'series_mask',
+__all__ = ['Shard', 'ShardBook', 'NumberLog', 'book_for', 'note', 'buffer_len',
+           'series_mask', 'series_writes',
            'SHARD_STATUS_FLAGS']
 
 #: bytes of a shard file's header
@@ -83,72 +85,81 @@ class Shard:
 _Span = Tuple[int, int, int]
 
 
-class _NumberLog:
-    """What happened to one number series' points: written spans, buffered."""
+class NumberLog:
+    """What happened to one number series' points (``Series.shard_log``): the
+    span of the points in its buffer (``n`` of them, from ``lo`` to ``hi``) and
+    the spans written to its shards (None: none yet)."""
 
-    __slots__ = ('seq', 'buffered', 'writes')
+    __slots__ = ('lo', 'hi', 'n', 'writes')
 
-    def __init__(self, seq: int) -> None:
-        self.seq = seq
-        self.buffered: Optional[_Span] = None
-        self.writes: List[_Span] = []
+    def __init__(self) -> None:
+        self.lo = self.hi = self.n = 0
+        self.writes: Optional[List[_Span]] = None
+
+    def write(self, span: _Span) -> None:
+        if self.writes is None:
+            self.writes = [span]
+        else:
+            self.writes.append(span)
+
+
+def _new_log(series: Series, had: int) -> NumberLog:
+    log = series.shard_log = NumberLog()
+    if had:  # points loaded without inserts (a snapshot): as one insert, written
+        ts, _ = series.points()
+        log.write((ts[0], ts[-1], had))
+    return log
+
+
+def note(series: Series, ts: Sequence[int], had: int, buffer_len: int) -> None:
+    """An insert of the timestamps ``ts`` into a number series that held
+    ``had`` points, by SiriDB's rules for one insert into one series
+    (``buffer_len``: the points a buffer holds)."""
+    log = series.shard_log
+    if log is None:
+        log = _new_log(series, had)
+    n = len(ts)
+    if n == 1:
+        lo = hi = ts[0]
+    else:
+        lo, hi = min(ts), max(ts)
+    if n > buffer_len:
+        log.write((lo, hi, n))  # straight to the shards, the buffer stays
+        return
+    if log.n:
+        lo, hi, n = min(lo, log.lo), max(hi, log.hi), n + log.n
+    if n >= buffer_len:  # over (written with the buffer) or just full
+        log.write((lo, hi, n))
+        log.n = 0
+    else:
+        log.lo, log.hi, log.n = lo, hi, n
+
+
+def series_writes(series: Series) -> List[Tuple[Sequence[int], Sequence[Any]]]:
+    """The points of each write of a series to its shards, in order."""
+    if series.tp == TYPE_STRING:
+        return [c for c in (series.chunks or ()) if len(c[0])]
+    log = series.shard_log
+    if log is None:
+        if not len(series):
+            return []
+        log = _new_log(series, len(series))
+    ts, values = series.points()
+    out: List[Tuple[Sequence[int], Sequence[Any]]] = []
+    for lo, hi, n in log.writes or ():
+        i = bisect_left(ts, lo)
+        j = min(bisect_right(ts, hi), i + n)
+        if j > i:
+            out.append((ts[i:j], values[i:j]))
+    return out
 
 
 class ShardBook:
-    """The buffer and shard writes of one database's number series (string
-    series keep their inserts in ``Series.chunks``)."""
+    """Each series' part of one database's shards, with what it was computed
+    from (kept until the series or the settings change)."""
 
     def __init__(self) -> None:
-        self.logs: Dict[str, _NumberLog] = {}
-        #: each series' part of the shards, with what it was computed from
         self.parts: Dict[str, Tuple[Any, List[_Part]]] = {}
-
-    def _log(self, series: Series, had: int) -> _NumberLog:
-        log = self.logs[series.name] = _NumberLog(series.seq)
-        if had and len(series):  # points loaded without inserts (a snapshot)
-            ts, _ = series.points()
-            log.writes.append((ts[0], ts[-1], had))  # as one insert, written
-        return log
-
-    def note(self, series: Series, ts: Sequence[int], had: int, buffer_len: int) -> None:
-        """An insert of the timestamps ``ts`` into a number series that held
-        ``had`` points, by SiriDB's rules for one insert into one series
-        (``buffer_len``: the points a buffer holds)."""
-        log = self.logs.get(series.name)
-        if log is None or log.seq != series.seq:
-            log = self._log(series, had)
-        n = len(ts)
-        if n == 1:
-            lo = hi = ts[0]
-        else:
-            lo, hi = min(ts), max(ts)
-        if n > buffer_len:
-            log.writes.append((lo, hi, n))  # straight to the shards, the buffer stays
-            return
-        held = log.buffered
-        if held is not None:
-            lo, hi, n = min(lo, held[0]), max(hi, held[1]), n + held[2]
-        if n >= buffer_len:  # over (written with the buffer) or just full
-            log.writes.append((lo, hi, n))
-            log.buffered = None
-        else:
-            log.buffered = (lo, hi, n)
-
-    def writes(self, series: Series) -> List[Tuple[Sequence[int], Sequence[Any]]]:
-        """The points of each write of a series to its shards, in order."""
-        if series.tp == TYPE_STRING:
-            return [c for c in (series.chunks or ()) if len(c[0])]
-        log = self.logs.get(series.name)
-        if log is None or log.seq != series.seq:
-            log = self._log(series, len(series))
-        ts, values = series.points()
-        out: List[Tuple[Sequence[int], Sequence[Any]]] = []
-        for lo, hi, n in log.writes:
-            i = bisect_left(ts, lo)
-            j = min(bisect_right(ts, hi), i + n)
-            if j > i:
-                out.append((ts[i:j], values[i:j]))
-        return out
 
 
 _BOOKS: weakref.WeakKeyDictionary[Database, ShardBook] = weakref.WeakKeyDictionary()
@@ -367,15 +378,15 @@ def shards(db: Database, settings: ServerSettings) -> List[Shard]:
     for name in [n for n in cache if n not in db.series]:
         del cache[name]
     for series in db.series.values():
-        log = book.logs.get(series.name)
+        log = series.shard_log
         stamp = (series.seq, len(series), setup,
                  len(series.chunks) if series.chunks is not None else
-                 len(log.writes) if log is not None else -1)
+                 len(log.writes or ()) if log is not None else -1)
         cached = cache.get(series.name)
         if cached is not None and cached[0] == stamp:
             parts = cached[1]
         else:
-            writes = book.writes(series)
+            writes = series_writes(series)
             parts = _series_parts(series, writes, db, settings) if writes else []
             cache[series.name] = (stamp, parts)
         for sid, duration, is_log, size, overlaps in parts:

@@ -67,7 +67,7 @@ class Series:
     """One series: a fixed type (set by its first value) and its points."""
 
     __slots__ = ('name', 'tp', 'ts', 'values', '_sorted', '_sorted_len', 'pool',
-                 'seq', 'chunks')
+                 'seq', 'chunks', 'shard_log')
 
     def __init__(self, name: str, tp: int, pool: int = 0) -> None:
         self.name = name
@@ -90,6 +90,9 @@ class Series:
         #: its own way, see query.strings); None for number series
         self.chunks: Optional[List[Tuple[Sequence[int], List[str]]]] = \
             [] if tp == TYPE_STRING else None
+        #: number series: what a real server would hold in its buffer and have
+        #: written to shards (a ``shards.NumberLog``, kept by ``shards``)
+        self.shard_log: Any = None
 
     @property
     def type_name(self) -> str:
