@@ -10,10 +10,20 @@ import os
 import pathlib
 from typing import Any, Dict, List, Optional, Tuple
 
+from siridb.embedded.settings import ServerSettings
+
 HERE = pathlib.Path(__file__).parent / 'conformance'
 
 
 _RECORDS: Dict[str, List[Dict[str, Any]]] = {}
+
+#: the configuration of the server that recorded the single-server files, as its
+#: replies show it (`show server`, `show ip_support`, `show max_open_files`)
+RECORDING_SETTINGS = ServerSettings(server_name='localhost:9310', ip_support='IPV4ONLY',
+                                    max_open_files=4096)
+#: the names of the three servers that recorded cluster.jsonl (`list servers`)
+CLUSTER_SETTINGS = [ServerSettings(server_name=f'127.0.0.1:{port}', ip_support='IPV4ONLY')
+                    for port in (9010, 9011, 9012)]
 
 
 def records(name: str) -> List[Dict[str, Any]]:

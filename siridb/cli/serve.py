@@ -23,7 +23,8 @@ __all__ = ['run']
 
 def _announce(server: EmbeddedServer) -> None:
     names = ', '.join(f'{db.name} ({db.precision})' for db in server.store.databases.values())
-    print(f'siridb serve: listening on {server.name}, databases: {names}',
+    named = f' as {server.name}' if server.name != server.listening_on else ''
+    print(f'siridb serve: listening on {server.listening_on}{named}, databases: {names}',
           file=sys.stderr, flush=True)
 
 

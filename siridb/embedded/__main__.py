@@ -2,12 +2,15 @@
 
     python -m siridb.embedded --host 127.0.0.1 --port 9000 --db dbtest \\
         [--db other:ms ...] [--data-dir DIR [--recover]] \\
-        [--tls-cert F --tls-key F]
+        [--tls-cert F --tls-key F] [--server-name ADDRESS:PORT] \\
+        [--ip-support ALL|IPV4ONLY|IPV6ONLY] [--max-open-files N]
 
 Each ``--db NAME[:PRECISION]`` (s, ms, us or ns; default ms) is created unless
 it already exists in the data directory. A damaged file in the data
 directory stops the start with an error naming it (exit status 1) unless
-``--recover`` is given. Stops cleanly on SIGINT/SIGTERM.
+``--recover`` is given. ``--server-name``, ``--ip-support`` and
+``--max-open-files`` set what ``show``/``list servers`` report (SiriDB's
+configuration options of those names). Stops cleanly on SIGINT/SIGTERM.
 ``siridb serve`` is this same server: it takes its options from ``server_parser``
 and runs ``serve``.
 """
@@ -25,10 +28,12 @@ from typing import Callable, Dict, List, Optional
 from .limits import EXPOSED_AUTH_FAIL_DELAY, Limits, limits_for
 from .persist import DataDirError, DataDirInUse
 from .server import EmbeddedServer
+from .settings import IP_SUPPORT, MAX_OPEN_FILES_RANGE, ServerSettings, check_server_name
 from .store import PRECISIONS, check_db_name
 
 __all__ = ['main', 'parse_args', 'server_parser', 'args_error', 'serve', 'setup_logging',
-           'add_limit_options', 'limits_from_args']
+           'add_limit_options', 'limits_from_args', 'add_settings_options',
+           'settings_from_args']
 
 log = logging.getLogger('siridb.embedded')
 
@@ -78,6 +83,36 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
         auth_fail_delay=args.auth_fail_delay, reply_budget=args.reply_budget)
 
 
+def _server_name_arg(value: str) -> str:
+    try:
+        return check_server_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_settings_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``ServerSettings`` (see ``settings.py``): SiriDB's
+    configuration values that ``show`` and ``list servers`` report."""
+    d = ServerSettings()
+    low, high = MAX_OPEN_FILES_RANGE
+    p.add_argument('--server-name', type=_server_name_arg, default=None,
+                   metavar='ADDRESS:PORT',
+                   help="the server's name in `show server` and `list servers` "
+                        '(default: the address it listens on)')
+    p.add_argument('--ip-support', choices=IP_SUPPORT, default=d.ip_support,
+                   help=f'reported by `show ip_support` (default {d.ip_support})')
+    p.add_argument('--max-open-files', type=int, default=d.max_open_files,
+                   metavar='N',
+                   help=f'reported by `show max_open_files`, {low}..{high} '
+                        f'(default {d.max_open_files})')
+
+
+def settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    """The server's ``ServerSettings`` from the options of ``add_settings_options``."""
+    return ServerSettings(server_name=args.server_name, ip_support=args.ip_support,
+                          max_open_files=args.max_open_files)
+
+
 def server_parser(prog: str = 'python -m siridb.embedded',
                   add_help: bool = True) -> argparse.ArgumentParser:
     """The server's options: the one definition, also used by ``siridb serve``
@@ -113,6 +148,7 @@ def server_parser(prog: str = 'python -m siridb.embedded',
     p.add_argument('--tls-key', default=None, metavar='FILE',
                    help='private key for --tls-cert (PEM)')
     add_limit_options(p)
+    add_settings_options(p)
     p.add_argument('--log-level', default='info',
                    choices=('debug', 'info', 'warning', 'error'))
     return p
@@ -128,6 +164,9 @@ def args_error(args: argparse.Namespace) -> Optional[str]:
             return f'--{opt.replace("_", "-")} must not be negative'
     if not 0 <= args.port < 65536:
         return '--port must be 0..65535'
+    low, high = MAX_OPEN_FILES_RANGE
+    if not low <= args.max_open_files <= high:
+        return f'--max-open-files must be {low}..{high}'
     return None
 
 
@@ -141,8 +180,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def announce_stdout(server: EmbeddedServer) -> None:
-    """One line on stdout that scripts can wait for."""
-    print(f'siridb.embedded listening on {server.name} databases '
+    """One line on stdout that scripts can wait for: the address it listens
+    on (and the server name, when ``--server-name`` gives another)."""
+    where = server.listening_on
+    named = f' as {server.name}' if server.name != where else ''
+    print(f'siridb.embedded listening on {where}{named} databases '
           f'{",".join(server.store.databases)}', flush=True)
 
 
@@ -160,7 +202,8 @@ async def serve(args: argparse.Namespace,
     server = EmbeddedServer(args.host, args.port, databases=databases,
                             data_dir=args.data_dir, ssl=context,
                             unix_path=args.unix, fsync=args.fsync,
-                            recover=args.recover, limits=limits_from_args(args))
+                            recover=args.recover, limits=limits_from_args(args),
+                            settings=settings_from_args(args))
     if not server.store.databases:
         server.engine.ensure_database('dbtest', 'ms')
     stop = asyncio.Event()

@@ -15,6 +15,7 @@ from .context import ServerInfo
 from .engine import Engine
 from .limits import Limits
 from .server import Databases, EmbeddedServer, normalize_databases
+from .settings import ServerSettings
 from .store import Store
 
 __all__ = ['EmbeddedCluster']
@@ -22,17 +23,26 @@ __all__ = ['EmbeddedCluster']
 
 class EmbeddedCluster:
     """``n`` ``EmbeddedServer`` listeners (``servers``) over one engine;
-    ``limits`` (``siridb.embedded.limits.Limits``) applies to each."""
+    ``limits`` (``siridb.embedded.limits.Limits``) applies to each;
+    ``settings`` (``siridb.embedded.settings.ServerSettings``), one per server,
+    give each its configuration (names must differ; default: SiriDB's)."""
 
     def __init__(self, n: int = 3, databases: Databases = None, *,
                  host: str = '127.0.0.1', data_dir: Optional[str] = None,
                  pools: Optional[Sequence[int]] = None, fsync: str = 'always',
                  ssl: Optional[_ssl.SSLContext] = None,
-                 recover: bool = False, limits: Optional[Limits] = None) -> None:
+                 recover: bool = False, limits: Optional[Limits] = None,
+                 settings: Optional[Sequence[ServerSettings]] = None) -> None:
         if n < 1:
             raise ValueError('a cluster needs at least one server')
         if pools is not None and len(pools) != n:
             raise ValueError('pools must give a pool number for each server')
+        if settings is not None:
+            if len(settings) != n:
+                raise ValueError('settings must give settings for each server')
+            names = [s.server_name for s in settings if s.server_name is not None]
+            if len(set(names)) != len(names):
+                raise ValueError('each server of a cluster needs its own server_name')
         dbs = normalize_databases(databases)
         self.engine = Engine(data_dir, fsync, recover=recover)
         for name, precision in dbs.items():
@@ -40,7 +50,8 @@ class EmbeddedCluster:
         self.servers: List[EmbeddedServer] = [
             EmbeddedServer(host, 0, databases={}, ssl=ssl, engine=self.engine,
                            pool=pools[i] if pools is not None else 0,
-                           cluster=self, limits=limits)
+                           cluster=self, limits=limits,
+                           settings=settings[i] if settings is not None else None)
             for i in range(n)]
 
     @property

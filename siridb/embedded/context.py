@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import List
 
+from .settings import ServerSettings
 from .store import VERSION, Database, User
 
 __all__ = ['QueryFailure', 'ServerInfo', 'QueryContext']
@@ -40,6 +41,8 @@ class ServerInfo:
     log_level: str = 'warning'  # SiriDB's default; set by `alter server(s) ... set log_level`
     started: float = field(default_factory=time.time)
     received_points: int = 0  # points of successful inserts (`show received_points`)
+    #: what a real server reads from its configuration file (ip_support, ...)
+    settings: ServerSettings = field(default_factory=ServerSettings)
 
 
 @dataclass

@@ -18,6 +18,8 @@ from typing import Any, Iterator, List, Tuple
 from ..wire import types as pm
 from ..wire.units import INT64_MAX, INT64_MIN
 from .context import QueryFailure
+from .shards import buffer_len
+from .shards import note as note_shards
 from .store import TYPE_FLOAT, TYPE_INTEGER, TYPE_STRING, Database
 
 __all__ = [
@@ -224,10 +226,13 @@ def apply_insert(db: Database, chunks: List[Chunk]) -> int:
     """Store validated chunks; returns the number of points stored."""
     n = 0
     series = db.series
+    room = buffer_len(db)  # the shards a real server would write
     for name, ts, values in chunks:
         s = series.get(name)
         if s is None:
             s = db.get_or_create(name, _type_of(values[0]))
+        if s.tp != TYPE_STRING and ts:  # (string series keep their inserts)
+            note_shards(s, ts, len(s), room)
         s.extend(ts, _typed(s.tp, values))
         n += len(ts)
     return n

@@ -28,6 +28,7 @@ from .context import QueryContext, ServerInfo
 from .engine import Engine
 from .limits import AuthThrottle, Limits, LogRateLimit, is_loopback
 from .protocol import ServerProtocol
+from .settings import ServerSettings
 from .store import DEFAULT_SERVICE_ACCOUNT, Database, Store, User, check_db_name
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,7 +75,9 @@ class EmbeddedServer:
     ``engine``/``pool``/``cluster`` are used by ``EmbeddedCluster`` to share
     one store between listeners. ``limits`` bounds what each client may make
     the server hold or do (``siridb.embedded.limits.Limits``; its defaults when
-    None).
+    None). ``settings`` are what a real SiriDB reads from its configuration
+    file (``siridb.embedded.settings.ServerSettings``: server name,
+    ip_support, max_open_files, ...; SiriDB's defaults when None).
     """
 
     def __init__(self, host: str = '127.0.0.1', port: int = 0,
@@ -84,7 +87,8 @@ class EmbeddedServer:
                  recover: bool = False,
                  engine: Optional[Engine] = None, pool: int = 0,
                  cluster: Optional[EmbeddedCluster] = None,
-                 limits: Optional[Limits] = None) -> None:
+                 limits: Optional[Limits] = None,
+                 settings: Optional[ServerSettings] = None) -> None:
         self.host = host
         self.port = port
         self.ssl = ssl
@@ -96,8 +100,9 @@ class EmbeddedServer:
         for name, precision in dbs.items():
             self.engine.ensure_database(name, precision)
         self.cluster = cluster
-        self.info = ServerInfo(name=f'{host}:{port}', pool=pool,
-                               online=False, status='offline')
+        self.settings = settings if settings is not None else ServerSettings()
+        self.info = ServerInfo(name=self.settings.name_for(host, port), pool=pool,
+                               online=False, status='offline', settings=self.settings)
         self.connections: Set[ServerProtocol] = set()
         self.limits = limits if limits is not None else Limits()
         #: per-peer delay of login answers after failed logins
@@ -122,7 +127,13 @@ class EmbeddedServer:
 
     @property
     def name(self) -> str:
+        """The server's name (``settings.server_name``, else where it listens)."""
         return self.info.name
+
+    @property
+    def listening_on(self) -> str:
+        """Where clients connect: ``host:port``, or the unix socket's path."""
+        return self.unix_path if self.unix_path is not None else f'{self.host}:{self.port}'
 
     @property
     def running(self) -> bool:
@@ -142,13 +153,13 @@ class EmbeddedServer:
         if self.unix_path is not None:
             self._server = await loop.create_unix_server(
                 lambda: ServerProtocol(self), self.unix_path, ssl=self.ssl)
-            self.info.name = self.unix_path
+            self.info.name = self.settings.server_name or self.unix_path
         else:
             self._server = await loop.create_server(
                 lambda: ServerProtocol(self), self.host, self.port,
                 ssl=self.ssl)
             self.port = self._server.sockets[0].getsockname()[1]
-            self.info.name = f'{self.host}:{self.port}'
+            self.info.name = self.settings.name_for(self.host, self.port)
         self.info.online = not self.paused
         self.info.status = 'paused' if self.paused else 'running'
         self.info.started = time.time()

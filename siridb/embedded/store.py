@@ -12,7 +12,7 @@ import re
 import time
 import uuid
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from itertools import count
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
@@ -67,7 +67,7 @@ class Series:
     """One series: a fixed type (set by its first value) and its points."""
 
     __slots__ = ('name', 'tp', 'ts', 'values', '_sorted', '_sorted_len', 'pool',
-                 'seq', 'chunks')
+                 'seq', 'chunks', 'shard_log')
 
     def __init__(self, name: str, tp: int, pool: int = 0) -> None:
         self.name = name
@@ -90,6 +90,9 @@ class Series:
         #: its own way, see query.strings); None for number series
         self.chunks: Optional[List[Tuple[Sequence[int], List[str]]]] = \
             [] if tp == TYPE_STRING else None
+        #: number series: what a real server would hold in its buffer and have
+        #: written to shards (a ``shards.NumberLog``, kept by ``shards``)
+        self.shard_log: Any = None
 
     @property
     def type_name(self) -> str:
@@ -188,6 +191,28 @@ class Series:
         if not self._sorted:
             self._sort()
         return self.ts, self.values
+
+    def remove_between(self, start: int, end: int) -> int:
+        """Remove the points with ``start <= ts < end`` (a dropped shard's
+        window); returns how many went."""
+        self.points()  # sorted now
+        i, j = bisect_left(self.ts, start), bisect_left(self.ts, end)
+        if i == j:
+            return 0
+        del self.ts[i:j]
+        del self.values[i:j]
+        self._sorted_len = len(self.ts)
+        if self.chunks is not None:
+            kept: List[Tuple[Sequence[int], List[str]]] = []
+            for cts, cvals in self.chunks:
+                a, b = bisect_left(cts, start), bisect_left(cts, end)
+                if a < b:
+                    cts = array('q', cts[:a]) + array('q', cts[b:])
+                    cvals = cvals[:a] + cvals[b:]
+                if len(cts):
+                    kept.append((cts, cvals))
+            self.chunks = kept
+        return j - i
 
     @property
     def start(self) -> Optional[int]:

@@ -14,7 +14,13 @@ import threading
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
-from _conformance_helpers import known_failure, matches, record_failure
+from _conformance_helpers import (
+    CLUSTER_SETTINGS,
+    RECORDING_SETTINGS,
+    known_failure,
+    matches,
+    record_failure,
+)
 from _conformance_helpers import records as _records
 
 from siridb.connector.lib.codec import packb, unpack_body
@@ -134,14 +140,15 @@ def transcripts() -> Iterator[Dict[str, List[Tuple[Dict[str, Any], Any]]]]:
     bg = Background()
     results: Dict[str, List[Tuple[Dict[str, Any], Any]]] = {}
     try:
-        server = EmbeddedServer(databases={})
+        server = EmbeddedServer(databases={}, settings=RECORDING_SETTINGS)
         bg.run(server.start())
         try:
             for name, db in SERVER_FILES:
                 results[name] = list(play(server.host, server.port, name, db))
         finally:
             bg.run(server.stop())
-        cluster = EmbeddedCluster(3, {'dbcluster': 's'}, pools=[0, 0, 1])
+        cluster = EmbeddedCluster(3, {'dbcluster': 's'}, pools=[0, 0, 1],
+                                  settings=CLUSTER_SETTINGS)
         bg.run(cluster.start())
         down = cluster.servers[2]
         try:

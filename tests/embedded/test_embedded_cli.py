@@ -76,6 +76,16 @@ def test_databases_flags_and_clean_shutdown(tmp_path):
         p.stop()
 
 
+def test_server_settings_flags():
+    p = Proc('--server-name', 'localhost:9310', '--ip-support', 'IPV4ONLY',
+             '--max-open-files', '4096')
+    try:
+        assert ' as localhost:9310 databases dbtest' in p.line
+        assert p.request(2, ['iris', 'siri', 'dbtest']) == (2, None)
+    finally:
+        p.stop()
+
+
 def test_default_database_is_dbtest():
     p = Proc()
     try:

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytest
 import qpack
 from _conformance_helpers import (
+    RECORDING_SETTINGS,
     known_failure,
     matches,
     record_failure,
@@ -31,7 +32,7 @@ class Replayer:
 
     def __init__(self, dbname: str, precision: str) -> None:
         self.db = Database(dbname, precision)
-        self.server = ServerInfo('127.0.0.1:9000')
+        self.server = ServerInfo('localhost:9310', settings=RECORDING_SETTINGS)
         self.ctx = QueryContext(self.db, self.db.users['iris'], self.server)
 
     def run(self, rec: Dict[str, Any]) -> Optional[Tuple[int, Any]]:

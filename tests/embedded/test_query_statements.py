@@ -516,21 +516,18 @@ def test_alter_server_log_level() -> None:
         "Access denied. User 'ro' has no 'alter' privileges."
 
 
-@pytest.mark.parametrize('query', ['drop shards', 'drop shards where sid == 1',
-                                   'alter server "127.0.0.1:9000" set backup_mode true',
+@pytest.mark.parametrize('query', ['alter server "127.0.0.1:9000" set backup_mode true',
                                    'drop server "127.0.0.1:9000"'])
 def test_unsupported_statements_answer_a_clear_error(ctx: QueryContext, query: str) -> None:
     assert err(ctx, query).startswith('The embedded server does not support ')
 
 
-def test_there_are_no_shards(ctx: QueryContext) -> None:
-    # every series lives in memory: shards can be listed and counted, there are none
-    assert q(ctx, 'list shards') == {
-        'columns': ['sid', 'pool', 'server', 'start', 'end'], 'shards': []}
+def test_shards_hold_only_written_points(ctx: QueryContext) -> None:
+    # the number series wait in their buffers; the string series is written at once
+    # (more in test_embedded_shards.py)
     assert q(ctx, 'list shards size where type == number limit 1') == {
         'columns': ['size'], 'shards': []}
-    assert q(ctx, 'count shards where start > 0') == {'shards': 0}
-    assert q(ctx, 'count shards size') == {'shards_size': 0}
+    assert q(ctx, 'count shards where type == log') == {'shards': 1}
 
 
 def test_list_target_error_names_every_target(ctx: QueryContext) -> None:

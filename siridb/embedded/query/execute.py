@@ -21,6 +21,7 @@ from .nodes import (
     AdminStmt,
     CalcStmt,
     CountStmt,
+    DropShardsStmt,
     HelpStmt,
     ListStmt,
     SelectStmt,
@@ -30,6 +31,7 @@ from .nodes import (
 )
 from .parser import parse
 from .select import convert_ts, run_select
+from .shard_statements import run_drop_shards
 from .timeexpr import evaluate
 
 __all__ = ['execute', 'check_precision', 'prepare', 'run', 'changes', 'required_right']
@@ -85,6 +87,8 @@ def _run(ctx: QueryContext, stmt: Statement, now: int,
         return {'calc': convert_ts(value, db.factor, time_precision)}
     if kind == 'empty':
         return {'calc': convert_ts(now, db.factor, time_precision)}
+    if kind == 'drop_shards':
+        return run_drop_shards(ctx, cast(DropShardsStmt, stmt), now)
     return run_admin(ctx, cast(AdminStmt, stmt), now)
 
 
@@ -133,7 +137,8 @@ def run(ctx: QueryContext, stmt: Statement, time_precision: Optional[int],
             raise QueryFailure(
                 pm.CPROTO_ERR_QUERY,
                 f"The embedded server does not support '{cast(UnsupportedStmt, stmt)['what']}' "
-                '(it keeps every series in memory, without shards or server settings).')
+                '(its servers share one store in one process: there is no server '
+                'to reconfigure or remove).')
         check_right(ctx.user, kind)
         if ctx.pool_down:
             target = cast(ListStmt, stmt)['target'] if kind in ('list', 'count') else None

@@ -12,6 +12,7 @@ from ..store import ACCESS, ACCESS_PROFILES
 from .nodes import CountStmt, HelpStmt, ListStmt, ShowStmt
 from .parser import LOG_LEVELS, SHOW_PROPS
 from .selectors import group_members, matches, resolve_where, select_names, series_row
+from .shard_statements import shard_rows
 from .timeexpr import evaluate
 
 __all__ = ['access_text', 'rows_for', 'run_list', 'run_count', 'run_show', 'run_help',
@@ -48,7 +49,7 @@ def rows_for(ctx: QueryContext, node: Union[ListStmt, CountStmt]) -> List[Dict[s
     if target == 'series':
         return [series_row(db.series[n], db) for n in select_names(db, node['selector'])]
     if target == 'shards':
-        return []  # the embedded server keeps every series in memory: no shards
+        return shard_rows(ctx)
     if target == 'users':
         return [{'name': u.name, 'access': access_text(u.access), 'access_mask': u.access}
                 for u in db.users.values()]
@@ -75,14 +76,18 @@ def server_props(ctx: QueryContext, server: ServerInfo, now: float) -> Dict[str,
     """What `list servers` and `show` report about one server (plausible values for
     what an in-memory server does not have: files, handles, libuv)."""
     db = ctx.db
+    settings = server.settings
     host, _, port = server.name.rpartition(':')
+    dbpath = settings.database_path(db.name)
     return {
         'active_handles': len(ctx.servers) + 1, 'active_tasks': 1,  # this query
-        'address': host, 'buffer_path': f'/var/lib/siridb/{db.name}/buffer/',
-        'buffer_size': db.buffer_size, 'dbpath': f'/var/lib/siridb/{db.name}/',
-        'fifo_files': 0, 'idle_percentage': 100, 'idle_time': 0, 'ip_support': 'ALL',
+        'address': host, 'buffer_path': dbpath + 'buffer/',
+        'buffer_size': db.buffer_size, 'dbpath': dbpath,
+        'fifo_files': 0, 'idle_percentage': 100, 'idle_time': 0,
+        'ip_support': settings.ip_support,
         'libuv': '1.44.2', 'log_level': server.log_level,
-        'log_level_num': LOG_LEVELS.index(server.log_level), 'max_open_files': 32768,
+        'log_level_num': LOG_LEVELS.index(server.log_level),
+        'max_open_files': settings.max_open_files,
         'mem_usage': _mem_usage_mb(), 'name': server.name, 'online': server.online,
         'open_files': 0, 'pool': server.pool,
         'port': int(port) if port.isdigit() else 0,
@@ -126,7 +131,7 @@ def run_count(ctx: QueryContext, node: CountStmt, now: int) -> Dict[str, Any]:
         return {'series_length': sum(r['length'] for r in rows)}
     what = node.get('what')
     if what == 'size':  # count shards size
-        return {'shards_size': 0}
+        return {'shards_size': sum(r['size'] for r in rows)}
     if what in ('received_points', 'selected_points'):
         return {f'servers_{what}': sum(r[what] for r in rows)}
     return {node['target']: len(rows)}

@@ -203,6 +203,12 @@ class DropSeriesStmt(_DropSeriesStmt, total=False):
     ignore_threshold: bool
 
 
+class DropShardsStmt(_Stmt):
+    kind: Literal['drop_shards']
+    where: Optional[Expr]
+    ignore_threshold: bool
+
+
 class _GrantStmt(_Stmt):
     kind: Literal['grant']
     access: List[str]
@@ -226,4 +232,4 @@ AdminStmt = Union[CreateGroupStmt, CreateUserStmt, AlterDatabaseStmt, AlterGroup
                   RevokeStmt]
 #: any parsed statement
 Statement = Union[SelectStmt, ListStmt, CountStmt, ShowStmt, HelpStmt, CalcStmt, EmptyStmt,
-                  UnsupportedStmt, AdminStmt]
+                  UnsupportedStmt, DropShardsStmt, AdminStmt]

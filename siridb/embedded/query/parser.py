@@ -21,6 +21,7 @@ from .nodes import (
     AlterServerStmt,
     CountStmt,
     DropSeriesStmt,
+    DropShardsStmt,
     GrantStmt,
     HelpStmt,
     ListStmt,
@@ -735,9 +736,10 @@ class Parser:
             self._uuid_or_name()
             return self._unsupported('drop server')
         if what == 'shards':
-            self.opt(lambda: self.where('shards'))
-            self.opt(self._ignore_threshold)
-            return self._unsupported('drop shards')
+            shards: DropShardsStmt = {
+                'kind': 'drop_shards', 'where': self.opt(lambda: self.where('shards')),
+                'ignore_threshold': self.opt(self._ignore_threshold) or False}
+            return shards
         node: DropSeriesStmt = {'kind': 'drop_series', 'selector': self.opt(self.selector)}
         node['where'] = self.opt(lambda: self.where('series'))
         node['ignore_threshold'] = self.opt(self._ignore_threshold) or False
