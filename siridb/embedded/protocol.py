@@ -14,22 +14,23 @@ not read its replies is not read from (see ``limits.py``).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import math
 import re
 from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Deque, Dict, Iterator, List, Optional
 
 from ..wire import types as pm
 from ..wire.decode import Decoder, Package, unpack_body
 from ..wire.errors import WireError
-from ..wire.framing import MAX_PAYLOAD, MAX_QUERY, pack
+from ..wire.framing import HEADER, MAX_PAYLOAD, MAX_QUERY, pack
 from .bulk import BULK_BODY, apply_steps, decode_steps, insert_steps
 from .context import QueryFailure
 from .engine import MUTATING, Session, statement_keyword
 from .faults import InsertRequest
 from .insert import ERR_MAP_OR_ARRAY, success_msg
+from .query.select import deferred_rows
+from .reply import has_rows, pack_steps
 from .service import serve_request
 from .store import Database
 
@@ -82,30 +83,6 @@ _LOGIN_FAILED = frozenset((pm.CPROTO_ERR_AUTH_CREDENTIALS,
 _CLIENT_TYPES = frozenset((
     pm.CPROTO_REQ_QUERY, pm.CPROTO_REQ_INSERT, pm.CPROTO_REQ_AUTH,
     pm.CPROTO_REQ_PING, pm.CPROTO_REQ_SERVICE))
-
-
-class _GCPause:
-    """The cyclic GC stays off while big inserts run over several turns:
-    with millions of live lists, a collection between turns would scan them
-    all again and again (seconds of frozen loop)."""
-
-    holds = 0
-    #: a turn ended with the GC left off for a hold: enable it once free
-    pending = False
-
-    @classmethod
-    def turn_ended(cls) -> None:
-        if cls.holds:
-            cls.pending = True
-        else:
-            gc.enable()
-
-    @classmethod
-    def hold(cls, delta: int) -> None:
-        cls.holds += delta
-        if not cls.holds and cls.pending:
-            cls.pending = False
-            gc.enable()
 
 
 class ServerProtocol(asyncio.Protocol):
@@ -192,7 +169,7 @@ class ServerProtocol(asyncio.Protocol):
                 # memory holds what a restart would replay
                 self._loop.call_soon(self._finish, job)
             elif hasattr(job, 'close'):
-                job.close()  # runs its clean-up (e.g. the GC hold)
+                job.close()  # runs its clean-up
         self._queue.clear()
         if self._transport is not None:
             self._transport.close()  # a TLS transport warns on Python < 3.11 otherwise
@@ -203,16 +180,10 @@ class ServerProtocol(asyncio.Protocol):
         time (its replies go nowhere)."""
         assert self._loop is not None
         deadline = self._loop.time() + self._limits.time_slice
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            for pause in job:
-                if pause > 0 or self._loop.time() >= deadline:
-                    self._loop.call_later(max(pause, 0.0), self._finish, job)
-                    return
-        finally:
-            if gc_was_enabled:
-                _GCPause.turn_ended()
+        for pause in job:
+            if pause > 0 or self._loop.time() >= deadline:
+                self._loop.call_later(max(pause, 0.0), self._finish, job)
+                return
 
     def pause_writing(self) -> None:
         """The client does not read its replies fast enough: stop taking
@@ -272,11 +243,6 @@ class ServerProtocol(asyncio.Protocol):
             return
         deadline = loop.time() + self._limits.time_slice
         wait: Optional[float] = None
-        # Requests build and decode millions of small lists (points); the
-        # cyclic GC would scan them again and again (3x the time of a big
-        # select), so it is paused while requests run and resumed after.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
         self._out = []
         self._out_size = 0
         try:
@@ -318,8 +284,6 @@ class ServerProtocol(asyncio.Protocol):
         finally:
             self._flush()
             self._out = None
-            if gc_was_enabled:
-                _GCPause.turn_ended()
         if wait is not None:
             self._schedule(wait)
         self._update_reading()
@@ -516,7 +480,11 @@ class ServerProtocol(asyncio.Protocol):
         db, user = resolved
         ctx = self._server.query_context(db, user)
         try:
-            result, changed = self._engine.query(ctx, query, precision)
+            with deferred_rows():  # big answers are packed in steps (a job)
+                result, changed = self._engine.query(ctx, query, precision)
+            if has_rows(result):
+                self._job = self._reply_steps(pid, result, query)
+                return
             body = pack(pid, pm.CPROTO_RES_QUERY, result)
         except QueryFailure as exc:
             self._error(pid, exc.tp, exc.msg)
@@ -533,6 +501,26 @@ class ServerProtocol(asyncio.Protocol):
             self._ack(body)
         else:
             self._write(body)
+
+    def _reply_steps(self, pid: int, result: Dict[str, Any],
+                     query: str) -> Iterator[float]:
+        """The reply to a select with a big answer, made and packed a slice
+        of rows at a time (see reply.py) while other connections go on."""
+        tp = pm.CPROTO_RES_QUERY
+        try:
+            parts = yield from pack_steps(result)
+        except OverflowError:
+            self._error(pid, pm.CPROTO_ERR_QUERY, INT_OUT_OF_RANGE)
+            return
+        except Exception:
+            log.exception('%s: query failed: %r', self._server.name,
+                          redact_query(query))
+            self._error(pid, pm.CPROTO_ERR_QUERY, INTERNAL_ERROR)
+            return
+        del result
+        size = sum(map(len, parts))
+        parts.insert(0, HEADER.pack(size, pid, tp, tp ^ 0xFF))
+        self._write(b''.join(parts))
 
     def _ack(self, data: bytes) -> None:
         """Send the reply to a change once the change is durable. While the
@@ -624,33 +612,29 @@ class ServerProtocol(asyncio.Protocol):
         other connections go on, then store it while no other change runs."""
         pid = pkg.pid
         engine = self._engine
-        _GCPause.hold(1)
         try:
-            try:
-                data = yield from decode_steps(pkg.body, pkg.depth_bound)
-            except WireError:
-                self._error(pid, pm.CPROTO_ERR_INSERT, ERR_MAP_OR_ARRAY)
-                return
-            try:
-                chunks = yield from insert_steps(db, data)
-            except QueryFailure as exc:
-                self._error(pid, exc.tp, exc.msg)
-                return
-            del data
-            while engine.bulk_writer is not None:
-                yield _WRITER_POLL
-            engine.bulk_writer = self
-            try:
-                if chunks:
-                    engine.log_insert(db, pkg.body)
-                n = yield from apply_steps(db, chunks)
-            except QueryFailure as exc:  # its log write failed: nothing stored
-                self._error(pid, exc.tp, exc.msg)
-                return
-            finally:
-                engine.bulk_writer = None
+            data = yield from decode_steps(pkg.body, pkg.depth_bound)
+        except WireError:
+            self._error(pid, pm.CPROTO_ERR_INSERT, ERR_MAP_OR_ARRAY)
+            return
+        try:
+            chunks = yield from insert_steps(db, data)
+        except QueryFailure as exc:
+            self._error(pid, exc.tp, exc.msg)
+            return
+        del data
+        while engine.bulk_writer is not None:
+            yield _WRITER_POLL
+        engine.bulk_writer = self
+        try:
+            if chunks:
+                engine.log_insert(db, pkg.body)
+            n = yield from apply_steps(db, chunks)
+        except QueryFailure as exc:  # its log write failed: nothing stored
+            self._error(pid, exc.tp, exc.msg)
+            return
         finally:
-            _GCPause.hold(-1)
+            engine.bulk_writer = None
         self._ack(pack(pid, pm.CPROTO_RES_INSERT, {'success_msg': success_msg(n)}))
 
     def _service(self, pkg: Package) -> None:
