@@ -70,6 +70,8 @@ def redact_query(query: str, limit: int = 200) -> str:
 #: replies gathered while requests are handled leave in one write once they
 #: reach this size (or the slice ends)
 _FLUSH_BYTES = 65_536
+#: bytes of a big reply written per step (see ``_reply_steps``)
+_WRITE_STEP = 1_048_576
 #: how often a connection waiting for the total reply budget looks again
 _BUDGET_POLL = 0.02
 #: wait for an event (resume_writing), not for a timer
@@ -109,6 +111,8 @@ class ServerProtocol(asyncio.Protocol):
         #: send per batch of requests instead of one per reply)
         self._out: Optional[List[bytes]] = None
         self._out_size = 0
+        #: replies held while a big reply is written in parts (over turns)
+        self._held: Optional[List[bytes]] = None
         #: replies to changes waiting for the engine's next fsync
         self._acks: List[bytes] = []
         self._authed = False
@@ -518,9 +522,23 @@ class ServerProtocol(asyncio.Protocol):
             self._error(pid, pm.CPROTO_ERR_QUERY, INTERNAL_ERROR)
             return
         del result
-        size = sum(map(len, parts))
-        parts.insert(0, HEADER.pack(size, pid, tp, tp ^ 0xFF))
-        self._write(b''.join(parts))
+        # written a part at a time over several turns (no copy of the whole
+        # in one go); other replies of this connection wait meanwhile
+        held: List[bytes] = []
+        self._held = held
+        try:
+            self._emit(HEADER.pack(sum(map(len, parts)), pid, tp, tp ^ 0xFF))
+            step = 0
+            for part in parts:
+                self._emit(part)
+                step += len(part)
+                if step >= _WRITE_STEP:
+                    step = 0
+                    yield 0.0
+        finally:
+            self._held = None
+            for data in held:
+                self._write(data)
 
     def _ack(self, data: bytes) -> None:
         """Send the reply to a change once the change is durable. While the
@@ -544,6 +562,12 @@ class ServerProtocol(asyncio.Protocol):
         self.abort()
 
     def _write(self, data: bytes) -> None:
+        if self._held is not None:  # a reply is being written in parts
+            self._held.append(data)
+            return
+        self._emit(data)
+
+    def _emit(self, data: bytes) -> None:
         out = self._out
         if out is not None:  # inside _pump: sent in batches
             out.append(data)
