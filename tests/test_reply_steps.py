@@ -114,3 +114,43 @@ def test_a_timestamp_out_of_range_raises_overflow_in_steps() -> None:
         result = execute(ctx, 'select * from "far"', 3)
     with pytest.raises(OverflowError):
         packed_in_steps(result)
+
+
+async def test_pipelined_changes_and_big_selects_on_a_durable_server(tmp_path) -> None:
+    """Inserts (answered after their fsync) pipelined between big selects
+    (answered in steps): every request gets its own intact reply."""
+    import asyncio
+
+    from _embedded_helpers import RawConn
+
+    from siridb.connector.lib import protomap as pm
+    from siridb.embedded import EmbeddedServer
+
+    n = 30 * ROWS_STEP  # a reply of ~3 MB: written over several turns
+    async with EmbeddedServer(port=0, data_dir=str(tmp_path), fsync='always') as srv:
+        c = await RawConn.open(srv.host, srv.port)
+        await c.auth()
+        tp, _ = await c.request(pm.CPROTO_REQ_INSERT, {
+            'big': [[BASE + i, i * 0.5] for i in range(n)]}, timeout=60)
+        assert tp == pm.CPROTO_RES_INSERT
+        expected = {}
+        for k in range(6):
+            pid = c.send(pm.CPROTO_REQ_INSERT, {f's{k}': [[BASE + k, k]]})
+            expected[pid] = (pm.CPROTO_RES_INSERT, {
+                'success_msg': 'Successfully inserted 1 point(s).'})
+            pid = c.send(pm.CPROTO_REQ_QUERY, ['select * from "big"', None])
+            expected[pid] = (pm.CPROTO_RES_QUERY, None)
+        got = {}
+        for _ in expected:
+            reply = await asyncio.wait_for(c.recv(timeout=60), 60)
+            assert reply is not None
+            got[reply[0]] = reply[1:]
+        assert set(got) == set(expected)
+        for pid, (tp, data) in expected.items():
+            assert got[pid][0] == tp
+            if data is not None:
+                assert got[pid][1] == data
+            else:
+                points = got[pid][1]['big']
+                assert len(points) == n and points[-1] == [BASE + n - 1, (n - 1) * 0.5]
+        await c.close()
