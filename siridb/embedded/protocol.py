@@ -8,8 +8,10 @@ before authentication) closes the connection.
 
 Requests wait in a queue and are handled for about ``Limits.time_slice`` at
 a time before other connections get their turn (a big insert is a job that
-goes on over several turns, see ``bulk.py``); a connection whose client does
-not read its replies is not read from (see ``limits.py``).
+goes on over several turns, see ``bulk.py``, and so is the reply to a select
+with a big answer, see ``reply.py``); a connection whose client does not read
+its replies is not read from (see ``limits.py``). The process-wide state of
+the cyclic GC is left alone: the server often runs inside a user's process.
 """
 from __future__ import annotations
 
