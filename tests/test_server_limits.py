@@ -221,12 +221,12 @@ async def test_selects_of_a_huge_series_never_hold_up_a_ping(proc):
     # the old server made each reply in one go (0.3-0.5 s) and a PING
     # waited for the rest of it
     # (measured: median 11-16 ms, 90% under 22-31 ms, the slowest 39-70 ms;
-    # the old server: 90% under 0.25 s, the slowest 0.54 s). Every PING but
-    # one (an outlier of a busy shared machine) under 100 ms:
+    # the old server: 90% under 0.25-0.31 s, the slowest 0.54-1.0 s). All
+    # PINGs under 100 ms but for the odd outlier of a busy shared machine:
     times.sort()
     assert len(times) >= 20, times
-    assert times[-2] < 0.1, times
-    assert times[-1] < 0.25, times
+    assert sum(t >= 0.1 for t in times) <= len(times) // 20, times
+    assert times[-1] < 0.3, times
     # one reply in the making per attacker and the packed replies, never the
     # rows of a whole reply as lists (measured: 25 MB more at the peak; the
     # old server: 159 MB)
