@@ -13,23 +13,24 @@ inserts); the time precision's meaning is the executor's.
 
 Requests wait in a queue and are handled for about ``Limits.time_slice`` at
 a time before other connections get their turn (a big insert is a job that
-goes on over several turns, see ``bulk.py``); a connection whose client does
-not read its replies is not read from (see ``limits.py``).
+goes on over several turns, see ``bulk.py``, and so is the reply to a select
+with a big answer, see ``reply.py``); a connection whose client does not read
+its replies is not read from (see ``limits.py``). The process-wide state of
+the cyclic GC is left alone: the server often runs inside a user's process.
 """
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import math
 import re
 from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Deque, Dict, Iterator, List, Optional, Tuple
 
 from ..wire import types as pm
 from ..wire.decode import Decoder, Package, unpack_body
 from ..wire.errors import WireError
-from ..wire.framing import MAX_PAYLOAD, MAX_QUERY, pack
+from ..wire.framing import HEADER, MAX_PAYLOAD, MAX_QUERY, pack
 from .access import POOL_DOWN_INSERT, check_pools, check_right
 from .bulk import BULK_BODY, apply_steps, decode_steps, insert_steps
 from .context import QueryFailure
@@ -37,6 +38,8 @@ from .engine import Login
 from .faults import InsertRequest
 from .insert import ERR_MAP_OR_ARRAY, success_msg
 from .query import changes, prepare
+from .query.select import deferred_rows
+from .reply import has_rows, pack_steps
 from .service import serve_request
 from .store import Database, User
 
@@ -74,6 +77,8 @@ def redact_query(query: str, limit: int = 200) -> str:
 #: replies gathered while requests are handled leave in one write once they
 #: reach this size (or the slice ends)
 _FLUSH_BYTES = 65_536
+#: bytes of a big reply written per step (see ``_reply_steps``)
+_WRITE_STEP = 1_048_576
 #: how often a connection waiting for the total reply budget looks again
 _BUDGET_POLL = 0.02
 #: wait for an event (resume_writing), not for a timer
@@ -87,30 +92,6 @@ _LOGIN_FAILED = frozenset((pm.CPROTO_ERR_AUTH_CREDENTIALS,
 _CLIENT_TYPES = frozenset((
     pm.CPROTO_REQ_QUERY, pm.CPROTO_REQ_INSERT, pm.CPROTO_REQ_AUTH,
     pm.CPROTO_REQ_PING, pm.CPROTO_REQ_SERVICE))
-
-
-class _GCPause:
-    """The cyclic GC stays off while big inserts run over several turns:
-    with millions of live lists, a collection between turns would scan them
-    all again and again (seconds of frozen loop)."""
-
-    holds = 0
-    #: a turn ended with the GC left off for a hold: enable it once free
-    pending = False
-
-    @classmethod
-    def turn_ended(cls) -> None:
-        if cls.holds:
-            cls.pending = True
-        else:
-            gc.enable()
-
-    @classmethod
-    def hold(cls, delta: int) -> None:
-        cls.holds += delta
-        if not cls.holds and cls.pending:
-            cls.pending = False
-            gc.enable()
 
 
 class ServerProtocol(asyncio.Protocol):
@@ -137,6 +118,8 @@ class ServerProtocol(asyncio.Protocol):
         #: send per batch of requests instead of one per reply)
         self._out: Optional[List[bytes]] = None
         self._out_size = 0
+        #: replies held while a big reply is written in parts (over turns)
+        self._held: Optional[List[bytes]] = None
         #: replies to changes waiting for the engine's next fsync
         self._acks: List[bytes] = []
         self._authed = False
@@ -197,7 +180,7 @@ class ServerProtocol(asyncio.Protocol):
                 # memory holds what a restart would replay
                 self._loop.call_soon(self._finish, job)
             elif hasattr(job, 'close'):
-                job.close()  # runs its clean-up (e.g. the GC hold)
+                job.close()  # runs its clean-up
         self._queue.clear()
         if self._transport is not None:
             self._transport.close()  # a TLS transport warns on Python < 3.11 otherwise
@@ -208,16 +191,10 @@ class ServerProtocol(asyncio.Protocol):
         time (its replies go nowhere)."""
         assert self._loop is not None
         deadline = self._loop.time() + self._limits.time_slice
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            for pause in job:
-                if pause > 0 or self._loop.time() >= deadline:
-                    self._loop.call_later(max(pause, 0.0), self._finish, job)
-                    return
-        finally:
-            if gc_was_enabled:
-                _GCPause.turn_ended()
+        for pause in job:
+            if pause > 0 or self._loop.time() >= deadline:
+                self._loop.call_later(max(pause, 0.0), self._finish, job)
+                return
 
     def pause_writing(self) -> None:
         """The client does not read its replies fast enough: stop taking
@@ -277,11 +254,6 @@ class ServerProtocol(asyncio.Protocol):
             return
         deadline = loop.time() + self._limits.time_slice
         wait: Optional[float] = None
-        # Requests build and decode millions of small lists (points); the
-        # cyclic GC would scan them again and again (3x the time of a big
-        # select), so it is paused while requests run and resumed after.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
         self._out = []
         self._out_size = 0
         try:
@@ -323,8 +295,6 @@ class ServerProtocol(asyncio.Protocol):
         finally:
             self._flush()
             self._out = None
-            if gc_was_enabled:
-                _GCPause.turn_ended()
         if wait is not None:
             self._schedule(wait)
         self._update_reading()
@@ -526,7 +496,11 @@ class ServerProtocol(asyncio.Protocol):
         db, user = resolved
         ctx = self._server.query_context(db, user)
         try:
-            result, changed = self._engine.query(ctx, query, precision)
+            with deferred_rows():  # big answers are packed in steps (a job)
+                result, changed = self._engine.query(ctx, query, precision)
+            if has_rows(result):
+                self._job = self._reply_steps(pid, result, query)
+                return
             body = pack(pid, pm.CPROTO_RES_QUERY, result)
         except QueryFailure as exc:
             self._error(pid, exc.tp, exc.msg)
@@ -543,6 +517,40 @@ class ServerProtocol(asyncio.Protocol):
             self._ack(body)
         else:
             self._write(body)
+
+    def _reply_steps(self, pid: int, result: Dict[str, Any],
+                     query: str) -> Iterator[float]:
+        """The reply to a select with a big answer, made and packed a slice
+        of rows at a time (see reply.py) while other connections go on."""
+        tp = pm.CPROTO_RES_QUERY
+        try:
+            parts = yield from pack_steps(result)
+        except OverflowError:
+            self._error(pid, pm.CPROTO_ERR_QUERY, INT_OUT_OF_RANGE)
+            return
+        except Exception:
+            log.exception('%s: query failed: %r', self._server.name,
+                          redact_query(query))
+            self._error(pid, pm.CPROTO_ERR_QUERY, INTERNAL_ERROR)
+            return
+        del result
+        # written a part at a time over several turns (no copy of the whole
+        # in one go); other replies of this connection wait meanwhile
+        held: List[bytes] = []
+        self._held = held
+        try:
+            self._emit(HEADER.pack(sum(map(len, parts)), pid, tp, tp ^ 0xFF))
+            step = 0
+            for part in parts:
+                self._emit(part)
+                step += len(part)
+                if step >= _WRITE_STEP:
+                    step = 0
+                    yield 0.0
+        finally:
+            self._held = None
+            for data in held:
+                self._write(data)
 
     def _ack(self, data: bytes) -> None:
         """Send the reply to a change once the change is durable. While the
@@ -566,6 +574,12 @@ class ServerProtocol(asyncio.Protocol):
         self.abort()
 
     def _write(self, data: bytes) -> None:
+        if self._held is not None:  # a reply is being written in parts
+            self._held.append(data)
+            return
+        self._emit(data)
+
+    def _emit(self, data: bytes) -> None:
         out = self._out
         if out is not None:  # inside _pump: sent in batches
             out.append(data)
@@ -630,33 +644,29 @@ class ServerProtocol(asyncio.Protocol):
         other connections go on, then store it while no other change runs."""
         pid = pkg.pid
         engine = self._engine
-        _GCPause.hold(1)
         try:
-            try:
-                data = yield from decode_steps(pkg.body, pkg.depth_bound)
-            except WireError:
-                self._error(pid, pm.CPROTO_ERR_INSERT, ERR_MAP_OR_ARRAY)
-                return
-            try:
-                chunks = yield from insert_steps(db, data)
-            except QueryFailure as exc:
-                self._error(pid, exc.tp, exc.msg)
-                return
-            del data
-            while engine.bulk_writer is not None:
-                yield _WRITER_POLL
-            engine.bulk_writer = self
-            try:
-                if chunks:
-                    engine.log_insert(db, pkg.body)
-                n = yield from apply_steps(db, chunks)
-            except QueryFailure as exc:  # its log write failed: nothing stored
-                self._error(pid, exc.tp, exc.msg)
-                return
-            finally:
-                engine.bulk_writer = None
+            data = yield from decode_steps(pkg.body, pkg.depth_bound)
+        except WireError:
+            self._error(pid, pm.CPROTO_ERR_INSERT, ERR_MAP_OR_ARRAY)
+            return
+        try:
+            chunks = yield from insert_steps(db, data)
+        except QueryFailure as exc:
+            self._error(pid, exc.tp, exc.msg)
+            return
+        del data
+        while engine.bulk_writer is not None:
+            yield _WRITER_POLL
+        engine.bulk_writer = self
+        try:
+            if chunks:
+                engine.log_insert(db, pkg.body)
+            n = yield from apply_steps(db, chunks)
+        except QueryFailure as exc:  # its log write failed: nothing stored
+            self._error(pid, exc.tp, exc.msg)
+            return
         finally:
-            _GCPause.hold(-1)
+            engine.bulk_writer = None
         self._ack(pack(pid, pm.CPROTO_RES_INSERT, {'success_msg': success_msg(n)}))
 
     def _service(self, pkg: Package) -> None:

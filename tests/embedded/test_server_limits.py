@@ -23,6 +23,7 @@ from siridb.connector.lib import protomap as pm
 from siridb.connector.lib.codec import HEADER, encode, packb
 from siridb.embedded import EmbeddedServer
 from siridb.embedded.limits import EXPOSED_AUTH_FAIL_DELAY, Limits, limits_for
+from siridb.wire.decode import unpack_body
 
 ROOT = str(PROJECT)
 LINUX = sys.platform.startswith('linux')
@@ -161,6 +162,83 @@ async def test_unread_replies_neither_starve_others_nor_grow_memory(proc):
         reply = await c.recv(timeout=30)
         assert reply is not None and reply[1] == pm.CPROTO_RES_QUERY
     await c.close()
+    await other.close()
+
+
+#: item 5 at full scale: `select *` of a series of 1,000,000 points is a
+#: 9.5 MB reply that takes 0.3-0.5 s to make and pack; the attacker
+#: pipelines 250 of them and never reads
+HUGE_POINTS = 1_000_000
+HUGE_SELECTS = 250
+#: selects of a second attacker that reads its replies, so that the server
+#: makes one big reply after the other for the whole measurement
+READ_SELECTS = 6
+
+
+async def read_replies(c: RawConn, n: int) -> List[bytes]:
+    """The bodies of the next ``n`` replies, not decoded (a reply of a
+    million points costs the test process 0.3 s to decode)."""
+    bodies = []
+    for _ in range(n):
+        size, _pid, tp, _check = HEADER.unpack(
+            await c.reader.readexactly(HEADER.size))
+        assert tp == pm.CPROTO_RES_QUERY, tp
+        bodies.append(await c.reader.readexactly(size))
+    return bodies
+
+
+@pytest.mark.skipif(not LINUX, reason='peak RSS from /proc')
+async def test_selects_of_a_huge_series_never_hold_up_a_ping(proc):
+    c = await RawConn.open(proc.host, proc.port)
+    await c.auth()
+    step = 200_000
+    for k in range(0, HUGE_POINTS, step):
+        tp, _ = await c.request(pm.CPROTO_REQ_INSERT, {
+            'huge': [[1_000_000 + i, i * 0.5] for i in range(k, k + step)]},
+            timeout=60)
+        assert tp == pm.CPROTO_RES_INSERT
+    reader = await RawConn.open(proc.host, proc.port)
+    await reader.auth()
+    other = await RawConn.open(proc.host, proc.port)
+    assert (await other.request(pm.CPROTO_REQ_PING))[0] == pm.CPROTO_RES_ACK
+    before = proc.peak_rss()
+    query = ['select * from "huge"', None]
+    for _ in range(HUGE_SELECTS):
+        c.send(pm.CPROTO_REQ_QUERY, query)
+    await c.writer.drain()
+    for _ in range(READ_SELECTS):
+        reader.send(pm.CPROTO_REQ_QUERY, query)
+    replies = asyncio.ensure_future(read_replies(reader, READ_SELECTS))
+    times = []
+    while not replies.done():
+        t0 = time.perf_counter()
+        assert (await other.request(pm.CPROTO_REQ_PING, timeout=30))[0] == \
+            pm.CPROTO_RES_ACK
+        times.append(time.perf_counter() - t0)
+    bodies = await replies
+    assert len(bodies) == READ_SELECTS
+    assert all(body == bodies[0] for body in bodies)
+    # a PING waits for at most one slice (10 ms) of a select in the making;
+    # the old server made each reply in one go (0.3-0.5 s) and a PING
+    # waited for the rest of it
+    # (measured: median 11-16 ms, 90% under 22-31 ms, the slowest 39-70 ms;
+    # the old server: 90% under 0.25-0.31 s, the slowest 0.54-1.0 s). All
+    # PINGs under 100 ms but for the odd outlier of a busy shared machine:
+    times.sort()
+    assert len(times) >= 20, times
+    assert sum(t >= 0.1 for t in times) <= len(times) // 20, times
+    assert times[-1] < 0.3, times
+    # one reply in the making per attacker and the packed replies, never the
+    # rows of a whole reply as lists (measured: 25 MB more at the peak; the
+    # old server: 159 MB)
+    grown = proc.peak_rss() - before
+    assert grown < 60 * 2 ** 20, grown
+    # the replies are the points
+    points = unpack_body(bodies[0])['huge']
+    assert len(points) == HUGE_POINTS
+    assert points[:2] == [[1_000_000, 0.0], [1_000_001, 0.5]]
+    await c.close()
+    await reader.close()
     await other.close()
 
 

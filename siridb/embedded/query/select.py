@@ -6,7 +6,9 @@ parse tree into `AggrSpec` chains, picks the points and shapes the reply.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ...wire import types as pm
 from ..context import QueryFailure
@@ -17,7 +19,14 @@ from .nodes import AggrFn, SelectAggr, SelectStmt
 from .selectors import compile_regex, matches, resolve_where, select_names, series_row
 from .timeexpr import evaluate, to_int
 
-__all__ = ['run_select', 'build_specs', 'convert_ts']
+__all__ = ['run_select', 'build_specs', 'convert_ts', 'Rows', 'deferred_rows',
+           'ROWS_STEP']
+
+#: points per slice of a reply's rows made in steps (2-4 ms to make and
+#: pack); a series with more points in the answer is a ``Rows`` when deferred
+ROWS_STEP = 10_000
+#: whether ``run_select`` may leave big answers as ``Rows`` (``deferred_rows``)
+_DEFER: ContextVar[bool] = ContextVar('siridb_embedded_defer_rows', default=False)
 
 _UNIQUE = ('When using multiple select methods, add a prefix and/or suffix to the '
            'selection to make them unique.')
@@ -227,9 +236,58 @@ class _PointBudget:
             raise QueryFailure(pm.CPROTO_ERR_QUERY, _POINTS.format(self.limit))
 
 
-def _rows(ts: Sequence[int], vals: Sequence[Any], factor: int,
-          time_precision: Optional[int]) -> List[List[Any]]:
-    """``[[ts, value], ...]`` with the timestamps in the requested precision."""
+@contextmanager
+def deferred_rows() -> Iterator[None]:
+    """Within it, ``run_select`` answers a series of more than ``ROWS_STEP``
+    points with a ``Rows`` (the server makes and packs those in steps, so
+    that other clients are served meanwhile); elsewhere always with lists."""
+    token = _DEFER.set(True)
+    try:
+        yield
+    finally:
+        _DEFER.reset(token)
+
+
+class Rows:
+    """The ``[[ts, value], ...]`` of one series in a select's answer, not
+    made yet: ``slices()`` makes them ``ROWS_STEP`` at a time. It holds its
+    own copy of the points, so later inserts do not change the answer."""
+
+    __slots__ = ('ts', 'vals', 'factor', 'time_precision')
+
+    def __init__(self, ts: Sequence[int], vals: Sequence[Any], factor: int,
+                 time_precision: Optional[int]) -> None:
+        # slices copy (arrays and lists alike, in C)
+        self.ts = ts[:]
+        self.vals = vals[:]
+        self.factor = factor
+        self.time_precision = time_precision
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def slices(self) -> Iterator[List[Tuple[int, Any]]]:
+        """The rows ``ROWS_STEP`` at a time, as tuples: qpack packs them as
+        it packs lists, and the cyclic GC stops tracking them."""
+        ts, vals = self.ts, self.vals
+        for i in range(0, len(ts), ROWS_STEP):
+            j = i + ROWS_STEP
+            yield list(zip(_in_precision(ts[i:j], self.factor, self.time_precision),
+                           vals[i:j]))
+
+
+def _in_precision(ts: Sequence[int], factor: int,
+                  time_precision: Optional[int]) -> Sequence[int]:
+    """Timestamps in database units -> the requested precision."""
     if time_precision is not None and 1000 ** time_precision != factor:
-        ts = [convert_ts(t, factor, time_precision) for t in ts]
-    return list(map(list, zip(ts, vals)))
+        return [convert_ts(t, factor, time_precision) for t in ts]
+    return ts
+
+
+def _rows(ts: Sequence[int], vals: Sequence[Any], factor: int,
+          time_precision: Optional[int]) -> Union[List[List[Any]], Rows]:
+    """``[[ts, value], ...]`` with the timestamps in the requested precision,
+    or a ``Rows`` for a big answer within ``deferred_rows``."""
+    if len(ts) > ROWS_STEP and _DEFER.get():
+        return Rows(ts, vals, factor, time_precision)
+    return list(map(list, zip(_in_precision(ts, factor, time_precision), vals)))
