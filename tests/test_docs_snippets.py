@@ -63,3 +63,10 @@ async def test_insert_faults_example_runs() -> None:
     assert 'InsertFaults.attach(server)' in block
     printed = (await run_top_level(block)).splitlines()
     assert printed == expected_lines(block) == ["('x', 2, 2.5)", '2 1']
+
+
+async def test_server_settings_example_runs() -> None:
+    block = code_blocks('docs/embedded-server.md')[1]
+    assert 'ServerSettings(' in block
+    printed = (await run_top_level(block)).splitlines()
+    assert printed == expected_lines(block) and printed
