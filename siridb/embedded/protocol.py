@@ -505,18 +505,24 @@ class ServerProtocol(asyncio.Protocol):
         except QueryFailure as exc:
             self._error(pid, exc.tp, exc.msg)
             return
-        except OverflowError:
-            self._error(pid, pm.CPROTO_ERR_QUERY, INT_OUT_OF_RANGE)
-            return
-        except Exception:
-            log.exception('%s: query failed: %r', self._server.name,
-                          redact_query(query))
-            self._error(pid, pm.CPROTO_ERR_QUERY, INTERNAL_ERROR)
+        except Exception as exc:
+            self._query_crashed(pid, query, exc)
             return
         if changed:
             self._ack(body)
         else:
             self._write(body)
+
+    def _query_crashed(self, pid: int, query: str, exc: Exception) -> None:
+        """Answer a query that raised something unexpected: an int outside
+        int64 has a clear text; anything else is logged (without passwords)
+        and answered as an internal error."""
+        if isinstance(exc, OverflowError):
+            self._error(pid, pm.CPROTO_ERR_QUERY, INT_OUT_OF_RANGE)
+            return
+        log.error('%s: query failed: %r', self._server.name, redact_query(query),
+                  exc_info=exc)
+        self._error(pid, pm.CPROTO_ERR_QUERY, INTERNAL_ERROR)
 
     def _reply_steps(self, pid: int, result: Dict[str, Any],
                      query: str) -> Iterator[float]:
@@ -525,13 +531,8 @@ class ServerProtocol(asyncio.Protocol):
         tp = pm.CPROTO_RES_QUERY
         try:
             parts = yield from pack_steps(result)
-        except OverflowError:
-            self._error(pid, pm.CPROTO_ERR_QUERY, INT_OUT_OF_RANGE)
-            return
-        except Exception:
-            log.exception('%s: query failed: %r', self._server.name,
-                          redact_query(query))
-            self._error(pid, pm.CPROTO_ERR_QUERY, INTERNAL_ERROR)
+        except Exception as exc:
+            self._query_crashed(pid, query, exc)
             return
         del result
         # written a part at a time over several turns (no copy of the whole
