@@ -1,6 +1,6 @@
 """Reading the recorded transcripts (tests/conformance/*.jsonl) and comparing a reply
-with a recorded one by the line's ``compare`` mode, exactly as
-/work/shared/tools/play_conformance.py does (rows of list-style results as sets,
+with a recorded one by the line's ``compare`` mode, as the transcripts' README
+says (rows of list-style results as sets,
 floats with a relative tolerance of 1e-9, an int is not a float)."""
 from __future__ import annotations
 
