@@ -154,22 +154,45 @@ SDIST_SUBSET = ['tests/connector/test_url.py', 'tests/connector/test_results.py'
                 'tests/embedded/test_embedded_cluster.py', 'tests/embedded/test_conformance.py']
 
 
-def test_sdist_runs_its_own_tests(built: Dict[str, Path], tmp_path: Path) -> None:
+def _unpacked_sdist(built: Dict[str, Path], tmp_path: Path) -> Path:
+    """The sdist unpacked into ``tmp_path``; its top folder."""
     with tarfile.open(built['sdist']) as tar:
         if hasattr(tarfile, 'data_filter'):
             tar.extractall(tmp_path, filter='data')
         else:  # Python before 3.11.4 / 3.10.12 / 3.9.17
             tar.extractall(tmp_path)
     (top,) = tmp_path.iterdir()
+    return top
+
+
+def _sdist_pytest(top: Path, args: List[str], timeout: float = RUN_TIMEOUT) -> str:
+    """pytest run in the unpacked sdist, its own tree on the import path."""
+    env = _env()
+    env['PYTHONPATH'] = str(top)
+    cmd = [sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider', '-q']
+    return _check(_run(cmd + args, top, timeout=timeout, env=env))
+
+
+def _no_failures(out: str) -> bool:
+    return ' passed' in out and not re.search(r'\b\d+ (failed|errors?)\b', out)  # xfailed is fine
+
+
+def test_sdist_runs_its_own_tests(built: Dict[str, Path], tmp_path: Path) -> None:
+    top = _unpacked_sdist(built, tmp_path)
     for part in ('tests/_cli_helpers.py', 'tests/_paths.py', 'tests/conformance/query.jsonl',
                  'examples/quickstart.py', 'bench/run.py', 'ChangeLog', 'README.md',
                  'docs/testing.md'):
         assert (top / part).is_file(), part
-    env = _env()
-    env['PYTHONPATH'] = str(top)
-    cmd = [sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider', '-q']
-    last = _check(_run(cmd + ['--collect-only'], top, env=env)).strip().splitlines()[-1]
+    last = _sdist_pytest(top, ['--collect-only']).strip().splitlines()[-1]
     assert ' tests collected' in last and 'error' not in last, last
     assert int(last.split()[0].split('/')[0]) > 1000, last  # 'N/M' when some deselected
-    out = _check(_run(cmd + SDIST_SUBSET, top, env=env))
-    assert ' passed' in out and not re.search(r'\b\d+ failed', out), out[-2000:]  # xfailed is fine
+    out = _sdist_pytest(top, SDIST_SUBSET)
+    assert _no_failures(out), out[-2000:]
+
+
+@pytest.mark.slow
+def test_unpacked_sdist_passes_its_whole_suite(built: Dict[str, Path], tmp_path: Path) -> None:
+    # every test of the sdist but this file (which would build and unpack again)
+    top = _unpacked_sdist(built, tmp_path)
+    out = _sdist_pytest(top, ['--ignore', 'tests/test_packaging.py'], timeout=2400)
+    assert _no_failures(out), out[-3000:]
