@@ -281,6 +281,36 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
         return await self._request(pm.CPROTO_REQ_INSERT, check_packed_insert(body),
                                    timeout, allow_any_open=False)
 
+    async def insert_once(self, body: bytes, timeout: Optional[float] = 300) -> HostState:
+        """Send a packed insert to one server, with no failover: any failure
+        is raised (after the body was sent its outcome is unknown; the
+        server is marked inactive as ``insert`` does). Returns the server
+        that confirmed it (a verified write session keeps it)."""
+        if self._closed:
+            raise ClientClosedError('client is closed') if self._opened \
+                else PoolError(NO_CONNECTIONS)
+        body = check_packed_insert(body)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        h = choose_host(self._hosts, self._rng, now, False)
+        if h is None or h.protocol is None:
+            raise PoolError(NO_CONNECTIONS) from self._down_reason()
+        counters = h.counters or self._counters(h)
+        fut = h.protocol.send_body(pm.CPROTO_REQ_INSERT, body,
+                                   now + (float('inf') if timeout is None else timeout),
+                                   timeout)
+        counters.requests += 1
+        try:
+            await fut
+        except Exception as exc:
+            counters.failed(exc)
+            if failover_of(exc) is Failover.OTHER_SERVER and not self._closed:
+                h.inactive_until = loop.time() + self._inactive_time
+                logger.warning('%s:%s: %s; inactive for %g s', h.host, h.port, str(exc),
+                               self._inactive_time)
+            raise
+        return h
+
     async def query(self, query: Any, time_precision: Any = None,
                     timeout: Optional[float] = 60) -> QueryResult:
         """Run a query; returns the server's reply (a dict)."""

@@ -1,0 +1,265 @@
+"""Verified delivery of a write session, sans-IO: what to ask the server and
+what to send again after a package's outcome became unknown.
+
+A ``Window`` keeps the packages the server confirmed most recently (bounded
+by points and bytes), each with the server connection that confirmed it.
+``Check`` compares, per series over a time range, the points the session
+expects stored (the window and the packages of unknown outcome: counted per
+``(timestamp, value)``, so duplicates written on purpose count as such) with
+what ``select * ... between`` returns, and gives the missing points; the
+session sends only those again.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from typing import (
+    Any,
+    Deque,
+    Dict,
+    Hashable,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Tuple,
+)
+
+from .builder import quote
+from .validate import Pair
+from .writebuffer import POINT_ESTIMATE, Package
+
+__all__ = ['AT_LEAST_ONCE', 'VERIFIED', 'DELIVERY_MODES', 'Confirmed', 'Window', 'Check',
+           'select_ranges']
+
+#: every package stored at least once: resent whole when its outcome is unknown
+AT_LEAST_ONCE = 'at_least_once'
+#: resent packages carry only the points the server does not hold
+VERIFIED = 'verified'
+DELIVERY_MODES = (AT_LEAST_ONCE, VERIFIED)
+
+#: series per verification query (one ``select`` names them all)
+SERIES_PER_QUERY = 100
+
+_NAN = ('nan',)  # NaN is not equal to itself: counted under this key
+PointKey = Tuple[int, Hashable]
+Ranges = Dict[str, Tuple[int, int]]
+
+
+def point_key(ts: int, value: Any) -> PointKey:
+    if type(value) is float and math.isnan(value):
+        return ts, _NAN
+    return ts, value
+
+
+class Confirmed:
+    """A package the server confirmed: its points and the connection
+    (``where``: the pool's host, ``conn``: its protocol then) that answered."""
+
+    __slots__ = ('pkg', 'where', 'conn', 'size')
+
+    def __init__(self, pkg: Package, where: Any, conn: Any) -> None:
+        self.pkg = pkg
+        self.where = where
+        self.conn = conn
+        self.size = len(pkg.body) if pkg.body is not None else POINT_ESTIMATE * pkg.n
+
+    def suspect(self) -> bool:
+        """The connection that confirmed it is gone (lost, or replaced after
+        a reconnect): the server may have lost what it acknowledged last."""
+        where = self.where
+        return where is not None and getattr(where, 'protocol', None) is not self.conn
+
+
+class Window:
+    """The most recently confirmed packages, at most ``max_points`` points
+    and ``max_bytes`` bytes (oldest dropped first)."""
+
+    __slots__ = ('max_points', 'max_bytes', 'items', 'points', 'bytes', 'conns')
+
+    def __init__(self, max_points: int, max_bytes: int) -> None:
+        self.max_points = max_points
+        self.max_bytes = max_bytes
+        self.items: Deque[Confirmed] = deque()
+        self.points = 0
+        self.bytes = 0
+        #: an item per (server, connection) that confirmed kept packages
+        self.conns: Dict[Tuple[int, int], Confirmed] = {}
+
+    def add(self, item: Confirmed) -> None:
+        self.items.append(item)
+        if item.where is not None:
+            self.conns[id(item.where), id(item.conn)] = item
+        self.points += item.pkg.n
+        self.bytes += item.size
+        items = self.items
+        while self.points > self.max_points or self.bytes > self.max_bytes:
+            old = items.popleft()
+            self.points -= old.pkg.n
+            self.bytes -= old.size
+
+    def any_suspect(self) -> bool:
+        """True when a server that confirmed a kept package lost that
+        connection since (one check per server and connection)."""
+        return any(item.suspect() for item in self.conns.values())
+
+    def replace(self, items: Iterable[Confirmed]) -> None:
+        self.items = deque()
+        self.points = self.bytes = 0
+        self.conns = {}
+        for item in items:
+            if item.pkg.n:
+                self.add(item)
+
+
+def _ranges_of(groups: Iterable[Dict[str, List[Pair]]]) -> Ranges:
+    out: Ranges = {}
+    for data in groups:
+        for series, pairs in data.items():
+            if not pairs:
+                continue
+            lo = min(ts for ts, _ in pairs)
+            hi = max(ts for ts, _ in pairs)
+            old = out.get(series)
+            out[series] = (lo, hi) if old is None else (min(lo, old[0]), max(hi, old[1]))
+    return out
+
+
+def select_ranges(ranges: Ranges, per_query: int = SERIES_PER_QUERY) -> Iterator[str]:
+    """``select * from "a", "b", ... between lo and hi + 1`` queries that
+    cover ``ranges`` (``between`` excludes its end), ``per_query`` series each."""
+    names = sorted(ranges)
+    for i in range(0, len(names), per_query):
+        chunk = names[i:i + per_query]
+        lo = min(ranges[n][0] for n in chunk)
+        hi = max(ranges[n][1] for n in chunk)
+        yield (f'select * from {", ".join(quote(n) for n in chunk)} '
+               f'between {lo} and {hi + 1}')
+
+
+class Check:
+    """One verification: the packages of unknown outcome (``unknown``), the
+    confirmed ones they are compared with (``window``), and the suspect
+    window entries (confirmed by a connection lost since)."""
+
+    def __init__(self, unknown: List[Package], window: Window) -> None:
+        self.unknown = [(pkg, pkg.groups()) for pkg in unknown]
+        self.window = window
+        kept = list(window.items)
+        suspects = [item for item in kept if item.suspect()]
+        self.kept = [(item, item.pkg.groups()) for item in kept]
+        self.ranges = _ranges_of([g for _, g in self.unknown]
+                                 + [item.pkg.groups() for item in suspects])
+        self.points = sum(len(pairs) for _, g in self.unknown for pairs in g.values()) \
+            + sum(item.pkg.n for item in suspects)
+
+    def queries(self) -> List[str]:
+        return list(select_ranges(self.ranges))
+
+    def expected(self) -> Dict[str, Counter[PointKey]]:
+        """Per series: copies of each (ts, value) the session expects stored
+        within the series' range (window and unknown packages together)."""
+        ranges = self.ranges
+        out: Dict[str, Counter[PointKey]] = {}
+        for groups in [g for _, g in self.unknown] + [g for _, g in self.kept]:
+            for series, pairs in groups.items():
+                rng = ranges.get(series)
+                if rng is None:
+                    continue
+                lo, hi = rng
+                c = out.setdefault(series, Counter())
+                for ts, value in pairs:
+                    if lo <= ts <= hi:
+                        c[point_key(ts, value)] += 1
+        return out
+
+    def missing(self, replies: List[Dict[str, Any]]) -> Dict[str, List[Pair]]:
+        """The points expected and not stored (as many copies as lack),
+        from the replies of ``queries()``."""
+        stored: Dict[str, Counter[PointKey]] = {}
+        for reply in replies:
+            for series, points in reply.items():
+                rng = self.ranges.get(series)
+                if rng is None:
+                    continue
+                lo, hi = rng
+                c = stored.setdefault(series, Counter())
+                for ts, value in points:
+                    if lo <= ts <= hi:
+                        c[point_key(ts, value)] += 1
+        out: Dict[str, List[Pair]] = {}
+        for series, want in self.expected().items():
+            have = stored.get(series, Counter())
+            lack = want - have
+            if lack:
+                out[series] = self._points(series, lack)
+        return out
+
+    def _points(self, series: str, lack: Counter[PointKey]) -> List[Pair]:
+        """The actual (ts, value) pairs for the lacking keys (NaN values kept)."""
+        left = Counter(lack)
+        pairs: List[Pair] = []
+        for groups in [g for _, g in self.unknown] + [g for _, g in self.kept]:
+            for ts, value in groups.get(series, ()):
+                key = point_key(ts, value)
+                if left[key] > 0:
+                    left[key] -= 1
+                    pairs.append((ts, value))
+        return pairs
+
+    def settle(self, missing: Dict[str, List[Pair]]) -> Tuple[int, int]:
+        """The window after the check: the unknown packages' stored points
+        become confirmed, missing points leave the window (they are sent
+        again and re-enter it when confirmed); suspects are cleared.
+        Returns (missing points of unknown packages, of window packages)."""
+        left = {s: Counter(point_key(ts, v) for ts, v in pairs)
+                for s, pairs in missing.items()}
+        from_unknown = from_window = 0
+        # missing copies are taken from the unknown packages first (the
+        # likelier losers), then from the window; the window keeps its order
+        done: Dict[int, Confirmed] = {}
+        order = ([(i, None, pkg, g) for i, (pkg, g) in enumerate(self.unknown)]
+                 + [(-1 - i, it, it.pkg, g) for i, (it, g) in enumerate(self.kept)])
+        for idx, item, pkg, groups in order:
+            kept: Dict[str, List[Pair]] = {}
+            dropped = 0
+            for series, pairs in groups.items():
+                lack = left.get(series)
+                if not lack:
+                    kept[series] = pairs
+                    continue
+                out = []
+                for ts, value in pairs:
+                    key = point_key(ts, value)
+                    if lack[key] > 0:
+                        lack[key] -= 1
+                        dropped += 1
+                    else:
+                        out.append((ts, value))
+                if out:
+                    kept[series] = out
+            if item is None:
+                from_unknown += dropped
+            else:
+                from_window += dropped
+            n = sum(len(p) for p in kept.values())
+            new_pkg = pkg if not dropped else Package(kept, None, n, pkg.seq)
+            # checked against the cluster: no longer tied to a connection
+            done[idx] = (Confirmed(new_pkg, None, None)
+                         if item is None or dropped or item.suspect() else item)
+        items = [done[-1 - i] for i in range(len(self.kept))]
+        items.extend(done[i] for i in range(len(self.unknown)))
+        self.window.replace(items)
+        return from_unknown, from_window
+
+
+def as_package(data: Dict[str, List[Pair]], seq: int,
+               pack: Optional[Any] = None) -> Package:
+    """A package of the points to send again (packed when ``pack`` is given)."""
+    n = sum(len(p) for p in data.values())
+    if pack is not None:
+        try:
+            return Package(None, pack(data), n, seq)
+        except (OverflowError, TypeError, ValueError):
+            pass
+    return Package(data, None, n, seq)
