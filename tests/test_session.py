@@ -169,7 +169,8 @@ async def test_backpressure_bounds_the_buffer(server: EmbeddedServer,
             peak = max(peak, s.pending)
             done += 1
 
-    s = client.session(delivery='at_least_once', autocommit_every=50, flush_interval=0.01, max_buffer_points=500,
+    s = client.session(delivery='at_least_once', autocommit_every=50, flush_interval=0.01,
+                       max_buffer_points=500,
                        retry_delay=0.01, retry_max_delay=0.05)
     producer = asyncio.ensure_future(produce())
     try:
@@ -424,7 +425,8 @@ async def test_lost_reply_means_at_least_once(server: EmbeddedServer) -> None:
                          backoff_base=0.05, max_wait_retry=0.2, inactive_time=0.05)
         await c.connect()
         try:
-            s = c.session(delivery='at_least_once', autocommit_every=10_000, flush_interval=60, retry_delay=0.02)
+            s = c.session(delivery='at_least_once', autocommit_every=10_000, flush_interval=60,
+                          retry_delay=0.02)
             await s.write_many([('dup', i, i) for i in range(10)])
             proxy.close_after(0, direction='down')  # cut the next reply
             await asyncio.wait_for(s.commit(), 10)
@@ -631,7 +633,8 @@ async def test_backpressure_bounds_memory_not_just_the_counter(
 
     await client.time_precision()
     server.pause()
-    s = client.session(delivery='at_least_once', autocommit_every=100, flush_interval=0.01, max_buffer_points=500,
+    s = client.session(delivery='at_least_once', autocommit_every=100, flush_interval=0.01,
+                       max_buffer_points=500,
                        retry_delay=0.01, retry_max_delay=0.05)
     produced = 0
 

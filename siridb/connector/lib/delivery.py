@@ -22,6 +22,7 @@ from typing import (
     Iterator,
     List,
     Optional,
+    Sequence,
     Tuple,
 )
 
@@ -53,43 +54,39 @@ def point_key(ts: int, value: Any) -> PointKey:
 
 
 class Confirmed:
-    """A package the server confirmed: its points and the connection
-    (``where``: the pool's host, ``conn``: its protocol then) that answered."""
+    """A package the server confirmed, and the pool's server (``where``,
+    a ``HostState``, or None) that answered."""
 
-    __slots__ = ('pkg', 'where', 'conn', 'size')
+    __slots__ = ('pkg', 'where', 'size')
 
-    def __init__(self, pkg: Package, where: Any, conn: Any) -> None:
+    def __init__(self, pkg: Package, where: Any = None) -> None:
         self.pkg = pkg
         self.where = where
-        self.conn = conn
         self.size = len(pkg.body) if pkg.body is not None else POINT_ESTIMATE * pkg.n
-
-    def suspect(self) -> bool:
-        """The connection that confirmed it is gone (lost, or replaced after
-        a reconnect): the server may have lost what it acknowledged last."""
-        where = self.where
-        return where is not None and getattr(where, 'protocol', None) is not self.conn
 
 
 class Window:
     """The most recently confirmed packages, at most ``max_points`` points
-    and ``max_bytes`` bytes (oldest dropped first)."""
+    and ``max_bytes`` bytes (oldest dropped first), and the connections of
+    the pool's servers when it was last checked: a server that lost its
+    connection since may have lost what it acknowledged last, and with it
+    points confirmed by any server (they forward to the pool that owns a
+    series), so the whole window is checked then."""
 
-    __slots__ = ('max_points', 'max_bytes', 'items', 'points', 'bytes', 'conns')
+    __slots__ = ('max_points', 'max_bytes', 'items', 'points', 'bytes', 'hosts', 'seen')
 
-    def __init__(self, max_points: int, max_bytes: int) -> None:
+    def __init__(self, max_points: int, max_bytes: int, hosts: Sequence[Any] = ()) -> None:
         self.max_points = max_points
         self.max_bytes = max_bytes
         self.items: Deque[Confirmed] = deque()
         self.points = 0
         self.bytes = 0
-        #: an item per (server, connection) that confirmed kept packages
-        self.conns: Dict[Tuple[int, int], Confirmed] = {}
+        #: the pool's servers (``HostState``: ``protocol`` is the open connection)
+        self.hosts = list(hosts)
+        self.seen: List[Any] = [h.protocol for h in self.hosts]
 
     def add(self, item: Confirmed) -> None:
         self.items.append(item)
-        if item.where is not None:
-            self.conns[id(item.where), id(item.conn)] = item
         self.points += item.pkg.n
         self.bytes += item.size
         items = self.items
@@ -98,15 +95,22 @@ class Window:
             self.points -= old.pkg.n
             self.bytes -= old.size
 
-    def any_suspect(self) -> bool:
-        """True when a server that confirmed a kept package lost that
-        connection since (one check per server and connection)."""
-        return any(item.suspect() for item in self.conns.values())
+    def suspect(self) -> bool:
+        """True when a server's connection changed (lost, or replaced after
+        a reconnect) since the last check."""
+        for h, conn in zip(self.hosts, self.seen):
+            if h.protocol is not conn:
+                return True
+        return False
+
+    def checked(self) -> None:
+        """The window was checked: remember the connections as they are now
+        (a server down now is suspect again once it is back)."""
+        self.seen = [h.protocol for h in self.hosts]
 
     def replace(self, items: Iterable[Confirmed]) -> None:
         self.items = deque()
         self.points = self.bytes = 0
-        self.conns = {}
         for item in items:
             if item.pkg.n:
                 self.add(item)
@@ -138,20 +142,18 @@ def select_ranges(ranges: Ranges, per_query: int = SERIES_PER_QUERY) -> Iterator
 
 
 class Check:
-    """One verification: the packages of unknown outcome (``unknown``), the
-    confirmed ones they are compared with (``window``), and the suspect
-    window entries (confirmed by a connection lost since)."""
+    """One verification: the packages of unknown outcome (``unknown``) and
+    the confirmed ones they are compared with (``window``); ``whole``: the
+    whole window is checked too (a server lost its connection)."""
 
-    def __init__(self, unknown: List[Package], window: Window) -> None:
+    def __init__(self, unknown: List[Package], window: Window, whole: bool) -> None:
         self.unknown = [(pkg, pkg.groups()) for pkg in unknown]
         self.window = window
-        kept = list(window.items)
-        suspects = [item for item in kept if item.suspect()]
-        self.kept = [(item, item.pkg.groups()) for item in kept]
+        self.kept = [(item, item.pkg.groups()) for item in window.items]
         self.ranges = _ranges_of([g for _, g in self.unknown]
-                                 + [item.pkg.groups() for item in suspects])
+                                 + ([g for _, g in self.kept] if whole else []))
         self.points = sum(len(pairs) for _, g in self.unknown for pairs in g.values()) \
-            + sum(item.pkg.n for item in suspects)
+            + (window.points if whole else 0)
 
     def queries(self) -> List[str]:
         return list(select_ranges(self.ranges))
@@ -210,7 +212,7 @@ class Check:
     def settle(self, missing: Dict[str, List[Pair]]) -> Tuple[int, int]:
         """The window after the check: the unknown packages' stored points
         become confirmed, missing points leave the window (they are sent
-        again and re-enter it when confirmed); suspects are cleared.
+        again and re-enter it when confirmed).
         Returns (missing points of unknown packages, of window packages)."""
         left = {s: Counter(point_key(ts, v) for ts, v in pairs)
                 for s, pairs in missing.items()}
@@ -244,9 +246,8 @@ class Check:
                 from_window += dropped
             n = sum(len(p) for p in kept.values())
             new_pkg = pkg if not dropped else Package(kept, None, n, pkg.seq)
-            # checked against the cluster: no longer tied to a connection
-            done[idx] = (Confirmed(new_pkg, None, None)
-                         if item is None or dropped or item.suspect() else item)
+            done[idx] = (Confirmed(new_pkg, None if item is None else item.where)
+                         if item is None or dropped else item)
         items = [done[-1 - i] for i in range(len(self.kept))]
         items.extend(done[i] for i in range(len(self.unknown)))
         self.window.replace(items)

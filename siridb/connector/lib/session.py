@@ -154,8 +154,6 @@ class Resend(Package):
         self.credit = credit
 
 
-_EMPTY = Package({}, None, 0, 0)
-
 
 def _same_owner(cls: type, a: str, b: str) -> bool:
     """True when methods ``a`` and ``b`` of ``cls`` are defined by one class."""
@@ -270,7 +268,8 @@ class WriteSession:
                                                   'insert_packed')
         self.delivery = delivery
         self._verified = delivery == VERIFIED
-        self._window = Window(window_points, window_bytes)
+        self._window = Window(window_points, window_bytes,
+                              client.hosts if self._once else ())
         #: senders whose package's outcome is unknown, waiting for a check
         self._waiting: Dict[Package, asyncio.Future[None]] = {}
         #: a check is due (a lost connection) or running
@@ -661,8 +660,8 @@ class WriteSession:
                 if buf.open_n and (self._closing or first is None
                                    or loop.time() >= first + self.flush_interval):
                     self._seal()
-                if self._verified and not self._want_check and self._window.any_suspect():
-                    self._want_check = True  # a server that confirmed lost its connection
+                if self._verified and not self._want_check and self._window.suspect():
+                    self._want_check = True  # a server lost its connection since
                 self._maybe_check()
                 self._launch()
                 if (self._closing and not buf.open_n and not buf.ready and not self._sending
@@ -754,14 +753,14 @@ class WriteSession:
                 pass
         return data
 
-    async def _send(self, payload: Payload) -> Optional[Confirmed]:
+    async def _send(self, payload: Payload) -> Any:
         """One attempt; with a pool client, on one server without failover
         (the session decides what to send again), returning who confirmed."""
         client = self._client
         if type(payload) is bytes:
             if self._once:
                 host = await client.insert_once(payload, timeout=self.insert_timeout)
-                return Confirmed(_EMPTY, host, host.protocol)
+                return host
             await client.insert_packed(payload, timeout=self.insert_timeout)
         else:
             await client.insert(payload, timeout=self.insert_timeout)
@@ -834,8 +833,7 @@ class WriteSession:
             else:
                 self._written += credit
                 self._packages += 1
-                self._window.add(Confirmed(pkg, None, None) if who is None
-                                 else Confirmed(pkg, who.where, who.conn))
+                self._window.add(Confirmed(pkg, who))
                 self._buf.completed(pkg)
                 self._notify()
                 return None
@@ -866,7 +864,9 @@ class WriteSession:
         waiting = dict(self._waiting)
         unknown = list(waiting)
         try:
-            chk = Check(unknown, self._window)
+            whole = self._window.suspect()
+            self._window.checked()  # a connection lost during the check: again
+            chk = Check(unknown, self._window, whole)
             queries = chk.queries()
             backoff = Backoff(self.retry_delay, self.retry_max_delay, RETRY_JITTER)
             while True:
