@@ -670,7 +670,7 @@ class WriteSession:
                 kick.clear()
                 first = self._first_at
                 due = first + self.flush_interval if buf.open_n and first is not None else None
-                if self._verified and self._window.items:
+                if self._verified and self._window.items and self._window.hosts:
                     poll = loop.time() + VERIFY_POLL
                     due = poll if due is None else min(due, poll)
                 timer = loop.call_at(due, kick.set) if due is not None else None
@@ -731,17 +731,29 @@ class WriteSession:
             err = await self._send_with_retry(payload, pkg.n, credit)
         if err is not None:
             groups = pkg.groups()
+            settled = 0
             if isinstance(err, InsertError) and len(groups) > 1:
                 # the server refuses a whole request (storing none of it):
                 # find the bad series
                 for series, pairs in groups.items():
-                    sub_err = await self._send_with_retry(self._payload({series: pairs}),
-                                                          len(pairs), len(pairs))
-                    if sub_err is not None:
+                    n = len(pairs)
+                    payload = self._payload({series: pairs})
+                    if self._verified:  # confirmed or checked: completed there
+                        sub = Package({series: pairs}, None, n, pkg.seq)
+                        sub_err = await self._send_verified(payload, sub, min(n, credit))
+                        if sub_err is None:
+                            settled += n
+                    else:
+                        sub_err = await self._send_with_retry(payload, n, min(n, credit))
+                    if sub_err is None:
+                        credit -= min(n, credit)
+                    else:
                         await self._reject([Point(series, ts, v) for ts, v in pairs],
                                            sub_err)
             else:
                 await self._reject(_points_of([pkg]), err)
+            if settled:
+                pkg = Package(None, None, pkg.n - settled, pkg.seq)
         self._buf.completed(pkg)
         self._notify()
 
@@ -755,7 +767,8 @@ class WriteSession:
 
     async def _send(self, payload: Payload) -> Any:
         """One attempt; with a pool client, on one server without failover
-        (the session decides what to send again), returning who confirmed."""
+        (the session decides what to send again), returning the server that
+        confirmed (``HostState``; None for other clients)."""
         client = self._client
         if type(payload) is bytes:
             if self._once:
