@@ -597,7 +597,7 @@ class ServerProtocol(asyncio.Protocol):
         if server.pool_down:
             self._error(pid, pm.CPROTO_ERR_POOL, POOL_DOWN_INSERT)
             return
-        if len(pkg.body) > BULK_BODY:
+        if len(pkg.body) > BULK_BODY and server.faults is None:  # faults: every insert
             self._job = self._bulk_insert(pkg, db)
             return
         try:

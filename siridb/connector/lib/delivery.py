@@ -141,6 +141,20 @@ def select_ranges(ranges: Ranges, per_query: int = SERIES_PER_QUERY) -> Iterator
                f'between {lo} and {hi + 1}')
 
 
+def _counted(pairs: Iterable[Tuple[int, Any]]) -> Counter[PointKey]:
+    """Copies per (ts, value); NaN values (never equal to themselves) are
+    counted under one key per timestamp."""
+    c: Counter[PointKey] = Counter(pairs)
+    nans = [k for k in c if type(k[1]) is float and k[1] != k[1]]
+    for k in nans:
+        c[k[0], _NAN] += c.pop(k)
+    return c
+
+
+def _in_range(pairs: Iterable[Any], lo: int, hi: int) -> Iterator[Tuple[int, Any]]:
+    return ((ts, v) for ts, v in pairs if lo <= ts <= hi)
+
+
 class Check:
     """One verification: the packages of unknown outcome (``unknown``) and
     the confirmed ones they are compared with (``window``); ``whole``: the
@@ -162,18 +176,13 @@ class Check:
         """Per series: copies of each (ts, value) the session expects stored
         within the series' range (window and unknown packages together)."""
         ranges = self.ranges
-        out: Dict[str, Counter[PointKey]] = {}
+        by_series: Dict[str, List[Tuple[int, Any]]] = {}
         for groups in [g for _, g in self.unknown] + [g for _, g in self.kept]:
             for series, pairs in groups.items():
                 rng = ranges.get(series)
-                if rng is None:
-                    continue
-                lo, hi = rng
-                c = out.setdefault(series, Counter())
-                for ts, value in pairs:
-                    if lo <= ts <= hi:
-                        c[point_key(ts, value)] += 1
-        return out
+                if rng is not None:
+                    by_series.setdefault(series, []).extend(_in_range(pairs, *rng))
+        return {series: _counted(pairs) for series, pairs in by_series.items()}
 
     def missing(self, replies: List[Dict[str, Any]]) -> Dict[str, List[Pair]]:
         """The points expected and not stored (as many copies as lack),
@@ -184,38 +193,28 @@ class Check:
                 rng = self.ranges.get(series)
                 if rng is None:
                     continue
-                lo, hi = rng
-                c = stored.setdefault(series, Counter())
-                for ts, value in points:
-                    if lo <= ts <= hi:
-                        c[point_key(ts, value)] += 1
+                c = _counted(_in_range(points, *rng))
+                if series in stored:
+                    stored[series].update(c)
+                else:
+                    stored[series] = c
         out: Dict[str, List[Pair]] = {}
         for series, want in self.expected().items():
-            have = stored.get(series, Counter())
-            lack = want - have
+            have = stored.get(series)
+            lack = want - have if have else want
             if lack:
-                out[series] = self._points(series, lack)
+                out[series] = sorted(
+                    ((ts, math.nan if v is _NAN else v)
+                     for (ts, v), k in lack.items() for _ in range(k)),
+                    key=lambda p: p[0])
         return out
-
-    def _points(self, series: str, lack: Counter[PointKey]) -> List[Pair]:
-        """The actual (ts, value) pairs for the lacking keys (NaN values kept)."""
-        left = Counter(lack)
-        pairs: List[Pair] = []
-        for groups in [g for _, g in self.unknown] + [g for _, g in self.kept]:
-            for ts, value in groups.get(series, ()):
-                key = point_key(ts, value)
-                if left[key] > 0:
-                    left[key] -= 1
-                    pairs.append((ts, value))
-        return pairs
 
     def settle(self, missing: Dict[str, List[Pair]]) -> Tuple[int, int]:
         """The window after the check: the unknown packages' stored points
         become confirmed, missing points leave the window (they are sent
         again and re-enter it when confirmed).
         Returns (missing points of unknown packages, of window packages)."""
-        left = {s: Counter(point_key(ts, v) for ts, v in pairs)
-                for s, pairs in missing.items()}
+        left = {s: _counted(pairs) for s, pairs in missing.items()}
         from_unknown = from_window = 0
         # missing copies are taken from the unknown packages first (the
         # likelier losers), then from the window; the window keeps its order
@@ -233,7 +232,7 @@ class Check:
                 out = []
                 for ts, value in pairs:
                     key = point_key(ts, value)
-                    if lack[key] > 0:
+                    if lack.get(key, 0) > 0:
                         lack[key] -= 1
                         dropped += 1
                     else:

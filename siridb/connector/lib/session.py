@@ -228,8 +228,8 @@ class WriteSession:
                  insert_timeout: float = 60.0,
                  time_precision: Optional[str] = None,
                  close_timeout: Optional[float] = None,
-                 delivery: str = VERIFIED, window_points: int = 100_000,
-                 window_bytes: int = 4 << 20) -> None:
+                 delivery: str = VERIFIED, window_points: int = 20_000,
+                 window_bytes: int = 2 << 20) -> None:
         if on_full not in ('wait', 'error'):
             raise ValueError("on_full must be 'wait' or 'error'")
         if delivery not in DELIVERY_MODES:
@@ -877,12 +877,17 @@ class WriteSession:
         waiting = dict(self._waiting)
         unknown = list(waiting)
         try:
-            whole = self._window.suspect()
-            self._window.checked()  # a connection lost during the check: again
-            chk = Check(unknown, self._window, whole)
-            queries = chk.queries()
+            whole = False
+            chk: Optional[Check] = None
             backoff = Backoff(self.retry_delay, self.retry_max_delay, RETRY_JITTER)
             while True:
+                if chk is None or self._window.suspect():
+                    # the connections as they are when asked: a server still
+                    # down is checked again when it is back
+                    whole = whole or self._window.suspect()
+                    self._window.checked()
+                    chk = Check(unknown, self._window, whole)
+                    queries = chk.queries()
                 try:
                     replies = []
                     for q in queries:
@@ -951,7 +956,7 @@ class WriteSession:
     def _resend(self, missing: Dict[str, List[Pair]], credit: int, seq: int) -> None:
         """Queue the missing points first, in packages of the usual size;
         ``credit`` of them count as written when confirmed."""
-        size = self.max_package_points
+        size = min(self.autocommit_every, self.max_package_points)
         chunks: List[Dict[str, List[Pair]]] = [{}]
         n = 0
         for series, pairs in missing.items():
