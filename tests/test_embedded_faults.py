@@ -136,7 +136,8 @@ async def test_at_least_once_through_faults_with_packages_in_flight(
     the lost-point fault) loses nothing either."""
     faults = InsertFaults.attach(server)
     s = client.session(time_precision='ms', autocommit_every=60, max_in_flight=4,
-                       insert_timeout=0.3, retry_delay=0.01, retry_max_delay=0.05)
+                       insert_timeout=0.3, retry_delay=0.01, retry_max_delay=0.05,
+                       delivery='at_least_once')
     sent = set()
     for step in range(30):
         if step % 5 == 1:

@@ -137,7 +137,7 @@ async def test_session_survives_server_restart(server: EmbeddedServer,
                 halfway.set()
             await asyncio.sleep(0.001)
 
-    async with client.session(autocommit_every=20, flush_interval=0.02,
+    async with client.session(verify_settle=0, autocommit_every=20, flush_interval=0.02,
                               retry_delay=0.02, retry_max_delay=0.2) as s:
         producer = asyncio.ensure_future(produce())
         await halfway.wait()
@@ -532,7 +532,7 @@ async def test_session_fails_over_across_a_cluster() -> None:
                          max_wait_retry=0.2, inactive_time=0.1, keepalive=False)
         await c.connect()
         try:
-            async with c.session(autocommit_every=10, flush_interval=0.01,
+            async with c.session(verify_settle=0, autocommit_every=10, flush_interval=0.01,
                                  retry_delay=0.01, retry_max_delay=0.1) as s:
                 for i in range(900):
                     await s.write('fo', i, i)

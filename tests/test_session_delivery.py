@@ -49,7 +49,7 @@ def fast_client(hostlist: List[Tuple[str, int]]) -> SiriDBClient:
 
 def session(c: SiriDBClient, delivery: str, **kw: Any) -> WriteSession:
     opts = dict(time_precision='ms', retry_delay=0.01, retry_max_delay=0.05,
-                insert_timeout=0.3, delivery=delivery)
+                insert_timeout=0.3, delivery=delivery, verify_wait=1.0, verify_settle=0.0)
     opts.update(kw)
     return c.session(**opts)
 

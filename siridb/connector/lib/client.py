@@ -20,6 +20,7 @@ from . import protomap as pm
 from .backoff import Backoff
 from .closing import AsyncClosing
 from .codec import packb
+from .constants import NO_CONNECTIONS
 from .exceptions import (
     AuthenticationError,
     ClientClosedError,
@@ -39,7 +40,6 @@ __all__ = ['SiriDBClient']
 
 logger = logging.getLogger('siridb.connector')
 
-NO_CONNECTIONS = 'No available connections found'
 _BASE_TIME = asyncio.BaseEventLoop.time
 _monotonic = time.monotonic
 

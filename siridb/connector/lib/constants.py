@@ -16,3 +16,6 @@ PRECISION_FACTORS = (1, 1000, 1000_000, 1000_000_000)
 #: the range of an integer value (and of a timestamp below 's' precision)
 INT64_MIN = -2 ** 63
 INT64_MAX = 2 ** 63 - 1
+
+#: the pool's error when no server can be asked (the request was not sent)
+NO_CONNECTIONS = 'No available connections found'

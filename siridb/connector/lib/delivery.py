@@ -97,7 +97,11 @@ class Window:
 
     def suspect(self) -> bool:
         """True when a server's connection changed (lost, or replaced after
-        a reconnect) since the last check."""
+        a reconnect) since the last check (with nothing kept to check, the
+        connections are only remembered)."""
+        if not self.items:
+            self.checked()
+            return False
         for h, conn in zip(self.hosts, self.seen):
             if h.protocol is not conn:
                 return True

@@ -13,7 +13,7 @@ is written.
 
 Delivery (``delivery=``): ``'verified'`` (the default) asks the server,
 before sending again a package whose outcome is unknown, which of its points
-it holds and sends only the missing ones (``delivery``), and checks the
+it holds and sends only the missing ones (module ``delivery``), and checks the
 recently confirmed packages again when the server that confirmed them lost
 its connection; ``'at_least_once'`` resends the whole package, so a package
 the server stored without its reply arriving is stored twice.
@@ -38,7 +38,7 @@ from typing import (
 )
 
 from .backoff import Backoff
-from .constants import INT64_MAX, INT64_MIN
+from .constants import INT64_MAX, INT64_MIN, NO_CONNECTIONS
 from .dbprecision import database_precision
 from .delivery import DELIVERY_MODES, VERIFIED, Check, Confirmed, Window
 from .exceptions import (  # the session errors are defined there; importable here too
@@ -76,8 +76,6 @@ logger = logging.getLogger('siridb.connector')
 
 #: jitter of the retry delays: each is shortened by up to this fraction
 RETRY_JITTER = 0.5
-#: the client's error when no server could be asked (nothing was sent)
-NOT_SENT = 'No available connections found'
 #: seconds between checks for lost connections while a verified session idles
 VERIFY_POLL = 1.0
 
@@ -154,11 +152,11 @@ class Resend(Package):
         self.credit = credit
 
 
-
 def _same_owner(cls: type, a: str, b: str) -> bool:
     """True when methods ``a`` and ``b`` of ``cls`` are defined by one class."""
     owners = [next((k for k in cls.__mro__ if name in vars(k)), None) for name in (a, b)]
     return owners[0] is not None and owners[0] is owners[1]
+
 
 @dataclass(frozen=True)
 class SessionStats:
@@ -216,7 +214,9 @@ class WriteSession:
     - ``delivery``: ``'verified'`` or ``'at_least_once'`` (see the module);
       ``window_points``/``window_bytes`` bound the recently confirmed
       packages a verified session keeps to check again after a server lost
-      its connection.
+      its connection; before a check it waits up to ``verify_wait`` seconds
+      for every server to be connected and, when one was down,
+      ``verify_settle`` more (replicas catching up).
     """
 
     def __init__(self, client: Any, *, autocommit_every: int = 1000,
@@ -229,7 +229,8 @@ class WriteSession:
                  time_precision: Optional[str] = None,
                  close_timeout: Optional[float] = None,
                  delivery: str = VERIFIED, window_points: int = 20_000,
-                 window_bytes: int = 2 << 20) -> None:
+                 window_bytes: int = 2 << 20, verify_wait: float = 30.0,
+                 verify_settle: float = 5.0) -> None:
         if on_full not in ('wait', 'error'):
             raise ValueError("on_full must be 'wait' or 'error'")
         if delivery not in DELIVERY_MODES:
@@ -267,6 +268,10 @@ class WriteSession:
         self._once = self._packed and _same_owner(type(client), 'insert_once',
                                                   'insert_packed')
         self.delivery = delivery
+        if not verify_wait >= 0 or not verify_settle >= 0:
+            raise ValueError('verify_wait and verify_settle must be >= 0')
+        self.verify_wait = float(verify_wait)
+        self.verify_settle = float(verify_settle)
         self._verified = delivery == VERIFIED
         self._window = Window(window_points, window_bytes,
                               client.hosts if self._once else ())
@@ -784,7 +789,7 @@ class WriteSession:
         with no answer saying what the server did)."""
         self._last_error = exc
         self._retried += n
-        unknown = not (isinstance(exc, PoolError) and str(exc) == NOT_SENT)
+        unknown = not (isinstance(exc, PoolError) and str(exc) == NO_CONNECTIONS)
         if unknown:
             self._unknown += 1
         return unknown
@@ -880,6 +885,7 @@ class WriteSession:
             whole = False
             chk: Optional[Check] = None
             backoff = Backoff(self.retry_delay, self.retry_max_delay, RETRY_JITTER)
+            await self._await_servers(started)
             while True:
                 if chk is None or self._window.suspect():
                     # the connections as they are when asked: a server still
@@ -952,6 +958,23 @@ class WriteSession:
             self._launch()
             self._wake()
             self._notify()
+
+    async def _await_servers(self, started: float) -> None:
+        """Before a check: wait (at most ``verify_wait`` seconds) until every
+        server of the pool is connected, then, when one was down, another
+        ``verify_settle`` seconds: a SiriDB replica acknowledges before it
+        replicates (its queue survives a kill and is sent once it is back),
+        so its pool partner may answer without points that are coming."""
+        hosts = self._window.hosts
+        if not hosts:
+            return
+        loop = asyncio.get_running_loop()
+        was_down = self._window.suspect()
+        while not all(h.up for h in hosts) and loop.time() < started + self.verify_wait:
+            was_down = True
+            await asyncio.sleep(min(0.05, self.verify_wait))
+        if was_down and self.verify_settle > 0:
+            await asyncio.sleep(self.verify_settle)
 
     def _resend(self, missing: Dict[str, List[Pair]], credit: int, seq: int) -> None:
         """Queue the missing points first, in packages of the usual size;
