@@ -142,7 +142,8 @@ async def run(ns: argparse.Namespace, servers: List[Server]) -> int:
     try:
         s = client.session(autocommit_every=500, max_in_flight=4, time_precision='ms',
                            insert_timeout=ns.insert_timeout, delivery=ns.delivery,
-                           retry_delay=0.2, retry_max_delay=2)
+                           retry_delay=0.2, retry_max_delay=2,
+                           verify_settle=ns.verify_settle)
         per_step = 1000
         steps = ns.points // per_step
         started = loop.time()
@@ -188,6 +189,7 @@ def main() -> int:
     ap.add_argument('--points', type=int, default=200_000)
     ap.add_argument('--series', type=int, default=300)
     ap.add_argument('--insert-timeout', type=float, default=10)
+    ap.add_argument('--verify-settle', type=float, default=5.0)
     ap.add_argument('--keep', action='store_true', help='keep the data folder')
     ns = ap.parse_args()
     if not os.access(ns.binary, os.X_OK):

@@ -88,13 +88,24 @@ def test_check_counts_copies_per_timestamp_and_value() -> None:
     assert chk.ranges == {'a': (2, 3), 'b': (5, 5)}
     assert chk.queries() == ['select * from "a", "b" between 2 and 6']
     # the server holds a@2 once (of two expected), one NaN at 3 (of two), b@5
-    missing = chk.missing([{'a': [[1, 1.0], [2, 2.0], [3, nan], [9, 9.0]],
-                            'b': [[5, 'x']]}])
+    missing = chk.missing([[{'a': [[1, 1.0], [2, 2.0], [3, nan], [9, 9.0]],
+                             'b': [[5, 'x']]}]])
     assert list(missing) == ['a'] and missing['a'][0] == (2, 2.0)
     assert missing['a'][1][0] == 3 and math.isnan(missing['a'][1][1])
     assert chk.settle(missing) == (2, 0)  # both taken from the unknown package
     assert window.points == 2 + 2  # its stored part joined the window
     assert list(select_ranges({'x"y': (1, 1)})) == ['select * from "x""y" between 1 and 2']
+
+
+def test_check_takes_the_fullest_view_of_each_point() -> None:
+    """Each server answers for its own pool from what it holds: a replica
+    may lack points its partner acknowledged and still has to send it."""
+    unknown = Package({'a': [(1, 1), (2, 2), (2, 2)]}, None, 3, 1)
+    chk = Check([unknown], Window(100, 1 << 20), False)
+    server_a = [{'a': [[1, 1]]}]
+    server_b = [{'a': [[2, 2], [2, 2]]}]
+    assert chk.missing([server_a, server_b]) == {}
+    assert chk.missing([server_a]) == {'a': [(2, 2), (2, 2)]}
 
 
 def test_window_is_bounded_by_points_and_bytes() -> None:

@@ -311,6 +311,38 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
             raise
         return h
 
+    async def query_each(self, query: str,
+                         timeout: Optional[float] = 60) -> List[QueryResult]:
+        """Run ``query`` on every connected server at once (no failover);
+        the replies of those that answered, in hostlist order. Raises the
+        first error when none answered. (A SiriDB server answers for its own
+        pool from what it holds: a verified write session compares them.)"""
+        body = pack_query(query, None)
+        hosts = [h for h in self._hosts if h.up and h.protocol is not None]
+        if not hosts:
+            raise PoolError(NO_CONNECTIONS) from self._down_reason()
+        deadline = asyncio.get_running_loop().time() + (
+            float('inf') if timeout is None else timeout)
+        futs = []
+        for h in hosts:
+            assert h.protocol is not None
+            futs.append(h.protocol.send_body(pm.CPROTO_REQ_QUERY, body, deadline, timeout))
+            (h.counters or self._counters(h)).requests += 1
+        results = await asyncio.gather(*futs, return_exceptions=True)
+        replies: List[QueryResult] = []
+        errors: List[BaseException] = []
+        for h, r in zip(hosts, results):
+            if isinstance(r, BaseException):
+                if not isinstance(r, Exception):
+                    raise r
+                (h.counters or self._counters(h)).failed(r)
+                errors.append(r)
+            else:
+                replies.append(r)
+        if not replies:
+            raise errors[0]
+        return replies
+
     async def query(self, query: Any, time_precision: Any = None,
                     timeout: Optional[float] = 60) -> QueryResult:
         """Run a query; returns the server's reply (a dict)."""

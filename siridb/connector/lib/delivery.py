@@ -24,10 +24,11 @@ from typing import (
     Optional,
     Sequence,
     Tuple,
+    cast,
 )
 
 from .builder import quote
-from .validate import Pair
+from .validate import Pair, Value
 from .writebuffer import POINT_ESTIMATE, Package
 
 __all__ = ['AT_LEAST_ONCE', 'VERIFIED', 'DELIVERY_MODES', 'Confirmed', 'Window', 'Check',
@@ -188,27 +189,34 @@ class Check:
                     by_series.setdefault(series, []).extend(_in_range(pairs, *rng))
         return {series: _counted(pairs) for series, pairs in by_series.items()}
 
-    def missing(self, replies: List[Dict[str, Any]]) -> Dict[str, List[Pair]]:
+    def missing(self, views: List[List[Dict[str, Any]]]) -> Dict[str, List[Pair]]:
         """The points expected and not stored (as many copies as lack),
-        from the replies of ``queries()``."""
+        from the replies of ``queries()`` as each server answered them (a
+        view per server): a point counts as often as the server that holds
+        it most often holds it (a replica may not have received yet what its
+        pool partner acknowledged)."""
         stored: Dict[str, Counter[PointKey]] = {}
-        for reply in replies:
-            for series, points in reply.items():
-                rng = self.ranges.get(series)
-                if rng is None:
-                    continue
-                c = _counted(_in_range(points, *rng))
-                if series in stored:
-                    stored[series].update(c)
-                else:
-                    stored[series] = c
+        for replies in views:
+            mine: Dict[str, Counter[PointKey]] = {}
+            for reply in replies:
+                for series, points in reply.items():
+                    rng = self.ranges.get(series)
+                    if rng is None:
+                        continue
+                    c = _counted(_in_range(points, *rng))
+                    if series in mine:
+                        mine[series].update(c)
+                    else:
+                        mine[series] = c
+            for series, c in mine.items():
+                stored[series] = stored[series] | c if series in stored else c
         out: Dict[str, List[Pair]] = {}
         for series, want in self.expected().items():
             have = stored.get(series)
             lack = want - have if have else want
             if lack:
                 out[series] = sorted(
-                    ((ts, math.nan if v is _NAN else v)
+                    ((ts, math.nan if v is _NAN else cast(Value, v))
                      for (ts, v), k in lack.items() for _ in range(k)),
                     key=lambda p: p[0])
         return out

@@ -895,12 +895,8 @@ class WriteSession:
                     chk = Check(unknown, self._window, whole)
                     queries = chk.queries()
                 try:
-                    replies = []
-                    for q in queries:
-                        self._verify_queries += 1
-                        replies.append(await self._client.query(
-                            q, timeout=self.insert_timeout))
-                    missing = chk.missing(replies)
+                    views = await self._ask(queries)
+                    missing = chk.missing(views)
                     break
                 except asyncio.CancelledError:
                     raise
@@ -958,6 +954,25 @@ class WriteSession:
             self._launch()
             self._wake()
             self._notify()
+
+    async def _ask(self, queries: List[str]) -> List[List[Dict[str, Any]]]:
+        """The replies to ``queries`` as each server answered them: every
+        connected server of a pool client (each answers for its own pool
+        from what it holds), else the client's one answer."""
+        client = self._client
+        each = getattr(client, 'query_each', None) if self._once else None
+        views: List[List[Dict[str, Any]]] = []
+        for q in queries:
+            self._verify_queries += 1
+            if each is None:
+                replies = [await client.query(q, timeout=self.insert_timeout)]
+            else:
+                replies = await each(q, timeout=self.insert_timeout)
+            while len(views) < len(replies):
+                views.append([])
+            for view, reply in zip(views, replies):
+                view.append(reply)
+        return views
 
     async def _await_servers(self, started: float) -> None:
         """Before a check: wait (at most ``verify_wait`` seconds) until every
