@@ -10,7 +10,9 @@ points over ``--series`` series through a ``WriteSession``; mid-stream B and
 later C are killed with SIGKILL and started again. Afterwards every series
 is read back and compared with what was written, copy by copy: prints the
 points missing and the points stored more often than written, and the
-session's stats. Exits 2 when the binary is absent. Not part of the test
+session's stats; the comparison is printed as each server answers (a
+server answers for its own pool from what it holds). Exits 2 when the
+binary is absent. Not part of the test
 suite (it takes about a minute).
 """
 from __future__ import annotations
@@ -107,15 +109,21 @@ def free_ports(n: int) -> List[int]:
     return ports
 
 
-async def read_back(client: SiriDBClient, names: List[str]) -> Counter[Tuple[str, int, Any]]:
-    got: Counter[Tuple[str, int, Any]] = Counter()
+async def read_back(client: SiriDBClient,
+                    names: List[str]) -> List[Counter[Tuple[str, int, Any]]]:
+    """What each server answers for every series (a server answers for its
+    own pool from what it holds, for another pool through one of its servers)."""
+    views: List[Counter[Tuple[str, int, Any]]] = []
     for i in range(0, len(names), 50):
         chunk = names[i:i + 50]
         q = 'select * from ' + ', '.join(f'"{n}"' for n in chunk)
-        reply: Dict[str, Any] = await client.query(q, timeout=60)
-        for name, points in reply.items():
-            got.update((name, ts, v) for ts, v in points)
-    return got
+        replies: List[Dict[str, Any]] = await client.query_each(q, timeout=60)
+        while len(views) < len(replies):
+            views.append(Counter())
+        for view, reply in zip(views, replies):
+            for name, points in reply.items():
+                view.update((name, ts, v) for ts, v in points)
+    return views
 
 
 async def run(ns: argparse.Namespace, servers: List[Server]) -> int:
@@ -169,15 +177,22 @@ async def run(ns: argparse.Namespace, servers: List[Server]) -> int:
         await asyncio.wait_for(s.close(), 600)
         print(f'{loop.time() - started:.1f} s: session closed', flush=True)
         await asyncio.sleep(2)
-        got = await read_back(client, names)
+        views = await read_back(client, names)
     finally:
         client.close()
         await client.wait_closed()
+    for k, got in enumerate(views):
+        missing = sent - got
+        extra = got - sent
+        print(f'delivery={ns.delivery}, as server {k} answers: written '
+              f'{sum(sent.values())} points; stored {sum(got.values())}; missing '
+              f'{sum(missing.values())}; stored more often than written '
+              f'{sum(extra.values())} (in {len({x[0] for x in extra})} series)')
+    got = views[0]
+    for view in views[1:]:
+        got = got | view
     missing = sent - got
     extra = got - sent
-    print(f'delivery={ns.delivery}: written {sum(sent.values())} points; stored '
-          f'{sum(got.values())}; missing {sum(missing.values())}; stored more often '
-          f'than written {sum(extra.values())} (in {len({k[0] for k in extra})} series)')
     print(s.stats())
     return 0 if not missing and (ns.delivery != 'verified' or not extra) else 1
 
