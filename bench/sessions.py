@@ -189,7 +189,7 @@ def recovery_table(ns: argparse.Namespace, rec: Dict[str, Any]) -> List[str]:
     return [
         f'#### After failures (verified, in-process embedded server): a partial insert '
         f'with a dropped connection every {ns.fail_every} packages, then a crash losing '
-        f'the last acknowledged point', '',
+        f'the last acknowledged point (verify_settle=0: no replica to wait for)', '',
         '| failures | checks | queries | points checked | missing found | resent '
         '| check time total (s) | per failure (ms) | stored / written |',
         '|---:|---:|---:|---:|---:|---:|---:|---:|---|',

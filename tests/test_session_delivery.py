@@ -261,3 +261,24 @@ async def test_at_least_once_loses_nothing_on_a_cluster_under_chaos(kill_at: int
     st = s.stats()
     assert st.written == sum(sent.values()) and st.pending == 0
     assert st.unknown > 0 and st.verifications == 0
+
+
+async def test_insert_once_and_query_each_on_a_cluster() -> None:
+    """The client hooks of verified delivery: an insert on one server that
+    says which one confirmed it, a query answered by every connected server."""
+    from siridb.connector.lib.validate import pack_insert
+
+    async with EmbeddedCluster(n=3, databases={DB: 'ms'}) as cluster:
+        c = fast_client(cluster.hostlist)
+        await c.connect()
+        try:
+            host = await c.insert_once(pack_insert({'h': [[1, 1]]}))
+            assert (host.host, host.port) in cluster.hostlist
+            replies = await c.query_each('select * from "h"')
+            assert replies == [{'h': [[1, 1]]}] * 3
+            await cluster.servers[1].stop()
+            await poll(lambda: sum(h.up for h in c.hosts) == 2)
+            assert len(await c.query_each('select * from "h"')) == 2
+        finally:
+            c.close()
+            await c.wait_closed()
