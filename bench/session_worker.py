@@ -14,6 +14,14 @@ series, a float value each, ``--batch`` points per package or request):
 - ``columnar``: ``await session.write_series(series, timestamps, values)``,
   the columns of each series in slices of ``--slice`` points (the daemon
   that reads many points of one series at a time).
+- the session workloads run with ``delivery='verified'`` (the default); with
+  the suffix ``_alo`` the same with ``delivery='at_least_once'``.
+- ``recovery``: ``write_many`` in verified mode against an embedded server in
+  this process whose faults (``siridb.embedded.faults``) store part of an
+  insert and drop the connection every ``--fail-every`` packages (of at most
+  1,000 points), then a
+  crash losing the last acknowledged point and a restart: the checks' count,
+  queries, points and time per failure.
 
 Only this process's CPU time (``time.process_time``) and the wall time from
 the first point to the last confirmation are measured; the server runs in
@@ -37,7 +45,8 @@ from worker import Measure  # noqa: E402
 from siridb.connector import SiriDBClient  # noqa: E402
 
 T0 = 1_600_000_000_000  # ms
-WORKLOADS = ('bulk', 'bulk_prebuilt', 'write', 'write_many', 'columnar')
+WORKLOADS = ('bulk', 'bulk_prebuilt', 'write', 'write_many', 'columnar',
+             'write_alo', 'write_many_alo', 'columnar_alo', 'recovery')
 
 
 def source(tag: str, points: int, series: int) -> List[Tuple[str, int, float]]:
@@ -70,7 +79,7 @@ async def run(ns: argparse.Namespace) -> Dict[str, Any]:
         chunks = [pts[i:i + batch] for i in range(0, len(pts), batch)]
         prebuilt = [group(c) for c in chunks] if ns.workload == 'bulk_prebuilt' else []
         columns: List[Tuple[str, List[int], List[float]]] = []
-        if ns.workload == 'columnar':
+        if ns.workload.startswith('columnar'):
             # the same points, built column by column as a daemon reading one
             # series at a time holds them (objects in column order in memory)
             per = ns.slice
@@ -82,10 +91,14 @@ async def run(ns: argparse.Namespace) -> Dict[str, Any]:
                 for i in range(0, len(tss), per):
                     columns.append((series, tss[i:i + per], vals[i:i + per]))
             assert sum(len(c[1]) for c in columns) == len(pts)
-        opts = dict(autocommit_every=batch, time_precision=precision,
-                    max_in_flight=ns.max_in_flight)
-        gc.freeze()
         w = ns.workload
+        delivery = 'verified'
+        if w.endswith('_alo'):
+            w = w[:-4]
+            delivery = 'at_least_once'
+        opts = dict(autocommit_every=batch, time_precision=precision,
+                    max_in_flight=ns.max_in_flight, delivery=delivery)
+        gc.freeze()
         with Measure() as m:
             if w == 'bulk':
                 for c in chunks:
@@ -108,11 +121,57 @@ async def run(ns: argparse.Namespace) -> Dict[str, Any]:
                 await s.close()
                 assert s.written == len(pts), (s.written, len(pts))
         gc.unfreeze()
-        return {'workload': w, 'points': len(pts), 'cpu': m.cpu, 'user': m.user,
+        return {'workload': ns.workload, 'points': len(pts), 'cpu': m.cpu, 'user': m.user,
                 'wall': m.wall, 'faults': m.faults}
     finally:
         client.close()
         await client.wait_closed()
+
+
+async def recovery(ns: argparse.Namespace) -> Dict[str, Any]:
+    """Verified ``write_many`` through partial inserts with dropped
+    connections and a crash that loses the last acknowledged point."""
+    from siridb.embedded import EmbeddedServer
+    from siridb.embedded.faults import InsertFaults
+
+    server = EmbeddedServer(port=0, databases={ns.db: 'ms'})
+    await server.start()
+    client = SiriDBClient('iris', 'siri', ns.db, [(server.host, server.port)],
+                          keepalive=False, backoff_base=0.01, max_wait_retry=0.05,
+                          inactive_time=0.01)
+    await client.connect()
+    try:
+        faults = InsertFaults.attach(server)
+        pts = source(ns.tag, ns.points, ns.series)
+        batch = min(ns.batch, 1000)
+        chunks = [pts[i:i + batch] for i in range(0, len(pts), batch)]
+        # verify_settle=0: one server, no replica to wait for (the wait is a
+        # fixed sleep, not work)
+        s = client.session(autocommit_every=batch, time_precision='ms',
+                           max_in_flight=ns.max_in_flight, retry_delay=0.01,
+                           verify_settle=0)
+        with Measure() as m:
+            armed = 0
+            for i, c in enumerate(chunks):
+                # a failure every --fail-every packages, once the last one fired
+                if i % ns.fail_every == ns.fail_every - 1 and faults.partial == armed:
+                    faults.partial_then_drop(fraction=0.5)
+                    armed += 1
+                await s.write_many(c)
+            await s.commit()
+            faults.lose_last_acked = True
+            await faults.crash()
+            await server.start()
+            await s.close()
+        st = s.stats()
+        stored = sum(len(x.ts) for x in server.store.databases[ns.db].series.values())
+        return {'workload': 'recovery', 'points': len(pts), 'cpu': m.cpu, 'wall': m.wall,
+                'stored': stored, 'failures': faults.partial + faults.lost,
+                'stats': st.__dict__}
+    finally:
+        client.close()
+        await client.wait_closed()
+        await server.stop()
 
 
 def main() -> None:
@@ -129,8 +188,10 @@ def main() -> None:
     ap.add_argument('--max-in-flight', type=int, default=4)
     ap.add_argument('--slice', type=int, default=1000,
                     help='points per write_series call (columnar)')
+    ap.add_argument('--fail-every', type=int, default=10,
+                    help='recovery: a failure every this many packages')
     ns = ap.parse_args()
-    print(json.dumps(asyncio.run(run(ns))))
+    print(json.dumps(asyncio.run(recovery(ns) if ns.workload == 'recovery' else run(ns))))
 
 
 if __name__ == '__main__':

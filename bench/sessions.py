@@ -5,13 +5,16 @@
     python bench/sessions.py --url siridb://iris:siri@host:9000/db  # a real server too
 
 Each workload (``bench/session_worker.py``: ``bulk`` the reference,
-``bulk_prebuilt``, ``write``, ``write_many``, ``columnar``) runs in a process
+``bulk_prebuilt``, ``write``, ``write_many``, ``columnar`` with
+``delivery='verified'``, the same three with ``'at_least_once'``) runs in a process
 of its own against a new embedded server process (``python -m
 siridb.embedded``), workloads taking turns for ``--rounds`` rounds; with
 ``--url`` every workload also runs against that server. Each workload keeps
 its best (least CPU, least wall) run; its ratios to bulk insert are the
 median of the per-round ratios. Prints a table of client CPU per point and
-wall throughput with ratios to bulk insert and the targets, and writes
+wall throughput with ratios to bulk insert, the verified sessions' ratios
+to at-least-once ones (same rounds) and the targets; then the ``recovery``
+workload once (checks after failures: queries, points, time), and writes
 ``bench/results/sessions.json`` and ``sessions.md`` (with the command line).
 """
 from __future__ import annotations
@@ -32,13 +35,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run import BENCH, RESULTS, ROOT, env_with_checkout, free_port, wait_port  # noqa: E402
 
-WORKLOADS = ('bulk', 'bulk_prebuilt', 'write', 'write_many', 'columnar')
+WORKLOADS = ('bulk', 'bulk_prebuilt', 'write', 'write_many', 'columnar',
+             'write_alo', 'write_many_alo', 'columnar_alo')
+#: the session workloads in verified mode, compared with their at-least-once runs
+VERIFIED = ('write', 'write_many', 'columnar')
 LABELS = {
     'bulk': 'bulk insert (reference)',
     'bulk_prebuilt': 'bulk insert, dicts prebuilt',
-    'write': 'session.write per point',
-    'write_many': 'session.write_many',
-    'columnar': 'session.write_series',
+    'write': 'session.write per point (verified)',
+    'write_many': 'session.write_many (verified)',
+    'columnar': 'session.write_series (verified)',
+    'write_alo': 'session.write per point (at-least-once)',
+    'write_many_alo': 'session.write_many (at-least-once)',
+    'columnar_alo': 'session.write_series (at-least-once)',
 }
 #: (workload, metric, limit, higher is better)
 TARGETS = (
@@ -48,6 +57,9 @@ TARGETS = (
     ('write', 'wall throughput / bulk insert', 0.8, True),
     ('write_many', 'wall throughput / bulk insert', 0.8, True),
     ('columnar', 'wall throughput / bulk insert', 0.8, True),
+    ('write', 'CPU per point / at-least-once', 1.05, False),
+    ('write_many', 'CPU per point / at-least-once', 1.05, False),
+    ('columnar', 'CPU per point / at-least-once', 1.05, False),
 )
 
 
@@ -56,7 +68,7 @@ def run_worker(ns: argparse.Namespace, workload: str, tag: str,
     cmd = [sys.executable, str(BENCH / 'session_worker.py'), '--workload', workload,
            '--tag', tag, '--points', str(ns.points), '--series', str(ns.series),
            '--batch', str(ns.batch), '--max-in-flight', str(ns.max_in_flight),
-           '--slice', str(ns.slice), *target]
+           '--slice', str(ns.slice), '--fail-every', str(ns.fail_every), *target]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env_with_checkout(),
                           cwd=str(BENCH), timeout=1800)
     if proc.returncode != 0:
@@ -94,12 +106,13 @@ def best(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
             'wall': min(r['wall'] for r in runs), 'runs': runs}
 
 
-def round_ratios(results: Dict[str, Dict[str, Any]], w: str) -> Tuple[List[float], List[float]]:
-    """Per round: CPU of ``w`` / CPU of bulk, and throughput of ``w`` /
-    throughput of bulk (the two ran next to each other in that round)."""
+def round_ratios(results: Dict[str, Dict[str, Any]], w: str,
+                 ref_w: str = 'bulk') -> Tuple[List[float], List[float]]:
+    """Per round: CPU of ``w`` / CPU of ``ref_w``, and throughput of ``w`` /
+    throughput of ``ref_w`` (the two ran next to each other in that round)."""
     cpu: List[float] = []
     wall: List[float] = []
-    for mine, ref in zip(results[w].get('runs', []), results['bulk'].get('runs', [])):
+    for mine, ref in zip(results[w].get('runs', []), results[ref_w].get('runs', [])):
         cpu.append(mine['cpu'] / ref['cpu'])
         wall.append(ref['wall'] / mine['wall'])
     return cpu, wall
@@ -116,16 +129,23 @@ def summarize(results: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
             rows.append({'workload': w, 'error': r.get('error', 'not run')})
             continue
         cpu_ratios, wall_ratios = round_ratios(results, w)
-        rows.append({'workload': w, 'cpu_us': r['cpu'] / r['points'] * 1e6,
-                     'kpts_s': r['points'] / r['wall'] / 1000,
-                     'cpu_ratio': statistics.median(cpu_ratios),
-                     'wall_ratio': statistics.median(wall_ratios),
-                     'cpu_ratios': cpu_ratios, 'wall_ratios': wall_ratios})
+        row = {'workload': w, 'cpu_us': r['cpu'] / r['points'] * 1e6,
+               'kpts_s': r['points'] / r['wall'] / 1000,
+               'cpu_ratio': statistics.median(cpu_ratios),
+               'wall_ratio': statistics.median(wall_ratios),
+               'cpu_ratios': cpu_ratios, 'wall_ratios': wall_ratios}
+        alo = results.get(w + '_alo', {})
+        if w in VERIFIED and alo and 'error' not in alo:
+            cpu_v, wall_v = round_ratios(results, w, w + '_alo')
+            row.update(cpu_vs_alo=statistics.median(cpu_v), wall_vs_alo=statistics.median(wall_v),
+                       cpu_vs_alo_rounds=cpu_v, wall_vs_alo_rounds=wall_v)
+        rows.append(row)
     by = {r['workload']: r for r in rows}
     verdicts = []
     for w, metric, limit, higher in TARGETS:
         r = by.get(w, {})
         key = ('cpu_us' if metric.startswith('CPU us') else
+               'cpu_vs_alo' if metric.endswith('at-least-once') else
                'cpu_ratio' if metric.startswith('CPU') else 'wall_ratio')
         value = r.get(key)
         met = None if value is None else (value >= limit if higher else value <= limit)
@@ -141,14 +161,16 @@ def fmt(v: Optional[float], digits: int = 2) -> str:
 def table(name: str, summary: Dict[str, Any]) -> List[str]:
     out = [f'### {name}', '',
            '| workload | client CPU us/point (best) | wall kpts/s (best) '
-           '| CPU / bulk (median) | wall / bulk (median) |',
-           '|---|---:|---:|---:|---:|']
+           '| CPU / bulk (median) | wall / bulk (median) '
+           '| CPU / at-least-once (median) | wall / at-least-once (median) |',
+           '|---|---:|---:|---:|---:|---:|---:|']
     for r in summary['rows']:
         if 'error' in r:
-            out.append(f'| {LABELS[r["workload"]]} | failed: {r["error"]} | | | |')
+            out.append(f'| {LABELS[r["workload"]]} | failed: {r["error"]} | | | | | |')
             continue
         out.append(f'| {LABELS[r["workload"]]} | {fmt(r["cpu_us"])} | {fmt(r["kpts_s"], 0)} '
-                   f'| {fmt(r["cpu_ratio"])} | {fmt(r["wall_ratio"])} |')
+                   f'| {fmt(r["cpu_ratio"])} | {fmt(r["wall_ratio"])} '
+                   f'| {fmt(r.get("cpu_vs_alo"))} | {fmt(r.get("wall_vs_alo"))} |')
     out.append('')
     for v in summary['targets']:
         verdict = {True: 'met', False: 'NOT met', None: 'not measured'}[v['met']]
@@ -156,6 +178,25 @@ def table(name: str, summary: Dict[str, Any]) -> List[str]:
                    f'(target {v["target"]}): {verdict}')
     out.append('')
     return out
+
+
+def recovery_table(ns: argparse.Namespace, rec: Dict[str, Any]) -> List[str]:
+    """The verified session through failures (``recovery`` workload)."""
+    if 'error' in rec:
+        return [f'Recovery: failed: {rec["error"]}', '']
+    st = rec['stats']
+    fails = max(1, rec['failures'])
+    return [
+        f'#### After failures (verified, in-process embedded server): a partial insert '
+        f'with a dropped connection every {ns.fail_every} packages, then a crash losing '
+        f'the last acknowledged point (verify_settle=0: no replica to wait for)', '',
+        '| failures | checks | queries | points checked | missing found | resent '
+        '| check time total (s) | per failure (ms) | stored / written |',
+        '|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+        f'| {rec["failures"]} | {st["verifications"]} | {st["verify_queries"]} '
+        f'| {st["verified"]:,} | {st["missing"]:,} | {st["resent"]:,} '
+        f'| {st["verify_time"]:.3f} | {st["verify_time"] / fails * 1000:.1f} '
+        f'| {rec["stored"]:,} / {st["written"]:,} |', '']
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -171,6 +212,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument('--slice', type=int, default=1000,
                     help='points per write_series call (default 1000)')
     ap.add_argument('--rounds', type=int, help='default 3, smoke 1')
+    ap.add_argument('--fail-every', type=int, default=10,
+                    help='recovery: a failure every this many packages (default 10)')
     ap.add_argument('--db', default='bench')
     ap.add_argument('--json', type=Path, default=RESULTS / 'sessions.json')
     ns = ap.parse_args(argv)
@@ -212,6 +255,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         failed = failed or any('error' in r for r in summary['rows'])
         doc['servers'][name] = {'results': results, 'summary': summary}
         lines.extend(table(name, summary))
+        if url is None:
+            rec = run_worker(ns, 'recovery', f'reco{int(time.time() * 1000) % 100000}', [])
+            doc['servers'][name]['recovery'] = rec
+            lines.extend(recovery_table(ns, rec))
+            failed = failed or 'error' in rec
     if hasattr(os, 'getloadavg'):
         doc['meta']['load_after'] = os.getloadavg()[0]
         lines.append(f'Load average (1 min) before/after: {doc["meta"]["load_before"]:.2f} / '

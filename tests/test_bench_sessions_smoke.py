@@ -17,12 +17,14 @@ def test_session_bench_smoke_runs_and_reports(tmp_path: Path) -> None:
          '--series', '10', '--batch', '500', '--slice', '100', '--json', str(out)],
         capture_output=True, text=True, timeout=120, cwd=str(ROOT))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert '| session.write per point |' in proc.stdout
+    for mode in ('verified', 'at-least-once'):  # both delivery modes, side by side
+        assert f'| session.write per point ({mode}) |' in proc.stdout
+    assert '| failures | checks | queries |' in proc.stdout  # the cost after failures
     doc = json.loads(out.read_text())
     assert doc['meta']['command'].startswith('python bench/sessions.py --smoke')
     (server,) = doc['servers'].values()
     for workload in ('bulk', 'bulk_prebuilt', 'write', 'write_many', 'columnar'):
         assert server['results'][workload]['points'] == 4000, workload
-    assert len(server['summary']['targets']) == 6
+    assert len(server['summary']['targets']) == 9  # 6 of the sessions, 3 verified vs at-least-once
     text = out.with_suffix('.md').read_text()
     assert 'Command: `python bench/sessions.py --smoke' in text

@@ -191,6 +191,7 @@ def test_sdist_runs_its_own_tests(built: Dict[str, Path], tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # the whole suite, beyond the per-test default
 def test_unpacked_sdist_passes_its_whole_suite(built: Dict[str, Path], tmp_path: Path) -> None:
     # every test of the sdist but this file (which would build and unpack again)
     top = _unpacked_sdist(built, tmp_path)

@@ -160,7 +160,11 @@ class InsertFaults:
     async def crash(self) -> Optional[Tuple[str, int, Any]]:
         """Stop the server (connections aborted); with ``lose_last_acked``,
         drop the last point it acknowledged. Returns that point, or None."""
+        lost = self._lose_last()  # at the moment of the kill, before anyone notices
         await self.server.stop()
+        return lost
+
+    def _lose_last(self) -> Optional[Tuple[str, int, Any]]:
         last, self._last = self._last, None
         if not self.lose_last_acked or last is None:
             return None

@@ -618,7 +618,7 @@ class ServerProtocol(asyncio.Protocol):
         except QueryFailure as exc:
             self._error(pid, exc.tp, exc.msg)
             return
-        if len(pkg.body) > BULK_BODY:
+        if len(pkg.body) > BULK_BODY and server.faults is None:  # faults: every insert
             self._job = self._bulk_insert(pkg, db)
             return
         try:

@@ -127,7 +127,7 @@ async def test_session_survives_server_restart(server: EmbeddedServer,
                 halfway.set()
             await asyncio.sleep(0.001)
 
-    async with client.session(autocommit_every=20, flush_interval=0.02,
+    async with client.session(verify_settle=0, autocommit_every=20, flush_interval=0.02,
                               retry_delay=0.02, retry_max_delay=0.2) as s:
         producer = asyncio.ensure_future(produce())
         await halfway.wait()
@@ -159,7 +159,8 @@ async def test_backpressure_bounds_the_buffer(server: EmbeddedServer,
             peak = max(peak, s.pending)
             done += 1
 
-    s = client.session(autocommit_every=50, flush_interval=0.01, max_buffer_points=500,
+    s = client.session(delivery='at_least_once', autocommit_every=50, flush_interval=0.01,
+                       max_buffer_points=500,
                        retry_delay=0.01, retry_max_delay=0.05)
     producer = asyncio.ensure_future(produce())
     try:
@@ -253,7 +254,7 @@ async def test_a_busy_connection_is_retried_not_rejected(server: EmbeddedServer)
     c = fast_client(server, BusyOnceClient)
     await c.connect()
     try:
-        async with c.session(retry_delay=0.01, time_precision='ms') as s:
+        async with c.session(delivery='at_least_once', retry_delay=0.01, time_precision='ms') as s:
             await s.write_many([('busy', i, i) for i in range(3)])
         assert (s.written, s.rejected, s.retried) == (3, 0, 3)
         assert stored(server, 'busy') == [(0, 0), (1, 1), (2, 2)]
@@ -414,7 +415,8 @@ async def test_lost_reply_means_at_least_once(server: EmbeddedServer) -> None:
                          backoff_base=0.05, max_wait_retry=0.2, inactive_time=0.05)
         await c.connect()
         try:
-            s = c.session(autocommit_every=10_000, flush_interval=60, retry_delay=0.02)
+            s = c.session(delivery='at_least_once', autocommit_every=10_000, flush_interval=60,
+                          retry_delay=0.02)
             await s.write_many([('dup', i, i) for i in range(10)])
             proxy.close_after(0, direction='down')  # cut the next reply
             await asyncio.wait_for(s.commit(), 10)
@@ -520,7 +522,7 @@ async def test_session_fails_over_across_a_cluster() -> None:
                          max_wait_retry=0.2, inactive_time=0.1, keepalive=False)
         await c.connect()
         try:
-            async with c.session(autocommit_every=10, flush_interval=0.01,
+            async with c.session(verify_settle=0, autocommit_every=10, flush_interval=0.01,
                                  retry_delay=0.01, retry_max_delay=0.1) as s:
                 for i in range(900):
                     await s.write('fo', i, i)
@@ -621,7 +623,8 @@ async def test_backpressure_bounds_memory_not_just_the_counter(
 
     await client.time_precision()
     server.pause()
-    s = client.session(autocommit_every=100, flush_interval=0.01, max_buffer_points=500,
+    s = client.session(delivery='at_least_once', autocommit_every=100, flush_interval=0.01,
+                       max_buffer_points=500,
                        retry_delay=0.01, retry_max_delay=0.05)
     produced = 0
 

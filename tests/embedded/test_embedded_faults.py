@@ -58,7 +58,8 @@ async def test_partial_insert_then_dropped_connection(server: EmbeddedServer,
 async def test_a_session_resends_a_partial_insert_at_least_once(
         server: EmbeddedServer, client: SiriDBClient) -> None:
     faults = InsertFaults.attach(server)
-    s = client.session(time_precision='ms', retry_delay=0.01, autocommit_every=1000)
+    s = client.session(time_precision='ms', retry_delay=0.01, autocommit_every=1000,
+                       delivery='at_least_once')
     faults.partial_then_drop(fraction=0.5)
     await s.write_many([(f's{i}', t, t) for i in range(4) for t in range(5)])
     await asyncio.wait_for(s.close(), 10)
@@ -66,6 +67,7 @@ async def test_a_session_resends_a_partial_insert_at_least_once(
     assert [set(c.values()) for c in counts] == [{2}, {2}, {1}, {1}]  # stored twice
     assert (s.written, s.pending) == (20, 0)  # confirmed once
     assert s.retried >= 20 and s.retried % 20 == 0  # whole package per failed attempt
+    assert s.stats().unknown >= 1 and s.stats().verifications == 0
 
 
 async def test_an_insert_never_answered(server: EmbeddedServer,
@@ -76,7 +78,8 @@ async def test_an_insert_never_answered(server: EmbeddedServer,
         await client.insert({'q': [[1, 1]]}, timeout=0.2)
     assert stored(server, 'q') == [] and faults.silent == 1
     faults.never_answer(store=True)
-    s = client.session(time_precision='ms', insert_timeout=0.2, retry_delay=0.01)
+    s = client.session(time_precision='ms', insert_timeout=0.2, retry_delay=0.01,
+                       delivery='at_least_once')
     await s.write('q', 5, 2)
     await asyncio.wait_for(s.close(), 10)
     assert stored(server, 'q') == [(2, 5), (2, 5)]  # stored, unanswered, sent again
@@ -123,7 +126,8 @@ async def test_at_least_once_through_faults_with_packages_in_flight(
     the lost-point fault) loses nothing either."""
     faults = InsertFaults.attach(server)
     s = client.session(time_precision='ms', autocommit_every=60, max_in_flight=4,
-                       insert_timeout=0.3, retry_delay=0.01, retry_max_delay=0.05)
+                       insert_timeout=0.3, retry_delay=0.01, retry_max_delay=0.05,
+                       delivery='at_least_once')
     sent = set()
     for step in range(30):
         if step % 5 == 1:

@@ -21,6 +21,7 @@ from .backoff import Backoff
 from .builder import QueryBuilder
 from .closing import AsyncClosing
 from .codec import packb
+from .constants import NO_CONNECTIONS
 from .dbprecision import database_precision
 from .exceptions import (
     AuthenticationError,
@@ -42,7 +43,6 @@ __all__ = ['SiriDBClient']
 
 logger = logging.getLogger('siridb.connector')
 
-NO_CONNECTIONS = 'No available connections found'
 _BASE_TIME = asyncio.BaseEventLoop.time
 _monotonic = time.monotonic
 
@@ -290,6 +290,68 @@ class SiriDBClient(ClientFeatures, AsyncClosing):
         reply: InsertReply = await self._request(
             pm.CPROTO_REQ_INSERT, check_packed_insert(body), timeout, allow_any_open=False)
         return reply
+
+    async def insert_once(self, body: bytes, timeout: Optional[float] = 300) -> HostState:
+        """Send a packed insert to one server, with no failover: any failure
+        is raised (after the body was sent its outcome is unknown; the
+        server is marked inactive as ``insert`` does). Returns the server
+        that confirmed it (a verified write session keeps it)."""
+        if self._closed:
+            raise ClientClosedError('client is closed') if self._opened \
+                else PoolError(NO_CONNECTIONS)
+        body = check_packed_insert(body)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        h = choose_host(self._hosts, self._rng, now, False)
+        if h is None or h.protocol is None:
+            raise PoolError(NO_CONNECTIONS) from self._down_reason()
+        counters = h.counters or self._counters_of(h)
+        fut = h.protocol.send_body(pm.CPROTO_REQ_INSERT, body,
+                                   now + (float('inf') if timeout is None else timeout),
+                                   timeout)
+        counters.requests += 1
+        try:
+            await fut
+        except Exception as exc:
+            counters.failed(exc)
+            if failover_of(exc) is Failover.OTHER_SERVER and not self._closed:
+                h.inactive_until = loop.time() + self._inactive_time
+                logger.warning('%s:%s: %s; inactive for %g s', h.host, h.port, str(exc),
+                               self._inactive_time)
+            raise
+        return h
+
+    async def query_each(self, query: str,
+                         timeout: Optional[float] = 60) -> List[QueryResult]:
+        """Run ``query`` on every connected server at once (no failover);
+        the replies of those that answered, in hostlist order. Raises the
+        first error when none answered. (A SiriDB server answers for its own
+        pool from what it holds: a verified write session compares them.)"""
+        body = pack_query(query, None)
+        hosts = [h for h in self._hosts if h.up and h.protocol is not None]
+        if not hosts:
+            raise PoolError(NO_CONNECTIONS) from self._down_reason()
+        deadline = asyncio.get_running_loop().time() + (
+            float('inf') if timeout is None else timeout)
+        futs = []
+        for h in hosts:
+            assert h.protocol is not None
+            futs.append(h.protocol.send_body(pm.CPROTO_REQ_QUERY, body, deadline, timeout))
+            (h.counters or self._counters_of(h)).requests += 1
+        results = await asyncio.gather(*futs, return_exceptions=True)
+        replies: List[QueryResult] = []
+        errors: List[BaseException] = []
+        for h, r in zip(hosts, results):
+            if isinstance(r, BaseException):
+                if not isinstance(r, Exception):
+                    raise r
+                (h.counters or self._counters_of(h)).failed(r)
+                errors.append(r)
+            else:
+                replies.append(r)
+        if not replies:
+            raise errors[0]
+        return replies
 
     async def query(self, query: Any, time_precision: Any = None,
                     timeout: Optional[float] = 60) -> QueryResult:

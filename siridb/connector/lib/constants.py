@@ -15,7 +15,7 @@ from ...wire.units import (
 
 __all__ = ['SECOND', 'MILLISECOND', 'MICROSECOND', 'NANOSECOND', 'DEFAULT_CLIENT_PORT',
            'PRECISION_NAMES', 'PRECISION_BY_NAME', 'PRECISION_FACTORS', 'MAX_TIMESTAMPS',
-           'INT64_MIN', 'INT64_MAX']
+           'INT64_MIN', 'INT64_MAX', 'NO_CONNECTIONS']
 
 SECOND = 0
 MILLISECOND = 1
@@ -28,3 +28,6 @@ DEFAULT_CLIENT_PORT = 9000
 PRECISION_BY_NAME = PRECISION_INDEX
 #: the largest timestamp a database stores, by precision name
 MAX_TIMESTAMPS = MAX_TIMESTAMP
+
+#: the pool's error when no server can be asked (the request was not sent)
+NO_CONNECTIONS = 'No available connections found'

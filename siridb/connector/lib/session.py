@@ -11,8 +11,12 @@ the server rejects (``InsertError``) is split per series so that only the bad
 series are reported (``on_error`` or ``RejectedPointsError``) while the rest
 is written.
 
-Delivery is at-least-once: when a reply is lost after the server stored a
-package, the retry stores those points a second time.
+Delivery (``delivery=``): ``'verified'`` (the default) asks the server,
+before sending again a package whose outcome is unknown, which of its points
+it holds and sends only the missing ones (module ``delivery``), and checks the
+recently confirmed packages again when the server that confirmed them lost
+its connection; ``'at_least_once'`` resends the whole package, so a package
+the server stored without its reply arriving is stored twice.
 """
 from __future__ import annotations
 
@@ -34,15 +38,19 @@ from typing import (
 )
 
 from .backoff import Backoff
-from .constants import INT64_MAX, INT64_MIN
+from .constants import INT64_MAX, INT64_MIN, NO_CONNECTIONS
 from .dbprecision import database_precision
+from .delivery import DELIVERY_MODES, VERIFIED, Check, Confirmed, Window
 from .exceptions import (  # the session errors are defined there; importable here too
     BufferFullError,
+    Failover,
     FlushTimeoutError,
     InsertError,
+    PoolError,
     RejectedPointsError,
     SessionClosedError,
     SessionError,
+    failover_of,
     is_retriable,
 )
 from .timestamps import TimeValue, max_timestamp, precision_name, to_timestamp
@@ -68,6 +76,8 @@ logger = logging.getLogger('siridb.connector')
 
 #: jitter of the retry delays: each is shortened by up to this fraction
 RETRY_JITTER = 0.5
+#: seconds between checks for lost connections while a verified session idles
+VERIFY_POLL = 1.0
 
 
 class Point(NamedTuple):
@@ -130,6 +140,24 @@ async def write_many(client: Any, points: Iterable[Any], timeout: float = 300,
 
 # --------------------------------------------------------------------- session
 
+class Resend(Package):
+    """Points sent again after a check; ``credit`` of them count as written
+    when confirmed (the others were confirmed before and the server lost them)."""
+
+    __slots__ = ('credit',)
+
+    def __init__(self, data: Optional[Dict[str, List[Pair]]], body: Optional[bytes],
+                 n: int, seq: int, credit: int) -> None:
+        super().__init__(data, body, n, seq)
+        self.credit = credit
+
+
+def _same_owner(cls: type, a: str, b: str) -> bool:
+    """True when methods ``a`` and ``b`` of ``cls`` are defined by one class."""
+    owners = [next((k for k in cls.__mro__ if name in vars(k)), None) for name in (a, b)]
+    return owners[0] is not None and owners[0] is owners[1]
+
+
 @dataclass(frozen=True)
 class SessionStats:
     """Counters of a write session (points)."""
@@ -140,6 +168,15 @@ class SessionStats:
     rejected: int     #: refused by the server and reported
     packages: int     #: packages confirmed
     last_error: Optional[str]
+    unknown: int = 0          #: packages sent whose outcome was unknown (no reply)
+    verifications: int = 0    #: checks of unknown or suspect packages against the server
+    verify_queries: int = 0   #: select queries those checks sent
+    verified: int = 0         #: points those checks covered
+    missing: int = 0          #: points found missing (of unknown and of confirmed packages)
+    lost_confirmed: int = 0   #: of those, points the server had confirmed
+    resent: int = 0           #: points sent again after a check
+    resent_packages: int = 0  #: packages those were sent in
+    verify_time: float = 0.0  #: seconds spent in checks
 
 
 OnError = Callable[[Rejected], Any]
@@ -174,6 +211,12 @@ class WriteSession:
       answers, the first ``write`` waits (retrying) instead of failing.
     - ``close_timeout``: the timeout ``async with`` passes to ``close()``
       (None: wait until everything is written).
+    - ``delivery``: ``'verified'`` or ``'at_least_once'`` (see the module);
+      ``window_points``/``window_bytes`` bound the recently confirmed
+      packages a verified session keeps to check again after a server lost
+      its connection; before a check it waits up to ``verify_wait`` seconds
+      for every server to be connected and, when one was down,
+      ``verify_settle`` more (replicas catching up).
     """
 
     def __init__(self, client: Any, *, autocommit_every: int = 1000,
@@ -184,14 +227,20 @@ class WriteSession:
                  retry_delay: float = 0.1, retry_max_delay: float = 10.0,
                  insert_timeout: float = 60.0,
                  time_precision: Optional[str] = None,
-                 close_timeout: Optional[float] = None) -> None:
+                 close_timeout: Optional[float] = None,
+                 delivery: str = VERIFIED, window_points: int = 20_000,
+                 window_bytes: int = 2 << 20, verify_wait: float = 30.0,
+                 verify_settle: float = 5.0) -> None:
         if on_full not in ('wait', 'error'):
             raise ValueError("on_full must be 'wait' or 'error'")
+        if delivery not in DELIVERY_MODES:
+            raise ValueError(f'delivery must be one of {DELIVERY_MODES!r}')
         for name, v in (('autocommit_every', autocommit_every),
                         ('max_buffer_points', max_buffer_points),
                         ('max_package_points', max_package_points),
                         ('max_package_bytes', max_package_bytes),
-                        ('max_in_flight', max_in_flight)):
+                        ('max_in_flight', max_in_flight),
+                        ('window_points', window_points), ('window_bytes', window_bytes)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f'{name} must be a positive int')
         if not flush_interval > 0 or not retry_delay > 0 or not retry_max_delay > 0:
@@ -214,6 +263,32 @@ class WriteSession:
         #: clients with ``insert_packed`` get each package packed once, when
         #: it is sealed; others are handed the dict (``insert(data)``)
         self._packed = callable(getattr(client, 'insert_packed', None))
+        #: a pool client sends once per attempt and says which server confirmed
+        #: (not when a subclass overrides ``insert_packed`` alone: it is used)
+        self._once = self._packed and _same_owner(type(client), 'insert_once',
+                                                  'insert_packed')
+        self.delivery = delivery
+        if not verify_wait >= 0 or not verify_settle >= 0:
+            raise ValueError('verify_wait and verify_settle must be >= 0')
+        self.verify_wait = float(verify_wait)
+        self.verify_settle = float(verify_settle)
+        self._verified = delivery == VERIFIED
+        self._window = Window(window_points, window_bytes,
+                              client.hosts if self._once else ())
+        #: senders whose package's outcome is unknown, waiting for a check
+        self._waiting: Dict[Package, asyncio.Future[None]] = {}
+        #: a check is due (a lost connection) or running
+        self._want_check = False
+        self._checker: Optional[asyncio.Task[None]] = None
+        self._unknown = 0
+        self._verifications = 0
+        self._verify_queries = 0
+        self._verified_points = 0
+        self._missing = 0
+        self._lost_confirmed = 0
+        self._resent = 0
+        self._resent_packages = 0
+        self._verify_time = 0.0
         self._buf = WriteBuffer(min(autocommit_every, max_package_points),
                                 max_package_bytes, max_buffer_points,
                                 pack_points if self._packed else None)
@@ -268,7 +343,10 @@ class WriteSession:
         err = self._last_error
         return SessionStats(self._written, self._retried, self.pending, self._rejected,
                             self._packages, None if err is None else
-                            f'{type(err).__name__}: {err}')
+                            f'{type(err).__name__}: {err}', self._unknown,
+                            self._verifications, self._verify_queries,
+                            self._verified_points, self._missing, self._lost_confirmed,
+                            self._resent, self._resent_packages, self._verify_time)
 
     # ----------------------------------------------------------------- writes
     async def write(self, series: str, value: Value, timestamp: TimeValue = None) -> int:
@@ -455,8 +533,8 @@ class WriteSession:
         ``max_in_flight`` are being sent (right away: not when the flusher
         next runs, which a producer that never waits would delay)."""
         buf = self._buf
-        if not buf.ready or self._halted:
-            return
+        if not buf.ready or self._halted or self._waiting or self._want_check:
+            return  # (a check needs no other package in flight)
         loop = asyncio.get_running_loop()
         sending = self._sending
         while buf.ready and len(sending) < self.max_in_flight:
@@ -587,13 +665,20 @@ class WriteSession:
                 if buf.open_n and (self._closing or first is None
                                    or loop.time() >= first + self.flush_interval):
                     self._seal()
+                if self._verified and not self._want_check and self._window.suspect():
+                    self._want_check = True  # a server lost its connection since
+                self._maybe_check()
                 self._launch()
-                if self._closing and not buf.open_n and not buf.ready and not self._sending:
+                if (self._closing and not buf.open_n and not buf.ready and not self._sending
+                        and not self._want_check):
                     return
                 kick.clear()
                 first = self._first_at
-                timer = (loop.call_at(first + self.flush_interval, kick.set)
-                         if buf.open_n and first is not None else None)
+                due = first + self.flush_interval if buf.open_n and first is not None else None
+                if self._verified and self._window.items and self._window.hosts:
+                    poll = loop.time() + VERIFY_POLL
+                    due = poll if due is None else min(due, poll)
+                timer = loop.call_at(due, kick.set) if due is not None else None
                 try:
                     await kick.wait()
                 finally:
@@ -601,6 +686,10 @@ class WriteSession:
                         timer.cancel()
         except asyncio.CancelledError:
             self._halted = True
+            checker = self._checker
+            if checker is not None:
+                checker.cancel()
+                await asyncio.gather(checker, return_exceptions=True)
             senders = list(self._sending)
             for sender in senders:
                 sender.cancel()
@@ -628,27 +717,48 @@ class WriteSession:
                 logger.error('write session sender failed: %s: %s',
                              type(exc).__name__, str(exc))
                 self._fail(exc)
+        self._maybe_check()
         self._launch()
         self._wake()
         self._notify()  # commit() waits for the sender to leave ``_sending``
 
     async def _deliver(self, pkg: Package) -> None:
         """Send ``pkg`` until written; rejected series are reported. Its
-        points count as completed once, here (not when cancelled)."""
+        points count as completed once, here (not when cancelled), or by the
+        check that settles it when its outcome is unknown (verified)."""
         payload: Payload = pkg.body if pkg.body is not None else pkg.groups()
-        err = await self._send_with_retry(payload, pkg.n)
+        credit = pkg.credit if isinstance(pkg, Resend) else pkg.n
+        if self._verified:
+            err = await self._send_verified(payload, pkg, credit)
+            if err is None:
+                return  # confirmed, or settled by a check
+        else:
+            err = await self._send_with_retry(payload, pkg.n, credit)
         if err is not None:
             groups = pkg.groups()
+            settled = 0
             if isinstance(err, InsertError) and len(groups) > 1:
-                # the server refuses a whole request: find the bad series
+                # the server refuses a whole request (storing none of it):
+                # find the bad series
                 for series, pairs in groups.items():
-                    sub_err = await self._send_with_retry(self._payload({series: pairs}),
-                                                          len(pairs))
-                    if sub_err is not None:
+                    n = len(pairs)
+                    payload = self._payload({series: pairs})
+                    if self._verified:  # confirmed or checked: completed there
+                        sub = Package({series: pairs}, None, n, pkg.seq)
+                        sub_err = await self._send_verified(payload, sub, min(n, credit))
+                        if sub_err is None:
+                            settled += n
+                    else:
+                        sub_err = await self._send_with_retry(payload, n, min(n, credit))
+                    if sub_err is None:
+                        credit -= min(n, credit)
+                    else:
                         await self._reject([Point(series, ts, v) for ts, v in pairs],
                                            sub_err)
             else:
                 await self._reject(_points_of([pkg]), err)
+            if settled:
+                pkg = Package(None, None, pkg.n - settled, pkg.seq)
         self._buf.completed(pkg)
         self._notify()
 
@@ -660,33 +770,257 @@ class WriteSession:
                 pass
         return data
 
-    async def _send_with_retry(self, payload: Payload, n: int) -> Optional[BaseException]:
-        """None when written; the error when the server refused it for good."""
+    async def _send(self, payload: Payload) -> Any:
+        """One attempt; with a pool client, on one server without failover
+        (the session decides what to send again), returning the server that
+        confirmed (``HostState``; None for other clients)."""
+        client = self._client
+        if type(payload) is bytes:
+            if self._once:
+                host = await client.insert_once(payload, timeout=self.insert_timeout)
+                return host
+            await client.insert_packed(payload, timeout=self.insert_timeout)
+        else:
+            await client.insert(payload, timeout=self.insert_timeout)
+        return None
+
+    def _failed(self, exc: Exception, n: int) -> bool:
+        """Count a failed attempt; True when its outcome is unknown (sent,
+        with no answer saying what the server did)."""
+        self._last_error = exc
+        self._retried += n
+        unknown = not (isinstance(exc, PoolError) and str(exc) == NO_CONNECTIONS)
+        if unknown:
+            self._unknown += 1
+        return unknown
+
+    async def _send_with_retry(self, payload: Payload, n: int,
+                               credit: int) -> Optional[BaseException]:
+        """At-least-once: None when written; the error when the server
+        refused it for good. ``credit``: points counted written on success."""
         backoff: Optional[Backoff] = None
         while True:
             try:
-                if type(payload) is bytes:
-                    await self._client.insert_packed(payload, timeout=self.insert_timeout)
-                else:
-                    await self._client.insert(payload, timeout=self.insert_timeout)
+                await self._send(payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._last_error = exc
                 if not is_retriable(exc):  # refused, or the client closed by its owner
+                    self._last_error = exc
                     return exc
-                self._retried += n
+                self._failed(exc, n)
                 if backoff is None:
                     backoff = Backoff(self.retry_delay, self.retry_max_delay, RETRY_JITTER)
-                delay = backoff.next_delay()
+                    # a lost server: another one right away (as the pool would)
+                    delay = 0.0 if failover_of(exc) is Failover.OTHER_SERVER \
+                        else backoff.next_delay()
+                else:
+                    delay = backoff.next_delay()
                 logger.warning('write session: sending %d point(s) failed (%s: %s); '
                                'retrying in %.2f s', n, type(exc).__name__,
                                str(exc), delay)  # a text: a kept record pins no traceback
                 await asyncio.sleep(delay)
             else:
-                self._written += n
+                self._written += credit
                 self._packages += 1
                 return None
+
+    async def _send_verified(self, payload: Payload, pkg: Package,
+                             credit: int) -> Optional[BaseException]:
+        """Verified: None when confirmed (kept in the window) or settled by a
+        check after an unknown outcome; the error when refused for good."""
+        backoff: Optional[Backoff] = None
+        while True:
+            try:
+                who = await self._send(payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_retriable(exc):
+                    self._last_error = exc
+                    return exc
+                if self._failed(exc, pkg.n):
+                    logger.warning('write session: %d point(s) sent, outcome unknown '
+                                   '(%s: %s); checking what the server holds', pkg.n,
+                                   type(exc).__name__, str(exc))
+                    await self._settle(pkg)
+                    return None
+                if backoff is None:
+                    backoff = Backoff(self.retry_delay, self.retry_max_delay, RETRY_JITTER)
+                await asyncio.sleep(backoff.next_delay())  # nothing was sent
+            else:
+                self._written += credit
+                self._packages += 1
+                self._window.add(Confirmed(pkg, who))
+                self._buf.completed(pkg)
+                self._notify()
+                return None
+
+    # ----------------------------------------------------------------- checks
+    async def _settle(self, pkg: Package) -> None:
+        """Wait until a check has settled ``pkg`` (outcome unknown)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[pkg] = fut
+        self._maybe_check()
+        await fut
+
+    def _maybe_check(self) -> None:
+        """Start a check when one is due and no package is in flight (every
+        sender left waits for it): what the server holds then is final."""
+        if not (self._waiting or self._want_check) or self._halted:
+            return
+        if self._checker is not None or len(self._waiting) != len(self._sending):
+            return
+        self._want_check = True
+        self._checker = asyncio.get_running_loop().create_task(self._check())
+
+    async def _check(self) -> None:
+        """Ask the server which points of the unknown packages (and of the
+        suspect confirmed ones) it holds; send the missing ones again."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        waiting = dict(self._waiting)
+        unknown = list(waiting)
+        try:
+            whole = False
+            chk: Optional[Check] = None
+            backoff = Backoff(self.retry_delay, self.retry_max_delay, RETRY_JITTER)
+            await self._await_servers(started)
+            while True:
+                if chk is None or self._window.suspect():
+                    # the connections as they are when asked: a server still
+                    # down is checked again when it is back
+                    whole = whole or self._window.suspect()
+                    self._window.checked()
+                    chk = Check(unknown, self._window, whole)
+                    queries = chk.queries()
+                try:
+                    views = await self._ask(queries)
+                    missing = chk.missing(views)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self._last_error = exc
+                    if not is_retriable(exc):
+                        # cannot read: send the unknown packages again whole
+                        logger.error('write session: cannot check what the server holds '
+                                     '(%s: %s); sending %d package(s) again whole',
+                                     type(exc).__name__, str(exc), len(unknown))
+                        missing = {}
+                        for _, groups in chk.unknown:
+                            for series, pairs in groups.items():
+                                missing.setdefault(series, []).extend(pairs)
+                        break
+                    delay = backoff.next_delay()
+                    logger.warning('write session: check failed (%s: %s); retrying '
+                                   'in %.2f s', type(exc).__name__, str(exc), delay)
+                    await asyncio.sleep(delay)
+            from_unknown, from_window = chk.settle(missing)
+            self._verifications += 1
+            self._verified_points += chk.points
+            self._missing += from_unknown + from_window
+            self._lost_confirmed += from_window
+            # written: the stored points of each unknown package, up to its credit
+            carried = 0
+            lacking = from_unknown
+            for pkg in unknown:
+                credit = pkg.credit if isinstance(pkg, Resend) else pkg.n
+                self._written += credit
+                carried += credit
+            carried = min(carried, lacking)
+            self._written -= carried
+            if missing:
+                self._resend(missing, carried, min([p.seq for p in unknown], default=0))
+            for pkg in unknown:
+                self._buf.completed(pkg)
+            if from_unknown or from_window:
+                logger.warning('write session: %d point(s) missing on the server '
+                               '(%d of them confirmed before); sending them again',
+                               from_unknown + from_window, from_window)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            logger.exception('write session check failed')
+            self._fail(exc)
+        finally:
+            self._verify_time += loop.time() - started
+            self._checker = None
+            self._want_check = False
+            for pkg, fut in waiting.items():
+                self._waiting.pop(pkg, None)
+                if not fut.done():
+                    fut.set_result(None)
+            self._launch()
+            self._wake()
+            self._notify()
+
+    async def _ask(self, queries: List[str]) -> List[List[Dict[str, Any]]]:
+        """The replies to ``queries`` as each server answered them: every
+        connected server of a pool client (each answers for its own pool
+        from what it holds), else the client's one answer."""
+        client = self._client
+        each = getattr(client, 'query_each', None) if self._once else None
+        views: List[List[Dict[str, Any]]] = []
+        for q in queries:
+            self._verify_queries += 1
+            if each is None:
+                replies = [await client.query(q, timeout=self.insert_timeout)]
+            else:
+                replies = await each(q, timeout=self.insert_timeout)
+            while len(views) < len(replies):
+                views.append([])
+            for view, reply in zip(views, replies):
+                view.append(reply)
+        return views
+
+    async def _await_servers(self, started: float) -> None:
+        """Before a check: wait (at most ``verify_wait`` seconds) until every
+        server of the pool is connected, then, when one was down, another
+        ``verify_settle`` seconds: a SiriDB replica acknowledges before it
+        replicates (its queue survives a kill and is sent once it is back),
+        so its pool partner may answer without points that are coming."""
+        hosts = self._window.hosts
+        if not hosts:
+            return
+        loop = asyncio.get_running_loop()
+        was_down = self._window.suspect()
+        while not all(h.up for h in hosts) and loop.time() < started + self.verify_wait:
+            was_down = True
+            await asyncio.sleep(min(0.05, self.verify_wait))
+        if was_down and self.verify_settle > 0:
+            await asyncio.sleep(self.verify_settle)
+
+    def _resend(self, missing: Dict[str, List[Pair]], credit: int, seq: int) -> None:
+        """Queue the missing points first, in packages of the usual size;
+        ``credit`` of them count as written when confirmed."""
+        size = min(self.autocommit_every, self.max_package_points)
+        chunks: List[Dict[str, List[Pair]]] = [{}]
+        n = 0
+        for series, pairs in missing.items():
+            for i in range(0, len(pairs), size):
+                part = pairs[i:i + size]
+                if n + len(part) > size and n:
+                    chunks.append({})
+                    n = 0
+                chunks[-1][series] = chunks[-1].get(series, []) + part
+                n += len(part)
+        ready = self._buf.ready
+        for data in reversed(chunks):
+            k = sum(len(p) for p in data.values())
+            body = None
+            if self._packed:
+                try:
+                    body = pack_points(data)
+                except (OverflowError, TypeError, ValueError):
+                    body = None
+            c = min(credit, k)
+            credit -= c
+            pkg = Resend(None if body is not None else data, body, k, seq, c)
+            self._buf.retake(k)
+            ready.appendleft(pkg)
+            self._resent += k
+            self._resent_packages += 1
 
     async def _reject(self, points: List[Point], exc: BaseException) -> None:
         self._rejected += len(points)

@@ -239,6 +239,13 @@ class WriteBuffer:
         self._free += pkg.n
         self._set_room()
 
+    def retake(self, n: int) -> None:
+        """``n`` points come back to be sent again (after a check found them
+        missing): they count as pending until completed."""
+        self.sync()
+        self._free -= n
+        self._set_room()
+
     def clear(self) -> List[Tuple[str, int, Value]]:
         """Drop the open and ready packages; returns their points."""
         self.sync()
