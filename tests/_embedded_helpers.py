@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl as _ssl
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from siridb.connector.lib.codec import HEADER_SIZE, Decoder, encode, packb
 
@@ -87,3 +87,21 @@ class RawConn:
 
 
 __all__ = ['RawConn', 'HEADER_SIZE']
+
+
+def stored(srv: Any, name: str, db: str = 'dbtest') -> List[Tuple[int, Any]]:
+    """The points of series ``name`` in an embedded server's store, in time order."""
+    series = srv.store.databases[db].series.get(name)
+    if series is None:
+        return []
+    ts, values = series.points()
+    return list(zip(ts, values))
+
+
+async def poll(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``cond()`` holds (checked every 5 ms), failing after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        assert loop.time() < deadline, 'condition not reached in time'
+        await asyncio.sleep(0.005)

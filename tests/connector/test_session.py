@@ -5,9 +5,10 @@ import asyncio
 import datetime as dt
 import re
 from collections import Counter
-from typing import Any, AsyncIterator, Callable, Dict, List, Tuple
+from typing import Any, AsyncIterator, Dict, List, Tuple
 
 import pytest
+from _embedded_helpers import poll, stored
 
 from siridb.connector import (
     BufferFullError,
@@ -34,23 +35,6 @@ def fast_client(srv: Any, cls: Any = SiriDBClient, **kw: Any) -> SiriDBClient:
     opts.update(kw)
     client: SiriDBClient = cls('iris', 'siri', DB, [(srv.host, srv.port)], **opts)
     return client
-
-
-async def poll(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``cond()`` holds (checked every 5 ms), failing after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        assert loop.time() < deadline, 'condition not reached in time'
-        await asyncio.sleep(0.005)
-
-
-def stored(srv: Any, name: str) -> List[Tuple[int, Any]]:
-    series = srv.store.databases[DB].series.get(name)
-    if series is None:
-        return []
-    ts, values = series.points()
-    return list(zip(ts, values))
 
 
 @pytest.fixture

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import Counter, namedtuple
-from typing import Any, Callable, Dict, List, Set, Tuple
+from typing import Any, Dict, List, Set, Tuple
 
 import pytest
+from _embedded_helpers import poll, stored
 
 from siridb.connector import BufferFullError, Point, RejectedPointsError, SiriDBClient
 from siridb.connector.lib.codec import packb
@@ -32,23 +33,6 @@ from siridb.embedded import EmbeddedServer
 from siridb.testing.proxy import FaultProxy
 
 DB = 'dbtest'
-
-
-async def poll(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``cond()`` holds (checked every 5 ms), failing after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        assert loop.time() < deadline, 'condition not reached in time'
-        await asyncio.sleep(0.005)
-
-
-def stored(srv: EmbeddedServer, name: str) -> List[Tuple[int, Any]]:
-    series = srv.store.databases[DB].series.get(name)
-    if series is None:
-        return []
-    ts, values = series.points()
-    return list(zip(ts, values))
 
 
 class CountingClient(SiriDBClient):

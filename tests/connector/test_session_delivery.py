@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import Counter
-from typing import Any, AsyncIterator, Callable, List, Tuple
+from typing import Any, AsyncIterator, List, Tuple
 
 import pytest
+from _embedded_helpers import poll
 
 from siridb.connector import SiriDBClient
 from siridb.connector.lib.delivery import Check, Confirmed, Window, select_ranges
@@ -20,14 +21,6 @@ from siridb.embedded.faults import InsertFaults
 
 DB = 'dbtest'
 Pt = Tuple[str, int, Any]
-
-
-async def poll(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        assert loop.time() < deadline, 'condition not reached in time'
-        await asyncio.sleep(0.005)
 
 
 def held(store: Any, names: List[str]) -> Counter[Pt]:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Any, AsyncIterator, List, Tuple
+from typing import AsyncIterator
 
 import pytest
+from _embedded_helpers import stored
 
 from siridb.connector import SiriDBClient
 from siridb.connector.lib.exceptions import ConnectionLostError, PoolError, RequestTimeoutError
@@ -16,14 +17,6 @@ from siridb.embedded import EmbeddedServer
 from siridb.embedded.faults import InsertFaults
 
 DB = 'dbtest'
-
-
-def stored(srv: EmbeddedServer, name: str) -> List[Tuple[int, Any]]:
-    series = srv.store.databases[DB].series.get(name)
-    if series is None:
-        return []
-    ts, values = series.points()
-    return list(zip(ts, values))
 
 
 @pytest.fixture
