@@ -8,6 +8,7 @@ start_in_thread()`` runs one in a background thread for synchronous code.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import ssl as _ssl
@@ -60,6 +61,17 @@ def normalize_databases(databases: Databases) -> Dict[str, str]:
     for name in out:
         check_db_name(name)
     return out
+
+
+#: seconds after a stop before the accept-error handler is removed (asyncio
+#: retries a failed accept after 1 s)
+_ACCEPT_RETRY_GRACE = 1.5
+
+
+def _unset_handler(loop: asyncio.AbstractEventLoop, handler: Any) -> None:
+    """Remove the server's exception handler unless something replaced it."""
+    if not loop.is_closed() and loop.get_exception_handler() is handler:
+        loop.set_exception_handler(None)
 
 
 class EmbeddedServer:
@@ -270,19 +282,29 @@ class EmbeddedServer:
     # -- internals -----------------------------------------------------
 
     def _quiet_accept_errors(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Out of file descriptors, asyncio reports every failed accept to
-        the loop's exception handler; unless the application set its own,
-        those reports are logged at most once per 10 s."""
+        """Out of file descriptors, asyncio reports every failed accept (and
+        any other callback that fails for want of one) to the loop's exception
+        handler; unless the application set its own, those reports are logged
+        at most once per 10 s."""
         if loop.get_exception_handler() is not None:
             return
 
         def handler(loop: asyncio.AbstractEventLoop,
                     context: Dict[str, Any]) -> None:
             exc = context.get('exception')
-            if isinstance(exc, OSError) and \
-                    'accept' in str(context.get('message', '')):
+            # out of file descriptors, any callback may fail (not only accept):
+            # one rate-limited line for all of them, no traceback per failure
+            if isinstance(exc, OSError) and (
+                    exc.errno in (errno.EMFILE, errno.ENFILE)
+                    or 'accept' in str(context.get('message', ''))):
                 self.log_limited('accept', 'cannot accept connections: %s',
                                  exc, level=logging.ERROR)
+                return
+            if isinstance(exc, ValueError) and '_start_serving' in repr(context.get('handle')):
+                # after a failed accept asyncio re-arms the listening socket
+                # with a timer; when the server stopped meanwhile, that timer
+                # finds the socket closed: nothing is wrong
+                log.debug('%s: accept retry after the server stopped', self.info.name)
                 return
             loop.default_exception_handler(context)
 
@@ -294,7 +316,9 @@ class EmbeddedServer:
         if mine is not None:
             loop, handler = mine
             if not loop.is_closed() and loop.get_exception_handler() is handler:
-                loop.set_exception_handler(None)
+                # after asyncio's accept retry delay (1 s), so that a retry timer
+                # armed before the stop still meets this handler
+                loop.call_later(_ACCEPT_RETRY_GRACE, _unset_handler, loop, handler)
 
     def _warn_exposed(self) -> None:
         if self.unix_path is not None or is_loopback(self.host):
