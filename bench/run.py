@@ -23,8 +23,9 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / 'bench'
@@ -63,6 +64,28 @@ def env_with_checkout() -> Dict[str, str]:
     env['PYTHONPATH'] = str(ROOT) + (os.pathsep + env['PYTHONPATH']
                                      if env.get('PYTHONPATH') else '')
     return env
+
+
+@contextmanager
+def embedded_server_process(db: str) -> Iterator[int]:
+    """A new embedded server in a process of its own (its CPU is not the
+    client's); yields its port on 127.0.0.1 and stops it afterwards."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, '-m', 'siridb.embedded', '--host', '127.0.0.1',
+         '--port', str(port), '--db', db],
+        cwd=str(ROOT), env=env_with_checkout(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, server)
+        yield port
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def legacy_python(venv: Path) -> Path:
@@ -122,22 +145,8 @@ def run_fresh(python: str, impl: str, tag: str, ns: argparse.Namespace,
     if ns.server:
         host, _, port_text = ns.server.rpartition(':')
         return run_worker(python, impl, tag, host, int(port_text), ns, env, workload)
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, '-m', 'siridb.embedded', '--host', '127.0.0.1',
-         '--port', str(port), '--db', ns.db],
-        cwd=str(ROOT), env=env_with_checkout(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port, server)
+    with embedded_server_process(ns.db) as port:
         return run_worker(python, impl, tag, '127.0.0.1', port, ns, env, workload)
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def merge_rounds(results: List[Dict[str, Any]]) -> Dict[str, Any]:

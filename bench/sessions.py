@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import BENCH, RESULTS, ROOT, env_with_checkout, free_port, wait_port  # noqa: E402
+from run import BENCH, RESULTS, embedded_server_process, env_with_checkout  # noqa: E402
 
 WORKLOADS = ('bulk', 'bulk_prebuilt', 'write', 'write_many', 'columnar',
              'write_alo', 'write_many_alo', 'columnar_alo')
@@ -80,22 +80,9 @@ def run_worker(ns: argparse.Namespace, workload: str, tag: str,
 
 def run_embedded(ns: argparse.Namespace, workload: str, tag: str) -> Dict[str, Any]:
     """One workload against a new embedded server in a process of its own."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, '-m', 'siridb.embedded', '--host', '127.0.0.1', '--port', str(port),
-         '--db', ns.db], cwd=str(ROOT), env=env_with_checkout(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port, server)
+    with embedded_server_process(ns.db) as port:
         return run_worker(ns, workload, tag,
                           ['--host', '127.0.0.1', '--port', str(port), '--db', ns.db])
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def best(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
