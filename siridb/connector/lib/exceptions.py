@@ -94,7 +94,7 @@ class InsertForwardError(InsertError):
     Still an ``InsertError`` (as 2.1.6 raised it)."""
 
     retriable = True
-    outcome_known = False   # the pool does not resend it (failover RAISE)
+    outcome_known = False  # part stored; the pool raises it (failover RAISE)
 
 
 class ServerError(SiriDBError):
