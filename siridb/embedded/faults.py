@@ -7,6 +7,11 @@ Attach to a server with ``faults = InsertFaults.attach(server)`` and arm:
   first ``fraction`` of its series (at least one when it has several) and the
   connection is then aborted without a reply (a server killed while applying
   an insert: SiriDB applies one in slices of series).
+- ``forward_error(fraction=0.5, times=1)``: the next insert stores the
+  first ``fraction`` of its series and is answered 66 "Error occurred while
+  sending points to at least '<this server's name>'" (a SiriDB server that
+  stored its own pool's part and failed to forward the rest to another
+  pool; ``InsertForwardError`` in the driver).
 - ``never_answer(times=1, store=True)``: the next insert is stored (or not)
   and never answered (a receiving server whose forward to another pool died).
 - ``lose_last_acked``: ``await crash()`` stops the server like a SIGKILL and
@@ -14,7 +19,7 @@ Attach to a server with ``faults = InsertFaults.attach(server)`` and arm:
   through a stdio buffer that is not flushed before the acknowledgement);
   ``await server.start()`` brings it back.
 
-Counters (``partial``, ``silent``, ``lost``) say how often each fired. A
+Counters (``partial``, ``forward``, ``silent``, ``lost``) say how often each fired. A
 lost point is removed from the in-memory store only: a server with a
 ``data_dir`` replays it when started again.
 """
@@ -86,11 +91,13 @@ class InsertFaults:
     def __init__(self, server: EmbeddedServer) -> None:
         self.server = server
         self._partial: List[float] = []
+        self._forward: List[float] = []
         self._silent: List[bool] = []
         self.lose_last_acked = False
         self._last: Optional[Tuple[Database, str, int, Any]] = None
         #: how often each fault fired
         self.partial = 0
+        self.forward = 0
         self.silent = 0
         self.lost = 0
 
@@ -110,12 +117,18 @@ class InsertFaults:
             raise ValueError('fraction must be in [0, 1)')
         self._partial.extend([fraction] * times)
 
+    def forward_error(self, fraction: float = 0.5, times: int = 1) -> None:
+        if not 0 <= fraction < 1:
+            raise ValueError('fraction must be in [0, 1)')
+        self._forward.extend([fraction] * times)
+
     def never_answer(self, times: int = 1, store: bool = True) -> None:
         self._silent.extend([store] * times)
 
     def clear(self) -> None:
         """Disarm every fault."""
         self._partial.clear()
+        self._forward.clear()
         self._silent.clear()
         self.lose_last_acked = False
 
@@ -131,6 +144,16 @@ class InsertFaults:
             log.info('%s: fault: stored part of an insert, dropping the connection',
                      self.server.name)
             req.drop()
+            return
+        if self._forward:
+            part = _split(req.data, self._forward.pop(0))
+            if part is not req.data:
+                self._store(req, part)
+            self.forward += 1
+            log.info('%s: fault: stored part of an insert, answering a failed forward',
+                     self.server.name)
+            msg = f"Error occurred while sending points to at least '{self.server.name}'"
+            req.reply(pack(req.pid, pm.CPROTO_ERR_INSERT, {'error_msg': msg}))
             return
         if self._silent:
             store = self._silent.pop(0)

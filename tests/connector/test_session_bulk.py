@@ -353,6 +353,7 @@ async def test_on_full_error_for_the_new_paths(server: EmbeddedServer) -> None:
         assert s.pending == 10
         server.resume()
         await asyncio.wait_for(s.close(), 10)
+        assert s.stats().verifications == 0  # a paused server stored nothing
     finally:
         server.resume()
         c.close()
@@ -530,6 +531,7 @@ async def test_a_batch_waiting_for_room_is_taken_whole_or_not_at_all(
         assert s.pending == 8
         server.resume()
         await asyncio.wait_for(s.close(), 10)
+        assert s.stats().verifications == 0  # a paused server stored nothing
     finally:
         server.resume()
         c.close()

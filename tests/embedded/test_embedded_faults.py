@@ -1,7 +1,8 @@
 """The embedded server's test-only insert faults (siridb.embedded.faults):
 part of an insert applied then the connection dropped, an insert never
 answered, the last acknowledged point lost on a simulated crash; seen from
-the driver and from a write session."""
+the driver and from a write session. (A failed forward answered 66:
+tests/connector/test_session_refusals.py.)"""
 from __future__ import annotations
 
 import asyncio
@@ -105,7 +106,10 @@ def test_fault_arguments_are_checked() -> None:
     faults = InsertFaults.attach(srv)
     with pytest.raises(ValueError):
         faults.partial_then_drop(fraction=1.0)
+    with pytest.raises(ValueError):
+        faults.forward_error(fraction=-0.1)
     faults.partial_then_drop(times=2)
+    faults.forward_error(times=2)
     faults.never_answer()
     faults.clear()
     assert faults.insert is not None and not faults.lose_last_acked

@@ -44,6 +44,8 @@ DELIVERY_MODES = (AT_LEAST_ONCE, VERIFIED)
 SERIES_PER_QUERY = 100
 
 _NAN = ('nan',)  # NaN is not equal to itself: counted under this key
+#: ``Window.seen`` of a server not connected since the session started
+_NEVER = object()
 PointKey = Tuple[int, Hashable]
 Ranges = Dict[str, Tuple[int, int]]
 
@@ -84,9 +86,15 @@ class Window:
         self.bytes = 0
         #: the pool's servers (``HostState``: ``protocol`` is the open connection)
         self.hosts = list(hosts)
-        self.seen: List[Any] = [h.protocol for h in self.hosts]
+        self.seen: List[Any] = [_NEVER if h.protocol is None else h.protocol
+                                for h in self.hosts]
 
     def add(self, item: Confirmed) -> None:
+        if item.where is not None:
+            for i, h in enumerate(self.hosts):
+                if h is item.where and self.seen[i] is _NEVER:
+                    # its connection now (None when already lost: suspect later)
+                    self.seen[i] = h.protocol
         self.items.append(item)
         self.points += item.pkg.n
         self.bytes += item.size
@@ -99,19 +107,28 @@ class Window:
     def suspect(self) -> bool:
         """True when a server's connection changed (lost, or replaced after
         a reconnect) since the last check (with nothing kept to check, the
-        connections are only remembered)."""
+        connections are only remembered). A server's first connection in
+        this session is not a change: it acknowledged nothing before it
+        (``add`` remembers the connection of a first confirmation)."""
         if not self.items:
             self.checked()
             return False
-        for h, conn in zip(self.hosts, self.seen):
-            if h.protocol is not conn:
+        seen = self.seen
+        for i, h in enumerate(self.hosts):
+            conn = h.protocol
+            if seen[i] is _NEVER:
+                if conn is not None:
+                    seen[i] = conn
+            elif conn is not seen[i]:
                 return True
         return False
 
     def checked(self) -> None:
         """The window was checked: remember the connections as they are now
-        (a server down now is suspect again once it is back)."""
-        self.seen = [h.protocol for h in self.hosts]
+        (a server down now is suspect again once it is back; one never
+        connected yet stays so)."""
+        self.seen = [_NEVER if conn is _NEVER and h.protocol is None else h.protocol
+                     for h, conn in zip(self.hosts, self.seen)]
 
     def replace(self, items: Iterable[Confirmed]) -> None:
         self.items = deque()

@@ -32,6 +32,7 @@ __all__ = [
     'RequestTooLargeError', 'SessionError', 'BufferFullError',
     'SessionClosedError', 'RejectedPointsError', 'FlushTimeoutError', 'URLError',
     'error_for_response', 'ERROR_CLASSES', 'Failover', 'is_retriable', 'failover_of',
+    'InsertForwardError', 'outcome_known',
 ]
 
 
@@ -52,11 +53,14 @@ class SiriDBError(Exception):
     ``failover_of`` by the pool and the write session alike: ``retriable``
     says that the same request may succeed when sent again (a write session
     resends it after a backoff), ``failover`` what the pool itself does
-    within the caller's deadline.
+    within the caller's deadline, ``outcome_known`` whether the error says
+    what the server did with the request (a reply, or a refusal before
+    sending): False when it may have been applied in part or whole.
     """
 
     retriable = False
     failover = Failover.RAISE
+    outcome_known = True
 
     def __init__(self, error_msg: str = '', tp: Optional[int] = None) -> None:
         super().__init__(error_msg)
@@ -81,15 +85,32 @@ class InsertError(SiriDBError):
     """The server rejected an insert (response type 66)."""
 
 
+class InsertForwardError(InsertError):
+    """An insert reply 66 after the receiving server stored its own pool's
+    part: forwarding the rest to another pool failed ("Error occurred while
+    sending points to at least '<server>'") or the server failed inside
+    ("Critical error occurred on '<server>'"). Part of the points may be
+    stored: the outcome is unknown; sending the points again may succeed.
+    Still an ``InsertError`` (as 2.1.6 raised it)."""
+
+    retriable = True
+    outcome_known = False  # part stored; the pool raises it (failover RAISE)
+
+
 class ServerError(SiriDBError):
-    """The server is not running or cannot handle the request (type 67)."""
+    """The server is not running or cannot handle the request (type 67).
+
+    SiriDB answers an insert so before storing any of it: nothing stored."""
 
     retriable = True
     failover = Failover.OTHER_SERVER
 
 
 class PoolError(SiriDBError):
-    """A pool lacks an online server (type 68), or no connection is usable."""
+    """A pool lacks an online server (type 68), or no connection is usable.
+
+    Either way nothing was stored: SiriDB answers an insert with 68 before
+    storing any of it, and without a connection nothing was sent."""
 
     retriable = True
     failover = Failover.WAIT
@@ -135,6 +156,7 @@ class LoadingDatabaseError(SiriDBError, RuntimeError):
     """The database is still loading (type 74)."""
 
     retriable = True
+    outcome_known = False  # SiriDB 2.0.55 has no such reply to an insert: unknown
 
 
 class FileError(SiriDBError, RuntimeError):
@@ -150,6 +172,7 @@ class ConnectionLostError(SiriDBError, ConnectionError):
 
     retriable = True
     failover = Failover.OTHER_SERVER
+    outcome_known = False  # sent, no reply
 
 
 class ProtocolError(ConnectionLostError, WireError):
@@ -171,6 +194,7 @@ class ClientClosedError(PoolError, ConnectionError):
     # closed by the caller: nothing to retry, unlike a server's PoolError
     retriable = False
     failover = Failover.RAISE
+    outcome_known = False  # a request in flight is abandoned without its reply
 
 
 class InsertDataError(InsertError, ValueError):
@@ -248,6 +272,7 @@ RequestTimeoutError: Type[SiriDBError] = type(
         # the caller's deadline is spent: the pool raises, a caller with its
         # own deadline per attempt (the write session) sends again
         'retriable': True,
+        'outcome_known': False,  # sent, no reply in time
     })
 
 
@@ -258,6 +283,16 @@ def is_retriable(exc: BaseException) -> bool:
     if isinstance(exc, SiriDBError):
         return exc.retriable
     return isinstance(exc, (OSError, TimeoutError, asyncio.TimeoutError))
+
+
+def outcome_known(exc: BaseException) -> bool:
+    """Whether a request that failed with ``exc`` is known to have done
+    nothing but what the error says (a refusal: resend it after a backoff,
+    no check needed): the class's ``outcome_known`` for this package's
+    errors; others (a socket error, a timeout) are unknown."""
+    if isinstance(exc, SiriDBError):
+        return exc.outcome_known
+    return False
 
 
 def failover_of(exc: BaseException) -> Failover:
@@ -289,6 +324,16 @@ ERROR_CLASSES: Dict[int, Type[SiriDBError]] = {
     pm.CPROTO_ERR_SERVICE_INVALID_REQUEST: ServiceInvalidRequestError,
 }
 
+#: response type -> (fixed start of the server's text, the class it means):
+#: SiriDB 2.0.55's insert replies after its own pool's part was stored
+#: (src/siri/db/insert.c); the server name in the text varies
+_REFINED: Dict[int, Tuple[Tuple[str, Type[SiriDBError]], ...]] = {
+    pm.CPROTO_ERR_INSERT: (
+        ('Error occurred while sending points to at least ', InsertForwardError),
+        ('Critical error occurred on ', InsertForwardError),
+    ),
+}
+
 #: texts for error types whose reply carries no message
 _DEFAULT_TEXTS: Dict[int, str] = {
     pm.CPROTO_ERR: 'Server returned an error without a message.',
@@ -305,8 +350,10 @@ def error_for_response(tp: int, data: Any) -> SiriDBError:
     """The exception for a reply of type ``tp`` with decoded payload ``data``.
 
     The message is the server's ``error_msg`` when there is one, else a fixed
-    text per type; unknown error types fall back to ``SiriDBError`` and
-    unknown non-error types to ``UnknownResponseError``.
+    text per type; a text that starts as one in ``_REFINED`` names a subclass
+    (an insert of unknown outcome: ``InsertForwardError``); unknown error
+    types fall back to ``SiriDBError`` and unknown non-error types to
+    ``UnknownResponseError``.
     """
     msg = None
     if isinstance(data, dict):
@@ -314,6 +361,11 @@ def error_for_response(tp: int, data: Any) -> SiriDBError:
     if not isinstance(msg, str):
         msg = _DEFAULT_TEXTS.get(tp)
     cls = ERROR_CLASSES.get(tp)
+    if isinstance(msg, str):
+        for start, refined in _REFINED.get(tp, ()):
+            if msg.startswith(start):
+                cls = refined
+                break
     if cls is None:
         if pm.is_error(tp):
             cls = SiriDBError

@@ -5,14 +5,17 @@ per-series buffers in the shape of an INSERT package (``writebuffer``); full
 packages are sent by background tasks, up to ``max_in_flight`` at a time (the
 pool spreads them over its servers). A package that fails for a reason that
 may pass (``exceptions.is_retriable``: connection lost, server stopped or
-restarting, pool offline, timeout) is kept by its task and sent again with
-backoff until written, so it is confirmed once and never dropped; a package
-the server rejects (``InsertError``) is split per series so that only the bad
-series are reported (``on_error`` or ``RejectedPointsError``) while the rest
-is written.
+restarting, pool offline, timeout, a forward to another pool failed) is kept
+by its task and sent again with backoff until written, so it is confirmed
+once and never dropped; a package the server rejects (``InsertError``) is
+split per series so that only the bad series are reported (``on_error`` or
+``RejectedPointsError``) while the rest is written.
 
-Delivery (``delivery=``): ``'verified'`` (the default) asks the server,
-before sending again a package whose outcome is unknown, which of its points
+Delivery (``delivery=``): a refusal that says nothing was stored
+(``exceptions.outcome_known``: a server not running, a pool offline, no
+connection) is sent again after the backoff in both modes. ``'verified'``
+(the default) asks the server, before sending again a package whose outcome
+is unknown (no reply, or ``InsertForwardError``), which of its points
 it holds and sends only the missing ones (module ``delivery``), and checks the
 recently confirmed packages again when the server that confirmed them lost
 its connection; ``'at_least_once'`` resends the whole package, so a package
@@ -33,12 +36,13 @@ from typing import (
     List,
     NamedTuple,
     Optional,
+    Tuple,
     Type,
     Union,
 )
 
 from .backoff import Backoff
-from .constants import INT64_MAX, INT64_MIN, NO_CONNECTIONS
+from .constants import INT64_MAX, INT64_MIN
 from .dbprecision import database_precision
 from .delivery import DELIVERY_MODES, VERIFIED, Check, Confirmed, Window
 from .exceptions import (  # the session errors are defined there; importable here too
@@ -46,12 +50,12 @@ from .exceptions import (  # the session errors are defined there; importable he
     Failover,
     FlushTimeoutError,
     InsertError,
-    PoolError,
     RejectedPointsError,
     SessionClosedError,
     SessionError,
     failover_of,
     is_retriable,
+    outcome_known,
 )
 from .timestamps import TimeValue, max_timestamp, precision_name, to_timestamp
 from .validate import (
@@ -786,13 +790,25 @@ class WriteSession:
 
     def _failed(self, exc: Exception, n: int) -> bool:
         """Count a failed attempt; True when its outcome is unknown (sent,
-        with no answer saying what the server did)."""
+        with no answer saying what the server did: ``outcome_known``)."""
         self._last_error = exc
         self._retried += n
-        unknown = not (isinstance(exc, PoolError) and str(exc) == NO_CONNECTIONS)
+        unknown = not outcome_known(exc)
         if unknown:
             self._unknown += 1
         return unknown
+
+    def _next_delay(self, exc: Exception,
+                    backoff: Optional[Backoff]) -> Tuple[Backoff, float]:
+        """The backoff of a package's retries (made at its first failure) and
+        the seconds before its next attempt: none after the first failure on
+        a lost or stopped server (another one right away, as the pool
+        would), else the backoff's next delay."""
+        if backoff is None:
+            backoff = Backoff(self.retry_delay, self.retry_max_delay, RETRY_JITTER)
+            if failover_of(exc) is Failover.OTHER_SERVER:
+                return backoff, 0.0
+        return backoff, backoff.next_delay()
 
     async def _send_with_retry(self, payload: Payload, n: int,
                                credit: int) -> Optional[BaseException]:
@@ -809,13 +825,7 @@ class WriteSession:
                     self._last_error = exc
                     return exc
                 self._failed(exc, n)
-                if backoff is None:
-                    backoff = Backoff(self.retry_delay, self.retry_max_delay, RETRY_JITTER)
-                    # a lost server: another one right away (as the pool would)
-                    delay = 0.0 if failover_of(exc) is Failover.OTHER_SERVER \
-                        else backoff.next_delay()
-                else:
-                    delay = backoff.next_delay()
+                backoff, delay = self._next_delay(exc, backoff)
                 logger.warning('write session: sending %d point(s) failed (%s: %s); '
                                'retrying in %.2f s', n, type(exc).__name__,
                                str(exc), delay)  # a text: a kept record pins no traceback
@@ -845,9 +855,12 @@ class WriteSession:
                                    type(exc).__name__, str(exc))
                     await self._settle(pkg)
                     return None
-                if backoff is None:
-                    backoff = Backoff(self.retry_delay, self.retry_max_delay, RETRY_JITTER)
-                await asyncio.sleep(backoff.next_delay())  # nothing was sent
+                # refused with nothing stored (or never sent): send it again
+                backoff, delay = self._next_delay(exc, backoff)
+                logger.warning('write session: sending %d point(s) failed (%s: %s); '
+                               'retrying in %.2f s', pkg.n, type(exc).__name__,
+                               str(exc), delay)
+                await asyncio.sleep(delay)
             else:
                 self._written += credit
                 self._packages += 1
