@@ -216,13 +216,12 @@ class PtyProcess:
         os.close(self.fd)
 
 
-def spawn_shell(server: ServeProcess, home: Path, *, wait: bool = True,
+def spawn_shell(addr: str, home: Path, *, wait: bool = True,
                 python: Optional[List[str]] = None, **env: str) -> PtyProcess:
-    """``siridb shell --db dbtest`` on ``server`` on a pseudo-terminal, with
+    """``siridb shell --db dbtest --host ADDR`` on a pseudo-terminal, with
     ``home`` as HOME and the history file there, no pager unless ``PAGER`` is
     given; ``wait``: return at the first prompt."""
-    args = ['shell', '--db', 'dbtest', '--host', server.addr,
-            '--history', str(home / 'history')]
+    args = ['shell', '--db', 'dbtest', '--host', addr, '--history', str(home / 'history')]
     sh = PtyProcess(args, cli_env(**{'HOME': str(home), 'PAGER': '', **env}), python)
     if wait:
         try:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from _cli_helpers import PtyProcess, ServeProcess, cli_env, run_main, spawn_shell
 
+from siridb.embedded import ServerThread
+
 #: the rows the module's server starts with (the ``server`` fixture, conftest.py)
 SEED_CSV = 'sh.x,1000,5\nsh.x,2000,6\n'
 
@@ -27,7 +29,7 @@ def query_reached_server(port: int) -> bool:
 
 
 def test_shell_session(server: ServeProcess, tmp_path: Path) -> None:
-    sh = spawn_shell(server, tmp_path, wait=False)
+    sh = spawn_shell(server.addr, tmp_path, wait=False)
     try:
         sh.expect(r'Connected to dbtest')
         sh.expect(r'dbtest> ')
@@ -91,7 +93,7 @@ def test_shell_password_prompt_and_ctrl_d(server: ServeProcess, tmp_path: Path) 
 
 
 def test_shell_wrong_password_exit_3(server: ServeProcess, tmp_path: Path) -> None:
-    sh = spawn_shell(server, tmp_path, wait=False, SIRIDB_PASSWORD='wrong')
+    sh = spawn_shell(server.addr, tmp_path, wait=False, SIRIDB_PASSWORD='wrong')
     try:
         assert sh.wait() == 3
         assert 'InvalidCredentialsError' in sh.buffer
@@ -100,7 +102,7 @@ def test_shell_wrong_password_exit_3(server: ServeProcess, tmp_path: Path) -> No
 
 
 def test_ctrl_c_cancels_only_the_running_query(server: ServeProcess, tmp_path: Path) -> None:
-    sh = spawn_shell(server, tmp_path)
+    sh = spawn_shell(server.addr, tmp_path)
     stopped = False
     try:
         os.kill(server.proc.pid, signal.SIGSTOP)  # the server stops answering
@@ -175,15 +177,19 @@ def test_query_prints_a_table_on_a_terminal(server: ServeProcess, tmp_path: Path
 
 
 def test_shell_survives_a_server_restart(tmp_path: Path) -> None:
+    # the embedded server in a thread of this process: it stops and starts
+    # without an interpreter start (``siridb serve`` restarts in test_cli.py)
     data = str(tmp_path / 'data')
-    srv = ServeProcess(tmp_path / 'a.log', '--db', 'dbtest', '--data-dir', data)
-    sh = spawn_shell(srv, tmp_path)
+    srv = ServerThread(databases=['dbtest'], data_dir=data)
+    addr = f'{srv.host}:{srv.port}'
     try:
-        port = srv.port
-        assert srv.stop() == 0
-        # the same port again (a later --port wins over the helper's --port 0)
-        srv = ServeProcess(tmp_path / 'b.log', '--db', 'dbtest', '--data-dir', data,
-                           '--port', str(port))
+        sh = spawn_shell(addr, tmp_path)
+    except BaseException:
+        srv.close()
+        raise
+    try:
+        srv.close()
+        srv = ServerThread(databases=['dbtest'], data_dir=data, port=srv.port)
         sh.send('show time_precision\r')
         out = sh.expect(r'dbtest> ', timeout=30)
         assert 'time_precision | ms' in out
@@ -191,7 +197,7 @@ def test_shell_survives_a_server_restart(tmp_path: Path) -> None:
         assert sh.wait() == 0
     finally:
         sh.close()
-        srv.stop()
+        srv.close()
 
 
 def test_import_shows_progress_on_a_terminal(server: ServeProcess, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 from _cli_helpers import ServeProcess, run_main, spawn_shell
 
 from siridb.cli.complete import Completer, expected_next
+from siridb.embedded import ServerThread
 
 UP = '\x1b[A'
 
@@ -27,7 +28,7 @@ SLOW_BACKOFF = 60.0
 
 def test_a_statement_of_several_lines_is_one_history_entry(server: ServeProcess,
                                                            tmp_path: Path) -> None:
-    sh = spawn_shell(server, tmp_path)
+    sh = spawn_shell(server.addr, tmp_path)
     try:
         sh.send('select max() \\\r')
         sh.expect(r'\.\.\.> ')
@@ -52,7 +53,7 @@ def test_a_statement_of_several_lines_is_one_history_entry(server: ServeProcess,
 
 @pytest.mark.parametrize('word', ['quit', 'exit;', 'QUIT'])
 def test_exit_and_quit_leave(server: ServeProcess, tmp_path: Path, word: str) -> None:
-    sh = spawn_shell(server, tmp_path)
+    sh = spawn_shell(server.addr, tmp_path)
     try:
         sh.send(f'{word}\r')
         assert sh.wait() == 0
@@ -63,7 +64,7 @@ def test_exit_and_quit_leave(server: ServeProcess, tmp_path: Path, word: str) ->
 
 def test_ctrl_d_on_a_continuation_prompt_says_the_statement_was_dropped(
         server: ServeProcess, tmp_path: Path) -> None:
-    sh = spawn_shell(server, tmp_path)
+    sh = spawn_shell(server.addr, tmp_path)
     try:
         sh.send('select * from (\r')
         sh.expect(r'\.\.\.> ')
@@ -75,7 +76,7 @@ def test_ctrl_d_on_a_continuation_prompt_says_the_statement_was_dropped(
 
 
 def test_tab_completes_keywords_and_names(server: ServeProcess, tmp_path: Path) -> None:
-    sh = spawn_shell(server, tmp_path)
+    sh = spawn_shell(server.addr, tmp_path)
     try:
         sh.send('sel\t')
         sh.expect(r'select ')
@@ -121,7 +122,7 @@ def test_completion_candidates_follow_the_parser() -> None:
 
 
 def test_long_results_go_through_the_pager(server: ServeProcess, tmp_path: Path) -> None:
-    sh = spawn_shell(server, tmp_path, PAGER="sed 's/^/PAGED:/'", LINES='5')
+    sh = spawn_shell(server.addr, tmp_path, PAGER="sed 's/^/PAGED:/'", LINES='5')
     try:
         sh.send('select * from "sh.x"\r')  # 5 lines: taller than the terminal
         out = sh.expect(r'dbtest> ')
@@ -164,31 +165,35 @@ def test_script_errors_name_the_input_line(server: ServeProcess) -> None:
 
 
 def test_the_next_command_reconnects_at_once(tmp_path: Path) -> None:
-    # The shell's pool waits backoff_base * 2**n (less up to 20 % jitter)
-    # before each reconnect; the shell runs it with a first delay of
-    # SLOW_BACKOFF = 60 s (set before ``main`` runs, nothing else changed), so
-    # the pool's own reconnect is due >= 48 s after the loss. The answer must
-    # come within 10 s of the restart (it takes well under 1 s): a shell that
-    # waited for the pool would take >= 48 s less the ~1 s between the loss
-    # and the restart, so the bound separates the cases by 35 s or more.
+    # The pool waits backoff_base * 2**n (less up to 20 % jitter) before its
+    # n-th reconnect, counted from when the shell's event loop notices the
+    # loss; the loop runs only during a command (never at the prompt), so
+    # sleeping at the prompt cannot make that wait grow. Instead the shell
+    # runs with backoff_base = SLOW_BACKOFF = 60 s (set before ``main`` runs,
+    # nothing else changed): the pool's own reconnect is due >= 48 s after the
+    # failed command. Reconnecting at once answers in well under 1 s; a shell
+    # that waited for the pool would need >= 48 s less the restart (a few
+    # ms, in-thread): the 10 s bound (and the 30 s expect) separate the two.
     wrapper = ('import sys; from siridb.connector import SiriDBClient; '
                'defaults = SiriDBClient.__init__.__kwdefaults__; '
                'assert "backoff_base" in defaults; '
                f'defaults["backoff_base"] = {SLOW_BACKOFF}; '
                'from siridb.cli import main; sys.exit(main())')
-    srv = ServeProcess(tmp_path / 'a.log', '--db', 'dbtest')
+    # the embedded server in a thread of this process: it stops and starts
+    # without an interpreter start
+    srv = ServerThread(databases=['dbtest'])
     port = srv.port
     try:
-        sh = spawn_shell(srv, tmp_path, python=['-c', wrapper])
+        sh = spawn_shell(f'{srv.host}:{port}', tmp_path, python=['-c', wrapper])
     except BaseException:
-        srv.stop()
+        srv.close()
         raise
     try:
-        assert srv.stop() == 0
+        srv.close()
         sh.send('show time_precision\r')  # the shell notices the loss now
         out = sh.expect(r'dbtest> ')
         assert 'ERROR' in out
-        srv = ServeProcess(tmp_path / 'b.log', '--db', 'dbtest', '--port', str(port))
+        srv = ServerThread(databases=['dbtest'], port=port)
         start = time.monotonic()
         sh.send('show time_precision\r')
         out = sh.expect(r'time_precision \| ms', timeout=30)
@@ -199,4 +204,4 @@ def test_the_next_command_reconnects_at_once(tmp_path: Path) -> None:
         assert sh.wait() == 0
     finally:
         sh.close()
-        srv.stop()
+        srv.close()
