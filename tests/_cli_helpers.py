@@ -5,6 +5,7 @@ output and exit code are what a test checks (no interpreter start per call)."""
 from __future__ import annotations
 
 import io
+import logging
 import os
 import pty
 import re
@@ -57,6 +58,9 @@ def run_main(*args: str, input: Optional[str] = None,
     stdout, stderr = io.StringIO(), io.StringIO()
     saved_env = dict(os.environ)
     saved_streams = sys.stdin, sys.stdout, sys.stderr
+    # main sets up logging as for a process of its own: undone afterwards
+    loggers = [logging.getLogger(), logging.getLogger('siridb')]
+    saved_logging = [(lg, lg.level, lg.handlers[:]) for lg in loggers]
     os.environ.clear()
     os.environ.update(env or cli_env())
     sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
@@ -69,6 +73,9 @@ def run_main(*args: str, input: Optional[str] = None,
         sys.stdin, sys.stdout, sys.stderr = saved_streams
         os.environ.clear()
         os.environ.update(saved_env)
+        for lg, level, handlers in saved_logging:
+            lg.setLevel(level)
+            lg.handlers[:] = handlers
         stdin.close()
     return subprocess.CompletedProcess(['siridb', *args], code, stdout.getvalue(),
                                        stderr.getvalue())
