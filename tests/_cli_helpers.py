@@ -1,8 +1,11 @@
-"""Running the real ``siridb`` command (``python -m siridb``) in subprocesses:
-the embedded server via ``siridb serve``, one-shot commands, and the shell
-on a pseudo-terminal."""
+"""Running the real ``siridb`` command: ``python -m siridb`` in subprocesses
+(the embedded server via ``siridb serve``, one-shot commands, the shell on a
+pseudo-terminal), or its ``main`` in this process for one-shot commands whose
+output and exit code are what a test checks (no interpreter start per call)."""
 from __future__ import annotations
 
+import io
+import logging
 import os
 import pty
 import re
@@ -41,6 +44,41 @@ def run_cli(*args: str, input: Optional[str] = None, timeout: float = 30,
         [sys.executable, '-m', 'siridb', *args], cwd=ROOT, env=env or cli_env(),
         input=input if input is not None else '', capture_output=True, text=True,
         timeout=timeout)
+
+
+def run_main(*args: str, input: Optional[str] = None,
+             env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess[str]:
+    """``siridb ARGS`` in this process: ``siridb.cli.main`` (what the console
+    script and ``python -m siridb`` call) with ``env`` as the environment
+    (default ``cli_env()``), ``input`` on stdin and stdout/stderr captured;
+    none of them a terminal, as with ``run_cli``. Same result type as ``run_cli``."""
+    from siridb.cli import main
+
+    stdin = io.TextIOWrapper(io.BytesIO((input or '').encode()), encoding='utf-8')
+    stdout, stderr = io.StringIO(), io.StringIO()
+    saved_env = dict(os.environ)
+    saved_streams = sys.stdin, sys.stdout, sys.stderr
+    # main sets up logging as for a process of its own: undone afterwards
+    loggers = [logging.getLogger(), logging.getLogger('siridb')]
+    saved_logging = [(lg, lg.level, lg.handlers[:]) for lg in loggers]
+    os.environ.clear()
+    os.environ.update(env or cli_env())
+    sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
+    try:
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # main returns its code; a stray exit counts too
+            code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved_streams
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for lg, level, handlers in saved_logging:
+            lg.setLevel(level)
+            lg.handlers[:] = handlers
+        stdin.close()
+    return subprocess.CompletedProcess(['siridb', *args], code, stdout.getvalue(),
+                                       stderr.getvalue())
 
 
 class ServeProcess:
@@ -100,12 +138,16 @@ class PtyProcess:
     """``python -m siridb ARGS`` on a pseudo-terminal (it is the controlling tty,
     so Ctrl-C typed on it interrupts the child like in a real terminal)."""
 
-    def __init__(self, args: List[str], env: Dict[str, str]) -> None:
+    def __init__(self, args: List[str], env: Dict[str, str],
+                 python: Optional[List[str]] = None) -> None:
+        """``python``: the interpreter arguments before ``ARGS`` (default
+        ``-m siridb``; e.g. ``-c CODE`` that sets something, then runs ``main``)."""
+        argv = [sys.executable, *(python or ['-m', 'siridb']), *args]
         pid, fd = pty.fork()
         if pid == 0:  # child
             try:
                 os.chdir(ROOT)
-                os.execve(sys.executable, [sys.executable, '-m', 'siridb', *args], env)
+                os.execve(sys.executable, argv, env)
             finally:
                 os._exit(127)
         self.pid = pid
@@ -179,3 +221,19 @@ class PtyProcess:
             os.waitpid(self.pid, 0)
             self.status = -9
         os.close(self.fd)
+
+
+def spawn_shell(addr: str, home: Path, *, wait: bool = True,
+                python: Optional[List[str]] = None, **env: str) -> PtyProcess:
+    """``siridb shell --db dbtest --host ADDR`` on a pseudo-terminal, with
+    ``home`` as HOME and the history file there, no pager unless ``PAGER`` is
+    given; ``wait``: return at the first prompt."""
+    args = ['shell', '--db', 'dbtest', '--host', addr, '--history', str(home / 'history')]
+    sh = PtyProcess(args, cli_env(**{'HOME': str(home), 'PAGER': '', **env}), python)
+    if wait:
+        try:
+            sh.expect(r'dbtest> ')
+        except BaseException:
+            sh.close()
+            raise
+    return sh

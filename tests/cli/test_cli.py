@@ -1,5 +1,7 @@
-"""The ``siridb`` command run for real (``python -m siridb`` in a subprocess,
-the console script's entry point) against ``siridb serve`` in another one."""
+"""The ``siridb`` command against ``siridb serve`` in a subprocess: each command
+family runs at least once for real (``python -m siridb`` in a subprocess, and
+the console script's entry point); the other checks of output and exit code
+call the same ``main`` in this process (``run_main``)."""
 from __future__ import annotations
 
 import json
@@ -10,20 +12,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from _cli_helpers import ROOT, ServeProcess, cli_env, free_port, run_cli
+from _cli_helpers import ROOT, ServeProcess, cli_env, free_port, run_cli, run_main
 
-
-@pytest.fixture(scope='module')
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    log = tmp_path_factory.mktemp('serve') / 'serve.log'
-    srv = ServeProcess(log, '--db', 'dbtest', '--db', 'secs:s')
-    try:
-        yield srv
-    finally:
-        srv.stop()
+#: the databases of the module's server (the ``server`` fixture, conftest.py)
+SERVE_DBS = ['dbtest', 'secs:s']
 
 
 def db(server: ServeProcess, name: str = 'dbtest') -> list:
@@ -36,7 +30,7 @@ def write_csv(path: Path, text: str) -> str:
 
 
 def query_json(server: ServeProcess, q: str, name: str = 'dbtest') -> dict:
-    proc = run_cli('query', *db(server, name), '-f', 'json', q)
+    proc = run_main('query', *db(server, name), '-f', 'json', q)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -44,25 +38,25 @@ def query_json(server: ServeProcess, q: str, name: str = 'dbtest') -> dict:
 # ------------------------------------------------------------------ help
 
 def test_help_lists_commands_and_exit_codes() -> None:
-    proc = run_cli('--help')
+    proc = run_cli('--help')  # python -m siridb, in a subprocess
     assert proc.returncode == 0
     for word in ('query', 'shell', 'import', 'export', 'admin', 'serve', 'exit codes',
                  'SIRIDB_PASSWORD'):
         assert word in proc.stdout
-    proc = run_cli('import', '--help')
+    proc = run_main('import', '--help')
     assert proc.returncode == 0 and 'line numbers' in proc.stdout
 
 
 def test_usage_errors_exit_2() -> None:
-    assert run_cli('query', '--db', 'x').returncode == 2           # no query text
-    proc = run_cli('query', '--db', 'x', '--host', 'h:notaport', 'list series')
+    assert run_main('query', '--db', 'x').returncode == 2           # no query text
+    proc = run_main('query', '--db', 'x', '--host', 'h:notaport', 'list series')
     assert proc.returncode == 2 and 'invalid host' in proc.stderr
-    proc = run_cli('query', '--db', 'x', '--url', 'http://x/y', 'list series')
+    proc = run_main('query', '--db', 'x', '--url', 'http://x/y', 'list series')
     assert proc.returncode == 2 and 'invalid --url' in proc.stderr
 
 
 def test_no_password_and_no_terminal_is_usage_error(server: ServeProcess) -> None:
-    proc = run_cli('query', *db(server), 'list series', env=cli_env(SIRIDB_PASSWORD=None))
+    proc = run_main('query', *db(server), 'list series', env=cli_env(SIRIDB_PASSWORD=None))
     assert proc.returncode == 2
     assert 'SIRIDB_PASSWORD' in proc.stderr
 
@@ -73,17 +67,17 @@ def test_import_then_query_all_formats(server: ServeProcess, tmp_path: Path) -> 
     path = write_csv(tmp_path / 'q.csv', 'series,timestamp,value\n'
                      'q.cpu,1447250938000,5\nq.cpu,1447250968000,7\n'
                      'q.log,1447250938000,hello world\n')
-    proc = run_cli('import', path, *db(server))
+    proc = run_cli('import', path, *db(server))  # in a subprocess
     assert proc.returncode == 0, proc.stderr
     assert 'imported 3 points' in proc.stderr
 
-    # not a terminal: JSON by default
+    # not a terminal (a pipe, in a subprocess): JSON by default
     proc = run_cli('query', *db(server), 'select * from /q\\..*/')
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {'q.cpu': [[1447250938000, 5], [1447250968000, 7]],
                                        'q.log': [[1447250938000, 'hello world']]}
 
-    proc = run_cli('query', *db(server), '-f', 'table', 'select * from "q.cpu"')
+    proc = run_main('query', *db(server), '-f', 'table', 'select * from "q.cpu"')
     assert proc.stdout.splitlines() == [
         'series | timestamp     | value',
         '-------+---------------+------',
@@ -91,33 +85,33 @@ def test_import_then_query_all_formats(server: ServeProcess, tmp_path: Path) -> 
         'q.cpu  | 1447250968000 |     7',
         '(2 rows)']
 
-    proc = run_cli('query', *db(server), '-f', 'csv', '--precision', 's',
+    proc = run_main('query', *db(server), '-f', 'csv', '--precision', 's',
                    'select * from "q.cpu"')
     assert proc.stdout == 'series,timestamp,value\nq.cpu,1447250938,5\nq.cpu,1447250968,7\n'
 
-    proc = run_cli('query', *db(server), '-f', 'csv', '--iso', 'select * from "q.log"')
+    proc = run_main('query', *db(server), '-f', 'csv', '--iso', 'select * from "q.log"')
     assert proc.stdout == 'series,timestamp,value\nq.log,2015-11-11T14:08:58.000Z,hello world\n'
 
-    proc = run_cli('query', *db(server), '-f', 'table',
+    proc = run_main('query', *db(server), '-f', 'table',
                    'list series name, length where name ~ "q."')
     assert 'q.cpu' in proc.stdout and 'q.log' in proc.stdout and '(2 rows)' in proc.stdout
 
 
 def test_query_error_exit_1(server: ServeProcess) -> None:
-    proc = run_cli('query', *db(server), 'select * from')
+    proc = run_main('query', *db(server), 'select * from')
     assert proc.returncode == 1
     assert proc.stderr.startswith('siridb: QueryError: Query error at position 13.')
     assert proc.stdout == ''
 
 
 def test_unknown_database_exit_3(server: ServeProcess) -> None:
-    proc = run_cli('query', *db(server, 'nosuchdb'), 'list series')
+    proc = run_main('query', *db(server, 'nosuchdb'), 'list series')
     assert proc.returncode == 3
     assert 'UnknownDatabaseError' in proc.stderr
 
 
 def test_wrong_password_exit_3(server: ServeProcess) -> None:
-    proc = run_cli('query', *db(server), 'list series',
+    proc = run_main('query', *db(server), 'list series',
                    env=cli_env(SIRIDB_PASSWORD='wrong'))
     assert proc.returncode == 3
     assert 'InvalidCredentialsError' in proc.stderr
@@ -126,32 +120,32 @@ def test_wrong_password_exit_3(server: ServeProcess) -> None:
 
 def test_unreachable_host_exit_3() -> None:
     port = free_port()
-    proc = run_cli('query', '--db', 'dbtest', '--host', f'127.0.0.1:{port}', '--timeout', '5',
+    proc = run_main('query', '--db', 'dbtest', '--host', f'127.0.0.1:{port}', '--timeout', '5',
                    'list series')
     assert proc.returncode == 3
     assert f'cannot connect to 127.0.0.1:{port}' in proc.stderr
 
 
 def test_shell_reads_piped_statements(server: ServeProcess) -> None:
-    proc = run_cli('shell', *db(server), '-f', 'json',
+    proc = run_cli('shell', *db(server), '-f', 'json',  # in a subprocess
                    input='show time_precision\n\\precision s\nselect * from "q.cpu"\n')
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert json.loads(lines[0]) == {'data': [{'name': 'time_precision', 'value': 'ms'}]}
     assert 'dbtest>' not in proc.stdout  # no prompts without a terminal
-    proc = run_cli('shell', *db(server), input='select * from\nshow time_precision\n')
+    proc = run_main('shell', *db(server), input='select * from\nshow time_precision\n')
     assert proc.returncode == 1  # a failed statement in a script
     assert 'ERROR: QueryError' in proc.stderr and 'time_precision' in proc.stdout
 
 
 def test_timeit_in_table_output(server: ServeProcess) -> None:
-    proc = run_cli('query', *db(server), '-f', 'table', 'timeit show time_precision')
+    proc = run_main('query', *db(server), '-f', 'table', 'timeit show time_precision')
     assert proc.returncode == 0, proc.stderr
     assert f'timeit: {server.addr} ' in proc.stdout
 
 
 def test_url_with_password_from_env(server: ServeProcess) -> None:
-    proc = run_cli('query', '--url', f'siridb://iris@{server.addr}/secs', '-f', 'json',
+    proc = run_main('query', '--url', f'siridb://iris@{server.addr}/secs', '-f', 'json',
                    'show time_precision')
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {'data': [{'name': 'time_precision', 'value': 's'}]}
@@ -159,7 +153,7 @@ def test_url_with_password_from_env(server: ServeProcess) -> None:
 
 def test_failover_to_backup_host(server: ServeProcess) -> None:
     dead = free_port()
-    proc = run_cli('query', '--db', 'dbtest', '--host', f'127.0.0.1:{dead}',
+    proc = run_main('query', '--db', 'dbtest', '--host', f'127.0.0.1:{dead}',
                    '--backup', server.addr, '-f', 'json', 'show time_precision')
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)['data'][0]['value'] == 'ms'
@@ -176,7 +170,7 @@ def test_import_reports_bad_rows_with_line_numbers(server: ServeProcess,
                      ',4,4\n'
                      'b.ok,-5,5\n'
                      'b.ok,6,6\n')
-    proc = run_cli('import', path, *db(server))
+    proc = run_main('import', path, *db(server))
     assert proc.returncode == 1
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith('line ')]
     assert [ln.split(':')[0] for ln in lines] == ['line 3', 'line 4', 'line 5', 'line 6']
@@ -187,11 +181,11 @@ def test_import_reports_bad_rows_with_line_numbers(server: ServeProcess,
 def test_import_csv_with_byte_order_mark(server: ServeProcess, tmp_path: Path) -> None:
     path = tmp_path / 'bom.csv'
     path.write_bytes('series,timestamp,value\nbom.é,1,1\n'.encode('utf-8-sig'))
-    proc = run_cli('import', str(path), *db(server))
+    proc = run_main('import', str(path), *db(server))
     assert proc.returncode == 0, proc.stderr
     assert query_json(server, 'select * from "bom.é"') == {'bom.é': [[1, 1]]}
     path.write_bytes(b'bad,1,\xff\n')
-    proc = run_cli('import', str(path), *db(server))
+    proc = run_main('import', str(path), *db(server))
     assert proc.returncode == 2 and 'not UTF-8' in proc.stderr
 
 
@@ -202,7 +196,7 @@ def test_import_jsonl_with_iso_timestamps(server: ServeProcess, tmp_path: Path) 
         ['j.float', 1447250938, 1.25],
         {'series': 'j.float', 'timestamp': 1447250939, 'value': 2.5},
     ]) + '\n')
-    proc = run_cli('import', str(path), *db(server, 'secs'))
+    proc = run_main('import', str(path), *db(server, 'secs'))
     assert proc.returncode == 0, proc.stderr
     assert query_json(server, 'select * from /j\\..*/', 'secs') == {
         'j.str': [[1447250938, '42']], 'j.float': [[1447250938, 1.25], [1447250939, 2.5]]}
@@ -210,6 +204,7 @@ def test_import_jsonl_with_iso_timestamps(server: ServeProcess, tmp_path: Path) 
 
 def test_import_from_stdin_in_batches(server: ServeProcess) -> None:
     rows = ''.join(f's.in,{i},{i * 2}\n' for i in range(1, 2501))
+    # in a subprocess: stdin and stderr are pipes
     proc = run_cli('import', '-', *db(server), '--batch', '500', input=rows)
     assert proc.returncode == 0, proc.stderr
     assert 'imported 2500 points' in proc.stderr
@@ -220,7 +215,7 @@ def test_import_from_stdin_in_batches(server: ServeProcess) -> None:
 
 def test_import_progress_when_asked(server: ServeProcess, tmp_path: Path) -> None:
     path = write_csv(tmp_path / 'p.csv', 'p.x,1,1\np.x,2,2\n')
-    proc = run_cli('import', path, *db(server), '--progress', 'always')
+    proc = run_main('import', path, *db(server), '--progress', 'always')
     assert proc.returncode == 0, proc.stderr
     assert 'points/s' in proc.stderr and 'imported 2 points' in proc.stderr
 
@@ -254,27 +249,27 @@ def test_import_memory_stays_bounded(server: ServeProcess, tmp_path: Path) -> No
 
 def test_import_as_read_only_user_exit_3(server: ServeProcess, tmp_path: Path) -> None:
     for q in ('create user "reader" set password "readerpw"', 'grant read to user "reader"'):
-        assert run_cli('query', *db(server), q).returncode == 0
+        assert run_main('query', *db(server), q).returncode == 0
     reader = cli_env(SIRIDB_PASSWORD='readerpw')
     path = write_csv(tmp_path / 'ro.csv', 'ro.x,1,1\nro.x,2,2\n')
-    proc = run_cli('import', path, *db(server), '--user', 'reader', env=reader)
+    proc = run_main('import', path, *db(server), '--user', 'reader', env=reader)
     assert proc.returncode == 3
     assert proc.stderr.strip().splitlines() == [
         "siridb: UserAuthError: Access denied. User 'reader' has no 'insert' privileges."]
-    proc = run_cli('query', *db(server), '--user', 'reader', 'select * from "ro.x"',
+    proc = run_main('query', *db(server), '--user', 'reader', 'select * from "ro.x"',
                    env=reader)
     assert proc.returncode == 0 and json.loads(proc.stdout) == {}
 
 
 def test_import_missing_file_exit_2(server: ServeProcess, tmp_path: Path) -> None:
-    proc = run_cli('import', str(tmp_path / 'nope.csv'), *db(server))
+    proc = run_main('import', str(tmp_path / 'nope.csv'), *db(server))
     assert proc.returncode == 2
     assert 'cannot read' in proc.stderr
 
 
 def test_import_unknown_db_exit_3(tmp_path: Path, server: ServeProcess) -> None:
     path = write_csv(tmp_path / 'x.csv', 'x,1,1\n')
-    proc = run_cli('import', path, *db(server, 'nosuchdb'))
+    proc = run_main('import', path, *db(server, 'nosuchdb'))
     assert proc.returncode == 3
 
 
@@ -282,15 +277,16 @@ def test_import_unknown_db_exit_3(tmp_path: Path, server: ServeProcess) -> None:
 
 def test_export_csv_round_trips_through_import(server: ServeProcess, tmp_path: Path) -> None:
     src = write_csv(tmp_path / 'e.csv', 'e.a,1,1\ne.a,2,-3\ne.b,1,0.5\ne.c,3,"x, ""y"""\n')
-    assert run_cli('import', src, *db(server)).returncode == 0
+    assert run_main('import', src, *db(server)).returncode == 0
     out = tmp_path / 'out.csv'
-    proc = run_cli('export', *db(server), '-o', str(out), 'select * from /e\\..*/')
+    proc = run_cli('export', *db(server), '-o', str(out),  # in a subprocess
+                   'select * from /e\\..*/')
     assert proc.returncode == 0, proc.stderr
     assert 'exported 4 points' in proc.stderr
     text = out.read_text()
     assert text.splitlines()[0] == 'series,timestamp,value'
     # load the export into the other database under the same names
-    proc = run_cli('import', str(out), *db(server, 'secs'))
+    proc = run_main('import', str(out), *db(server, 'secs'))
     assert proc.returncode == 0, proc.stderr
     assert query_json(server, 'select * from /e\\..*/', 'secs') == \
         query_json(server, 'select * from /e\\..*/')
@@ -298,27 +294,27 @@ def test_export_csv_round_trips_through_import(server: ServeProcess, tmp_path: P
 
 def test_export_jsonl_and_non_select(server: ServeProcess, tmp_path: Path) -> None:
     src = write_csv(tmp_path / 'x.csv', 'x.j,1000,7\n')
-    assert run_cli('import', src, *db(server)).returncode == 0
-    proc = run_cli('export', *db(server), '-f', 'jsonl', '--iso', 'select * from "x.j"')
+    assert run_main('import', src, *db(server)).returncode == 0
+    proc = run_main('export', *db(server), '-f', 'jsonl', '--iso', 'select * from "x.j"')
     assert proc.returncode == 0, proc.stderr
     assert [json.loads(ln) for ln in proc.stdout.splitlines()] == [
         {'series': 'x.j', 'timestamp': '1970-01-01T00:00:01.000Z', 'value': 7}]
-    proc = run_cli('export', *db(server), 'list series')
+    proc = run_main('export', *db(server), 'list series')
     assert proc.returncode == 1 and 'select' in proc.stderr
 
 
 # ------------------------------------------------------------------ admin
 
 def admin(server: ServeProcess, *args: str, **env: str) -> tuple[int, str, str]:
-    proc = run_cli('admin', *args, '--host', server.addr,
+    proc = run_main('admin', *args, '--host', server.addr,
                    env=cli_env(**env) if env else None)
     return proc.returncode, proc.stdout, proc.stderr
 
 
 def test_admin_version_databases_accounts(server: ServeProcess) -> None:
-    code, out, err = admin(server, 'version')
-    assert code == 0, err
-    assert isinstance(json.loads(out), str)
+    proc = run_cli('admin', 'version', '--host', server.addr)  # in a subprocess
+    assert proc.returncode == 0, proc.stderr
+    assert isinstance(json.loads(proc.stdout), str)
     code, out, _ = admin(server, 'databases')
     assert code == 0 and {'dbtest', 'secs'} <= set(json.loads(out))
     code, out, _ = admin(server, 'accounts')
@@ -345,12 +341,12 @@ def test_admin_new_and_drop_database(server: ServeProcess) -> None:
 def test_admin_accounts_lifecycle(server: ServeProcess) -> None:
     code, _, err = admin(server, 'new-account', 'ops', SIRIDB_NEW_PASSWORD='opspw')
     assert code == 0, err
-    proc = run_cli('admin', 'databases', '--host', server.addr, '--service-user', 'ops',
+    proc = run_main('admin', 'databases', '--host', server.addr, '--service-user', 'ops',
                    env=cli_env(SIRIDB_SERVICE_PASSWORD='opspw'))
     assert proc.returncode == 0, proc.stderr
     code, _, err = admin(server, 'change-password', 'ops', SIRIDB_NEW_PASSWORD='newpw')
     assert code == 0, err
-    proc = run_cli('admin', 'accounts', '--host', server.addr, '--service-user', 'ops',
+    proc = run_main('admin', 'accounts', '--host', server.addr, '--service-user', 'ops',
                    env=cli_env(SIRIDB_SERVICE_PASSWORD='newpw'))
     assert proc.returncode == 0 and 'ops' in json.loads(proc.stdout)
     code, _, err = admin(server, 'drop-account', 'ops')
@@ -389,15 +385,15 @@ def test_console_script_entry_point(server: ServeProcess) -> None:
 
 def test_admin_with_url(server: ServeProcess) -> None:
     # the service password may be in the URL (percent-encoded) or in the environment
-    proc = run_cli('admin', 'accounts', '--url', f'siridb://sa:siri@{server.addr}?timeout=5',
+    proc = run_main('admin', 'accounts', '--url', f'siridb://sa:siri@{server.addr}?timeout=5',
                    env=cli_env(SIRIDB_SERVICE_PASSWORD=None))
     assert proc.returncode == 0, proc.stderr
     assert 'sa' in json.loads(proc.stdout)
-    proc = run_cli('admin', 'version', '--url', f'siridb://sa@{server.addr}')
+    proc = run_main('admin', 'version', '--url', f'siridb://sa@{server.addr}')
     assert proc.returncode == 0 and json.loads(proc.stdout) == '2.0.55', proc.stderr
-    proc = run_cli('admin', 'version', '--url', f'siridb://sa:nope@{server.addr}')
+    proc = run_main('admin', 'version', '--url', f'siridb://sa:nope@{server.addr}')
     assert proc.returncode == 3 and 'nope' not in proc.stderr
-    proc = run_cli('admin', 'version', '--url', f'siridb://sa@{server.addr}/dbtest')
+    proc = run_main('admin', 'version', '--url', f'siridb://sa@{server.addr}/dbtest')
     assert proc.returncode == 2 and 'no database' in proc.stderr
 
 
@@ -408,7 +404,7 @@ def test_admin_wrong_service_password_exit_3(server: ServeProcess) -> None:
 
 
 def test_admin_unreachable_exit_3() -> None:
-    proc = run_cli('admin', 'version', '--host', f'127.0.0.1:{free_port()}',
+    proc = run_main('admin', 'version', '--host', f'127.0.0.1:{free_port()}',
                    '--timeout', '5')
     assert proc.returncode == 3
 
@@ -420,7 +416,7 @@ def test_serve_clean_shutdown(tmp_path: Path, sig: int) -> None:
     srv = ServeProcess(tmp_path / 'serve.log', '--db', 'one:s', '--data-dir',
                        str(tmp_path / 'data'))
     try:
-        proc = run_cli('query', '--db', 'one', '--host', srv.addr, '-f', 'json',
+        proc = run_main('query', '--db', 'one', '--host', srv.addr, '-f', 'json',
                        'show time_precision')
         assert proc.returncode == 0, proc.stderr
     finally:
@@ -436,19 +432,19 @@ def test_serve_keeps_data_in_data_dir(tmp_path: Path) -> None:
     src = write_csv(tmp_path / 'd.csv', 'd.x,1,10\nd.x,2,20\n')
     srv = ServeProcess(tmp_path / 'a.log', '--db', 'keep', '--data-dir', data)
     try:
-        assert run_cli('import', src, '--db', 'keep', '--host', srv.addr).returncode == 0
+        assert run_main('import', src, '--db', 'keep', '--host', srv.addr).returncode == 0
     finally:
         assert srv.stop() == 0
     srv = ServeProcess(tmp_path / 'b.log', '--db', 'keep', '--data-dir', data)
     try:
-        proc = run_cli('query', '--db', 'keep', '--host', srv.addr, 'select * from "d.x"')
+        proc = run_main('query', '--db', 'keep', '--host', srv.addr, 'select * from "d.x"')
         assert json.loads(proc.stdout) == {'d.x': [[1, 10], [2, 20]]}
     finally:
         srv.stop()
 
 
 def test_serve_bad_database_spec_exit_2() -> None:
-    proc = run_cli('serve', '--port', '0', '--db', 'xy:hours')
+    proc = run_main('serve', '--port', '0', '--db', 'xy:hours')
     assert proc.returncode == 2 and 'precision' in proc.stderr
 
 

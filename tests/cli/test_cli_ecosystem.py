@@ -1,11 +1,14 @@
 """The ``siridb`` command as people used to psql and redis-cli expect it, run
-through ``python -m siridb`` (the console script's ``main``): a trailing ``;``,
+through its ``main`` in this process (test_cli.py runs each command family as a
+subprocess too) and ``siridb serve`` in subprocesses: a trailing ``;``,
 import refusing empty values, pools and replicas in admin with the documented
 exit codes, ``siridb serve`` with every option of ``python -m siridb.embedded``,
 and tables padded by display width."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import shutil
 import signal
@@ -14,21 +17,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import List
 
 import pytest
-from _cli_helpers import ROOT, ServeProcess, cli_env, run_cli
+from _cli_helpers import ROOT, ServeProcess, cli_env, run_main
 
 from siridb.cli.output import Table, display_width, render_table
-
-
-@pytest.fixture(scope='module')
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    srv = ServeProcess(tmp_path_factory.mktemp('serve') / 'serve.log', '--db', 'dbtest')
-    try:
-        yield srv
-    finally:
-        srv.stop()
+from siridb.embedded.__main__ import main as embedded_main
 
 
 def db(server: ServeProcess) -> List[str]:
@@ -39,7 +34,7 @@ def db(server: ServeProcess) -> List[str]:
 
 def test_query_accepts_a_trailing_semicolon(server: ServeProcess) -> None:
     for text in ('count series;', 'count series ;;', '  count series; '):
-        proc = run_cli('query', *db(server), '-f', 'json', text)
+        proc = run_main('query', *db(server), '-f', 'json', text)
         assert proc.returncode == 0, proc.stderr
         assert 'series' in json.loads(proc.stdout)
 
@@ -54,7 +49,7 @@ def test_import_rejects_empty_values(server: ServeProcess, tmp_path: Path) -> No
                         'e.f,4,  \n'      # blanks only
                         'e.f,,5\n'        # empty timestamp
                         'e.f,6,6.5\n')
-    proc = run_cli('import', str(csv_path), *db(server), '--progress', 'always')
+    proc = run_main('import', str(csv_path), *db(server), '--progress', 'always')
     assert proc.returncode == 1
     err = proc.stderr.split('\n')
     rejected = [ln for ln in err if 'rejected:' in ln]
@@ -65,14 +60,14 @@ def test_import_rejects_empty_values(server: ServeProcess, tmp_path: Path) -> No
     assert all(ln.startswith('line ') for ln in rejected), err
     assert any('points/s' in ln for ln in err)  # progress was drawn
     assert 'imported 2 points, rejected 4 rows' in proc.stderr
-    out = run_cli('query', *db(server), '-f', 'json', 'select * from /e\\..*/')
+    out = run_main('query', *db(server), '-f', 'json', 'select * from /e\\..*/')
     assert json.loads(out.stdout) == {'e.f': [[1, 1.5], [6, 6.5]]}
 
     jsonl = tmp_path / 'empty.jsonl'
     jsonl.write_text('{"series": "j.e", "timestamp": 1, "value": ""}\n'
                      '["j.e", 2, "x"]\n'
                      '{"series": "j.e", "timestamp": 3}\n')
-    proc = run_cli('import', str(jsonl), *db(server))
+    proc = run_main('import', str(jsonl), *db(server))
     assert proc.returncode == 1
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith('line ')]
     assert lines[0].startswith('line 1: rejected: empty value'), lines
@@ -82,7 +77,7 @@ def test_import_rejects_empty_values(server: ServeProcess, tmp_path: Path) -> No
 # ------------------------------------------------------------------ admin
 
 def admin(server: ServeProcess, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return run_cli('admin', *args, '--host', server.addr, env=cli_env(**env))
+    return run_main('admin', *args, '--host', server.addr, env=cli_env(**env))
 
 
 def test_admin_exit_codes_follow_the_table(server: ServeProcess) -> None:
@@ -97,7 +92,7 @@ def test_admin_exit_codes_follow_the_table(server: ServeProcess) -> None:
     proc = admin(server, 'change-password', 'nosuch', SIRIDB_NEW_PASSWORD='whatever1')
     assert proc.returncode == 1
     # the service account itself unknown or refused: 3
-    proc = run_cli('admin', 'accounts', '--host', server.addr, '--service-user', 'nosuch')
+    proc = run_main('admin', 'accounts', '--host', server.addr, '--service-user', 'nosuch')
     assert proc.returncode == 3 and "cannot find service account 'nosuch'" in proc.stderr
     proc = admin(server, 'accounts', SIRIDB_SERVICE_PASSWORD='wrong')
     assert proc.returncode == 3
@@ -116,7 +111,7 @@ def test_admin_new_pool_and_new_replica(server: ServeProcess) -> None:
     assert admin(server, 'new-pool', 'dbtest').returncode == 2  # no --remote
     proc = admin(server, 'new-pool', 'dbtest', '--remote', 'h', SIRIDB_PASSWORD=None)
     assert proc.returncode == 2 and 'SIRIDB_PASSWORD' in proc.stderr
-    assert 'new-pool' in run_cli('admin', '--help').stdout
+    assert 'new-pool' in run_main('admin', '--help').stdout
 
 
 # ------------------------------------------------------------------ serve
@@ -174,20 +169,22 @@ def test_serve_unix_fsync_log_level(tmp_path: Path) -> None:
 
 
 def test_serve_option_errors_exit_2(tmp_path: Path) -> None:
-    proc = run_cli('serve', '--port', '0', '--tls-cert', str(tmp_path / 'c.pem'))
+    proc = run_main('serve', '--port', '0', '--tls-cert', str(tmp_path / 'c.pem'))
     assert proc.returncode == 2 and '--tls-cert and --tls-key go together' in proc.stderr
-    proc = run_cli('serve', '--port', '70000')
+    proc = run_main('serve', '--port', '70000')
     assert proc.returncode == 2 and '--port' in proc.stderr
-    proc = run_cli('serve', '--db', 'not a name')
+    proc = run_main('serve', '--db', 'not a name')
     assert proc.returncode == 2 and 'invalid database name' in proc.stderr
-    proc = run_cli('serve', '--fsync', 'sometimes')
+    proc = run_main('serve', '--fsync', 'sometimes')
     assert proc.returncode == 2
-    helps = run_cli('serve', '--help').stdout
-    embedded = subprocess.run([sys.executable, '-m', 'siridb.embedded', '--help'], cwd=ROOT,
-                              capture_output=True, text=True, timeout=30).stdout
+    helps = run_main('serve', '--help').stdout
+    embedded = io.StringIO()
+    with contextlib.redirect_stdout(embedded), pytest.raises(SystemExit) as exited:
+        embedded_main(['--help'])  # python -m siridb.embedded --help
+    assert exited.value.code == 0
     for flag in ('--fsync', '--tls-cert', '--tls-key', '--unix', '--log-level',
                  '--data-dir', '--db'):
-        assert flag in helps and flag in embedded, flag
+        assert flag in helps and flag in embedded.getvalue(), flag
 
 
 @pytest.mark.skipif(shutil.which('openssl') is None, reason='needs the openssl CLI')
@@ -230,8 +227,8 @@ def test_table_pads_by_display_width() -> None:
 def test_table_output_of_wide_series_names(server: ServeProcess, tmp_path: Path) -> None:
     rows = tmp_path / 'w.csv'
     rows.write_text('温度.室内,1,20\nab,1,3\n', encoding='utf-8')
-    assert run_cli('import', str(rows), *db(server)).returncode == 0
-    proc = run_cli('query', *db(server), '-f', 'table', 'select * from "温度.室内", "ab"')
+    assert run_main('import', str(rows), *db(server)).returncode == 0
+    proc = run_main('query', *db(server), '-f', 'table', 'select * from "温度.室内", "ab"')
     assert proc.returncode == 0, proc.stderr
     body = [ln for ln in proc.stdout.splitlines() if '|' in ln]
     assert len({display_width(ln.split('|')[0]) for ln in body}) == 1, proc.stdout

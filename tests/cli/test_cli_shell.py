@@ -7,36 +7,29 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Iterator
 
-import pytest
-from _cli_helpers import PtyProcess, ServeProcess, cli_env, run_cli
+from _cli_helpers import PtyProcess, ServeProcess, cli_env, run_main, spawn_shell
 
+from siridb.embedded import ServerThread
 
-@pytest.fixture(scope='module')
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    tmp = tmp_path_factory.mktemp('shell')
-    srv = ServeProcess(tmp / 'serve.log', '--db', 'dbtest')
-    try:
-        rows = tmp / 'rows.csv'
-        rows.write_text('sh.x,1000,5\nsh.x,2000,6\n')
-        proc = run_cli('import', str(rows), '--db', 'dbtest', '--host', srv.addr)
-        assert proc.returncode == 0, proc.stderr
-        yield srv
-    except BaseException:
-        srv.stop()
-        raise
-    srv.stop()
+#: the rows the module's server starts with (the ``server`` fixture, conftest.py)
+SEED_CSV = 'sh.x,1000,5\nsh.x,2000,6\n'
 
 
-def spawn_shell(server: ServeProcess, tmp_path: Path, **env: str) -> PtyProcess:
-    args = ['shell', '--db', 'dbtest', '--host', server.addr,
-            '--history', str(tmp_path / 'history')]
-    return PtyProcess(args, cli_env(HOME=str(tmp_path), **env))
+def query_reached_server(port: int) -> bool:
+    """True when a connection to ``port`` on 127.0.0.1 has bytes the (stopped)
+    server has not read yet: the kernel's receive queue (/proc/net/tcp)."""
+    for line in Path('/proc/net/tcp').read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, queues = fields[1], fields[3], fields[4]
+        if local == f'0100007F:{port:04X}' and state == '01' \
+                and int(queues.split(':')[1], 16) > 0:
+            return True
+    return False
 
 
 def test_shell_session(server: ServeProcess, tmp_path: Path) -> None:
-    sh = spawn_shell(server, tmp_path)
+    sh = spawn_shell(server.addr, tmp_path, wait=False)
     try:
         sh.expect(r'Connected to dbtest')
         sh.expect(r'dbtest> ')
@@ -100,7 +93,7 @@ def test_shell_password_prompt_and_ctrl_d(server: ServeProcess, tmp_path: Path) 
 
 
 def test_shell_wrong_password_exit_3(server: ServeProcess, tmp_path: Path) -> None:
-    sh = spawn_shell(server, tmp_path, SIRIDB_PASSWORD='wrong')
+    sh = spawn_shell(server.addr, tmp_path, wait=False, SIRIDB_PASSWORD='wrong')
     try:
         assert sh.wait() == 3
         assert 'InvalidCredentialsError' in sh.buffer
@@ -108,21 +101,24 @@ def test_shell_wrong_password_exit_3(server: ServeProcess, tmp_path: Path) -> No
         sh.close()
 
 
-def test_ctrl_c_cancels_only_the_running_query(tmp_path: Path) -> None:
-    srv = ServeProcess(tmp_path / 'serve.log', '--db', 'dbtest')
-    sh = spawn_shell(srv, tmp_path)
+def test_ctrl_c_cancels_only_the_running_query(server: ServeProcess, tmp_path: Path) -> None:
+    sh = spawn_shell(server.addr, tmp_path)
     stopped = False
     try:
-        sh.expect(r'dbtest> ')
-        os.kill(srv.proc.pid, signal.SIGSTOP)  # the server stops answering
+        os.kill(server.proc.pid, signal.SIGSTOP)  # the server stops answering
         stopped = True
         sh.send('list series\r')
-        sh.expect(r'list series\r\n')  # readline took the line: the query is running
-        time.sleep(0.5)
+        sh.expect(r'list series\r\n')  # readline took the line
+        # the request is in the stopped server's receive queue: the query runs
+        # (the shell installs its Ctrl-C handler before it sends)
+        deadline = time.monotonic() + 15
+        while not query_reached_server(server.port):
+            assert time.monotonic() < deadline, 'the query never reached the server'
+            time.sleep(0.01)
         sh.send('\x03')  # Ctrl-C
         sh.expect(r'Query cancelled\.')
         sh.expect(r'dbtest> ')
-        os.kill(srv.proc.pid, signal.SIGCONT)
+        os.kill(server.proc.pid, signal.SIGCONT)
         stopped = False
         sh.send('show time_precision\r')
         out = sh.expect(r'dbtest> ')
@@ -131,34 +127,41 @@ def test_ctrl_c_cancels_only_the_running_query(tmp_path: Path) -> None:
         # Ctrl-C at the prompt drops the half-typed statement, the shell stays
         sh.send('select * \\\r')
         sh.expect(r'\.\.\.> ')
-        # readline prints the prompt before it waits for input: a SIGINT in
-        # between only shows at the next key (CPython's input()), so wait
-        time.sleep(0.5)
-        sh.send('\x03')
-        sh.expect(r'dbtest> ')
+        sh.send('x')
+        sh.expect(r'x')  # readline echoed it: it is reading keys
+        # CPython's input() notices a SIGINT while it waits for a key; one that
+        # lands while readline is busy (echoing, drawing the prompt) stays
+        # pending until the next Ctrl-C: type it again until the prompt is back
+        for _ in range(20):
+            sh.send('\x03')
+            try:
+                sh.expect(r'dbtest> ', timeout=0.5)
+                break
+            except AssertionError:
+                pass
+        else:
+            raise AssertionError(f'Ctrl-C did not clear the statement:\n{sh.buffer}')
         sh.send('show time_precision\r')
+        sh.expect(r'show time_precision\r\n')  # past a prompt a 2nd Ctrl-C may have drawn
         out = sh.expect(r'dbtest> ')
         assert 'time_precision | ms' in out and 'ERROR' not in out
         sh.send('\\q\r')
         assert sh.wait() == 0
     finally:
         if stopped:
-            os.kill(srv.proc.pid, signal.SIGCONT)
+            os.kill(server.proc.pid, signal.SIGCONT)
         sh.close()
-        srv.stop()
 
 
-def test_unresponsive_server_times_out_exit_3(tmp_path: Path) -> None:
-    srv = ServeProcess(tmp_path / 'serve.log', '--db', 'dbtest')
-    os.kill(srv.proc.pid, signal.SIGSTOP)  # accepts connections (backlog), never answers
+def test_unresponsive_server_times_out_exit_3(server: ServeProcess) -> None:
+    os.kill(server.proc.pid, signal.SIGSTOP)  # accepts connections (backlog), never answers
     try:
         start = time.monotonic()
-        proc = run_cli('query', '--db', 'dbtest', '--host', srv.addr, '--timeout', '1',
-                       'list series')
+        proc = run_main('query', '--db', 'dbtest', '--host', server.addr, '--timeout', '0.5',
+                        'list series')
         assert time.monotonic() - start < 15
     finally:
-        os.kill(srv.proc.pid, signal.SIGCONT)
-        srv.stop()
+        os.kill(server.proc.pid, signal.SIGCONT)
     assert proc.returncode == 3, proc.stderr
     assert proc.stderr.startswith('siridb: ')
 
@@ -175,16 +178,19 @@ def test_query_prints_a_table_on_a_terminal(server: ServeProcess, tmp_path: Path
 
 
 def test_shell_survives_a_server_restart(tmp_path: Path) -> None:
+    # the embedded server in a thread of this process: it stops and starts
+    # without an interpreter start (``siridb serve`` restarts in test_cli.py)
     data = str(tmp_path / 'data')
-    srv = ServeProcess(tmp_path / 'a.log', '--db', 'dbtest', '--data-dir', data)
-    sh = spawn_shell(srv, tmp_path)
+    srv = ServerThread(databases=['dbtest'], data_dir=data)
+    addr = f'{srv.host}:{srv.port}'
     try:
-        sh.expect(r'dbtest> ')
-        port = srv.port
-        assert srv.stop() == 0
-        # the same port again (a later --port wins over the helper's --port 0)
-        srv = ServeProcess(tmp_path / 'b.log', '--db', 'dbtest', '--data-dir', data,
-                           '--port', str(port))
+        sh = spawn_shell(addr, tmp_path)
+    except BaseException:
+        srv.close()
+        raise
+    try:
+        srv.close()
+        srv = ServerThread(databases=['dbtest'], data_dir=data, port=srv.port)
         sh.send('show time_precision\r')
         out = sh.expect(r'dbtest> ', timeout=30)
         assert 'time_precision | ms' in out
@@ -192,7 +198,7 @@ def test_shell_survives_a_server_restart(tmp_path: Path) -> None:
         assert sh.wait() == 0
     finally:
         sh.close()
-        srv.stop()
+        srv.close()
 
 
 def test_import_shows_progress_on_a_terminal(server: ServeProcess, tmp_path: Path) -> None:

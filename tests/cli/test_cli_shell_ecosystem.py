@@ -8,44 +8,27 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from _cli_helpers import PtyProcess, ServeProcess, cli_env, run_cli
+from _cli_helpers import ServeProcess, run_main, spawn_shell
 
 from siridb.cli.complete import Completer, expected_next
+from siridb.embedded import ServerThread
 
 UP = '\x1b[A'
 
 
-@pytest.fixture(scope='module')
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    tmp = tmp_path_factory.mktemp('shell-eco')
-    srv = ServeProcess(tmp / 'serve.log', '--db', 'dbtest')
-    try:
-        rows = tmp / 'rows.csv'
-        rows.write_text('sh.x,1000,5\nsh.x,2000,6\nother,1000,1\n')
-        proc = run_cli('import', str(rows), '--db', 'dbtest', '--host', srv.addr)
-        assert proc.returncode == 0, proc.stderr
-        yield srv
-    except BaseException:
-        srv.stop()
-        raise
-    srv.stop()
+#: the rows the module's server starts with (the ``server`` fixture, conftest.py)
+SEED_CSV = 'sh.x,1000,5\nsh.x,2000,6\nother,1000,1\n'
 
-
-def spawn(server: ServeProcess, tmp_path: Path, **env: str) -> PtyProcess:
-    args = ['shell', '--db', 'dbtest', '--host', server.addr,
-            '--history', str(tmp_path / 'history')]
-    settings = {'HOME': str(tmp_path), 'PAGER': '', **env}
-    sh = PtyProcess(args, cli_env(**settings))
-    sh.expect(r'dbtest> ')
-    return sh
+#: the pool's first reconnect delay in the shell of the reconnect test (the
+#: default is 1 s); see test_the_next_command_reconnects_at_once
+SLOW_BACKOFF = 60.0
 
 
 def test_a_statement_of_several_lines_is_one_history_entry(server: ServeProcess,
                                                            tmp_path: Path) -> None:
-    sh = spawn(server, tmp_path)
+    sh = spawn_shell(server.addr, tmp_path)
     try:
         sh.send('select max() \\\r')
         sh.expect(r'\.\.\.> ')
@@ -70,7 +53,7 @@ def test_a_statement_of_several_lines_is_one_history_entry(server: ServeProcess,
 
 @pytest.mark.parametrize('word', ['quit', 'exit;', 'QUIT'])
 def test_exit_and_quit_leave(server: ServeProcess, tmp_path: Path, word: str) -> None:
-    sh = spawn(server, tmp_path)
+    sh = spawn_shell(server.addr, tmp_path)
     try:
         sh.send(f'{word}\r')
         assert sh.wait() == 0
@@ -81,7 +64,7 @@ def test_exit_and_quit_leave(server: ServeProcess, tmp_path: Path, word: str) ->
 
 def test_ctrl_d_on_a_continuation_prompt_says_the_statement_was_dropped(
         server: ServeProcess, tmp_path: Path) -> None:
-    sh = spawn(server, tmp_path)
+    sh = spawn_shell(server.addr, tmp_path)
     try:
         sh.send('select * from (\r')
         sh.expect(r'\.\.\.> ')
@@ -93,7 +76,7 @@ def test_ctrl_d_on_a_continuation_prompt_says_the_statement_was_dropped(
 
 
 def test_tab_completes_keywords_and_names(server: ServeProcess, tmp_path: Path) -> None:
-    sh = spawn(server, tmp_path)
+    sh = spawn_shell(server.addr, tmp_path)
     try:
         sh.send('sel\t')
         sh.expect(r'select ')
@@ -139,7 +122,7 @@ def test_completion_candidates_follow_the_parser() -> None:
 
 
 def test_long_results_go_through_the_pager(server: ServeProcess, tmp_path: Path) -> None:
-    sh = spawn(server, tmp_path, PAGER="sed 's/^/PAGED:/'", LINES='5')
+    sh = spawn_shell(server.addr, tmp_path, PAGER="sed 's/^/PAGED:/'", LINES='5')
     try:
         sh.send('select * from "sh.x"\r')  # 5 lines: taller than the terminal
         out = sh.expect(r'dbtest> ')
@@ -170,8 +153,8 @@ def test_script_errors_name_the_input_line(server: ServeProcess) -> None:
               ')\n'                            # 6
               'count series\n'                 # 7
               'select * from (\n')             # 8: unfinished at the end
-    proc = run_cli('shell', '--db', 'dbtest', '--host', server.addr, '-f', 'json',
-                   input=script)
+    proc = run_main('shell', '--db', 'dbtest', '--host', server.addr, '-f', 'json',
+                    input=script)
     assert proc.returncode == 1
     errors = proc.stderr.splitlines()
     assert errors[0].startswith('line 3: ERROR: QueryError'), errors
@@ -182,26 +165,43 @@ def test_script_errors_name_the_input_line(server: ServeProcess) -> None:
 
 
 def test_the_next_command_reconnects_at_once(tmp_path: Path) -> None:
-    srv = ServeProcess(tmp_path / 'a.log', '--db', 'dbtest')
+    # The pool waits backoff_base * 2**n (less up to 20 % jitter) before its
+    # n-th reconnect, counted from when the shell's event loop notices the
+    # loss; the loop runs only during a command (never at the prompt), so
+    # sleeping at the prompt cannot make that wait grow. Instead the shell
+    # runs with backoff_base = SLOW_BACKOFF = 60 s (set before ``main`` runs,
+    # nothing else changed): the pool's own reconnect is due >= 48 s after the
+    # failed command. Reconnecting at once answers in well under 1 s; a shell
+    # that waited for the pool would need >= 48 s less the restart (a few
+    # ms, in-thread): the 10 s bound (and the 30 s expect) separate the two.
+    wrapper = ('import sys; from siridb.connector import SiriDBClient; '
+               'defaults = SiriDBClient.__init__.__kwdefaults__; '
+               'assert "backoff_base" in defaults; '
+               f'defaults["backoff_base"] = {SLOW_BACKOFF}; '
+               'from siridb.cli import main; sys.exit(main())')
+    # the embedded server in a thread of this process: it stops and starts
+    # without an interpreter start
+    srv = ServerThread(databases=['dbtest'])
     port = srv.port
-    sh = spawn(srv, tmp_path)
     try:
-        assert srv.stop() == 0
-        sh.send('show time_precision\r')
+        sh = spawn_shell(f'{srv.host}:{port}', tmp_path, python=['-c', wrapper])
+    except BaseException:
+        srv.close()
+        raise
+    try:
+        srv.close()
+        sh.send('show time_precision\r')  # the shell notices the loss now
         out = sh.expect(r'dbtest> ')
         assert 'ERROR' in out
-        # let the pool's reconnect backoff grow (attempts after 1, 2, 4 s, the
-        # next one 8 s later): a shell that waited for it would take seconds
-        time.sleep(7.5)
-        srv = ServeProcess(tmp_path / 'b.log', '--db', 'dbtest', '--port', str(port))
+        srv = ServerThread(databases=['dbtest'], port=port)
         start = time.monotonic()
         sh.send('show time_precision\r')
         out = sh.expect(r'time_precision \| ms', timeout=30)
         took = time.monotonic() - start
-        assert took < 3.0, f'took {took:.1f} s: waited for the backoff'
+        assert took < 10.0, f'took {took:.1f} s: waited for the backoff'
         sh.expect(r'dbtest> ')
         sh.send('\\q\r')
         assert sh.wait() == 0
     finally:
         sh.close()
-        srv.stop()
+        srv.close()
