@@ -8,6 +8,7 @@ Inserts are used as probes because their replies tell requests apart
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import sys
 from typing import Any, AsyncIterator, Callable, Dict, List, Tuple
@@ -22,6 +23,7 @@ from _adversity_helpers import (
     timed,
     wait_until,
 )
+from _driver_helpers import reconnect_delays
 from _paths import ROOT
 
 from siridb.connector import SiriDBClient, SiriDBConn, async_connect
@@ -177,9 +179,15 @@ async def test_server_process_killed_with_requests_in_flight(
             await proc.wait()
 
 
-async def test_every_server_down_then_back(make_client: MakeClient) -> None:
+async def test_every_server_down_then_back(make_client: MakeClient,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger='siridb.connector')
+    # a 60 s base backoff that only max_wait_retry caps: a client that ignored
+    # the cap would wait 48-60 s before its first reconnect attempt
+    cap, jitter = 0.15, 0.2
     async with EmbeddedCluster(2, databases=DB) as cluster:
-        client = make_client(cluster.hostlist)
+        client = make_client(cluster.hostlist, backoff_base=60, max_wait_retry=cap,
+                             backoff_jitter=jitter)
         assert await client.connect() == [None, None]
         for s in cluster.servers:
             await s.stop()
@@ -189,13 +197,19 @@ async def test_every_server_down_then_back(make_client: MakeClient) -> None:
         with pytest.raises(PoolError):
             await client.insert({'x': points(1)})
         assert asyncio.get_running_loop().time() - t0 < 0.2
-        await asyncio.sleep(1.0)  # several failed reconnect rounds
+        # several failed reconnect rounds: two done, the third one waiting
+        await wait_until(lambda: len(reconnect_delays(caplog)) >= 3, 5)
         for s in cluster.servers:
             await s.start()  # same ports
-        took = await wait_until(lambda: all(h.up for h in client.hosts), 3)
-        # the longest backoff delay is max_wait_retry (0.4 s), plus a connect
-        # (and slack for a loaded 2-core CI machine)
-        assert took < 0.4 + 1.0
+        # Not a wall-clock bound on the reconnect (that flakes on a loaded
+        # machine): the schedule the client reports is every delay at the cap
+        # less its jitter, never the base; and the loop clock only has to
+        # separate one capped delay plus a connect (under 5 s even on a busy
+        # CI machine) from the 48 s of an uncapped one.
+        await wait_until(lambda: all(h.up for h in client.hosts), cap + 5.0)
+        delays = reconnect_delays(caplog)
+        assert len(delays) >= 3
+        assert all(cap * (1 - jitter) - 1e-9 <= d <= cap for d in delays), delays
         assert await client.insert({'x': points(2)}) == inserted(2)
         await shut(client)
 
