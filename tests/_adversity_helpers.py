@@ -32,6 +32,11 @@ async def strict_loop() -> AsyncIterator[LoopErrors]:
     errors = LoopErrors()
     old = loop.get_exception_handler()
     loop.set_exception_handler(errors.handler)
+    # Objects older than the test are set aside (not freed, not scanned) until
+    # its end, so the full collection below scans only what the test made:
+    # ~1 ms instead of 20-50 ms in a pytest process. Garbage older than the
+    # test is collected later as usual, after the unfreeze.
+    gc.freeze()
     try:
         yield errors
         for _ in range(3):  # let close callbacks run
@@ -43,6 +48,7 @@ async def strict_loop() -> AsyncIterator[LoopErrors]:
         assert not stray, f'tasks left pending: {stray}'
         assert not errors.contexts, f'loop errors: {errors.messages()}'
     finally:
+        gc.unfreeze()
         loop.set_exception_handler(old)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable, List, Optional
 
+import pytest
+
 from siridb.connector.lib import protomap as pm
 from siridb.connector.lib.codec import Decoder, Package, encode, pack, packb
 
@@ -144,6 +146,17 @@ async def wait_until(pred: Callable[[], bool], timeout: float = 5.0,
             return
         await asyncio.sleep(step)
     raise AssertionError('condition not reached in time')
+
+
+def reconnect_delays(caplog: pytest.LogCaptureFixture) -> List[float]:
+    """The reconnect delays (seconds) a client chose so far, in order, as it
+    logs them ("reconnecting N server(s) in D s" on ``siridb.connector``).
+    The test sets ``caplog.set_level(logging.INFO, 'siridb.connector')``.
+    The schedule the client itself reports cannot flake on a loaded machine
+    the way a wall-clock measurement of it can."""
+    return [float(r.args[-1]) for r in caplog.records
+            if r.name == 'siridb.connector' and isinstance(r.msg, str)
+            and r.msg.startswith('reconnecting ') and isinstance(r.args, tuple)]
 
 
 def raw_header(length: int, pid: int, tp: int, check: Optional[int] = None) -> bytes:

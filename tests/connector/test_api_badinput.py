@@ -6,7 +6,6 @@ bytes the client sends.
 """
 from __future__ import annotations
 
-import asyncio
 import math
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from _adversity_helpers import LoopErrors, inserted, strict_loop
 from _paths import ROOT
 
 from siridb.connector import SiriDBClient, async_connect
+from siridb.connector.lib.codec import HEADER_SIZE
 from siridb.connector.lib.exceptions import (
     InsertDataError,
     InsertError,
@@ -45,8 +45,11 @@ async def setup(strict_loop: LoopErrors) -> AsyncIterator[Setup]:
                 await client.wait_closed()
 
 
-async def sent(proxy: FaultProxy) -> int:
-    await asyncio.sleep(0.02)  # let anything written reach the proxy
+async def sent(proxy: FaultProxy, client: SiriDBClient) -> int:
+    """Bytes the client sent so far, ending with a marker ping (a bare
+    header): the ping's reply comes back only after the proxy read the ping,
+    and so every byte the client wrote before it on the one connection."""
+    await client.ping()
     return proxy.bytes_in['up']
 
 
@@ -75,14 +78,14 @@ REFUSED_INSERTS: Dict[str, Any] = {
 @pytest.mark.parametrize('name', sorted(REFUSED_INSERTS))
 async def test_insert_refused_before_sending(setup: Setup, name: str) -> None:
     server, proxy, client = setup
-    before = await sent(proxy)
+    before = await sent(proxy, client)
     with pytest.raises(InsertDataError) as info:
         await client.insert(REFUSED_INSERTS[name])
     exc = info.value
     assert isinstance(exc, InsertError) and isinstance(exc, ValueError)
     assert isinstance(exc, SiriDBError) and exc.tp is None
     assert 'nothing was sent' in str(exc)
-    assert await sent(proxy) == before
+    assert await sent(proxy, client) == before + HEADER_SIZE  # only the marker
     assert series_count(server) == 0
     await still_usable(client)
 
@@ -147,10 +150,10 @@ BAD_QUERIES: Dict[str, Tuple[Any, Any, Type[Exception]]] = {
 async def test_bad_query_arguments(setup: Setup, name: str) -> None:
     server, proxy, client = setup
     query, precision, exc_type = BAD_QUERIES[name]
-    before = await sent(proxy)
+    before = await sent(proxy, client)
     with pytest.raises(exc_type):
         await client.query(query, time_precision=precision)
-    assert await sent(proxy) == before
+    assert await sent(proxy, client) == before + HEADER_SIZE  # only the marker
     await still_usable(client)
 
 

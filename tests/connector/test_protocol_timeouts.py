@@ -55,15 +55,16 @@ async def test_each_request_times_out_at_its_own_deadline() -> None:
             # a later request with an earlier deadline must not wait for the first
             long = proto.send_package(pm.CPROTO_REQ_QUERY, 'stall-long', timeout=30)
             res = await asyncio.gather(
-                call('stall-a', 0.6), call('stall-b', 0.2), call('echo', 0.3),
-                call('stall-c', 0.4), return_exceptions=True)
+                call('stall-a', 0.3), call('stall-b', 0.1), call('echo', 0.15),
+                call('stall-c', 0.2), return_exceptions=True)
             assert res[2] == 'echo'  # answered in time: never failed
             for i in (0, 1, 3):
                 assert isinstance(res[i], ex.RequestTimeoutError)
-            assert 'within 0.6 s' in str(res[0])
+            assert 'within 0.3 s' in str(res[0])
             assert sorted(failed_at, key=failed_at.__getitem__) == [
                 'stall-b', 'stall-c', 'stall-a']
-            for name, limit in (('stall-b', 0.2), ('stall-c', 0.4), ('stall-a', 0.6)):
+            # never early; late by at most a loop stall on a loaded machine
+            for name, limit in (('stall-b', 0.1), ('stall-c', 0.2), ('stall-a', 0.3)):
                 assert limit - 0.01 <= failed_at[name] < limit + 1.0
             assert not long.done()
             # timed-out pids stay reserved, the unanswered one too

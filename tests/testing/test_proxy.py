@@ -331,7 +331,12 @@ async def test_unresponsive_target_times_out_and_close_is_prompt() -> None:
         p2 = FaultProxy('127.0.0.1', port, connect_timeout=30)
         await p2.start()
         conn = await connect(p2)
-        await asyncio.sleep(0.1)  # the link is connecting upstream now
+        for _ in range(500):  # accepted; its link's first step connects upstream
+            if p2.accepted:
+                break
+            await asyncio.sleep(0.01)
+        assert p2.accepted == 1
+        await asyncio.sleep(0)  # the link is connecting upstream now
         t0 = loop.time()
         await p2.close()
         assert loop.time() - t0 < 1
