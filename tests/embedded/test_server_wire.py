@@ -347,6 +347,7 @@ def _make_cert(tmp_path) -> Optional[tuple]:
     if openssl is None:
         return None
     cert, key = str(tmp_path / 'cert.pem'), str(tmp_path / 'key.pem')
+    # (an EC key: generated in milliseconds, an RSA one takes a good part of a second)
     subprocess.run([openssl, 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
                     'ec_paramgen_curve:prime256v1', '-nodes',
                     '-keyout', key, '-out', cert, '-days', '1',
