@@ -73,8 +73,10 @@ def _new_venv(path: Path) -> Path:
 
 
 def _pip_install(python: Path, *reqs: str, cwd: Path) -> None:
+    # --no-compile: no .pyc files written for what is installed (pytest and
+    # its dependencies are most of it); imports work the same, from source
     _check(_run([sys.executable, '-m', 'pip', '--python', str(python), 'install',
-                 '-q', '--no-input', *reqs], cwd, timeout=PIP_TIMEOUT))
+                 '-q', '--no-input', '--no-compile', *reqs], cwd, timeout=PIP_TIMEOUT))
 
 
 @pytest.fixture(scope='module')
