@@ -73,8 +73,10 @@ def _new_venv(path: Path) -> Path:
 
 
 def _pip_install(python: Path, *reqs: str, cwd: Path) -> None:
+    # --no-compile: no .pyc files written for what is installed (pytest and
+    # its dependencies are most of it); imports work the same, from source
     _check(_run([sys.executable, '-m', 'pip', '--python', str(python), 'install',
-                 '-q', '--no-input', *reqs], cwd, timeout=PIP_TIMEOUT))
+                 '-q', '--no-input', '--no-compile', *reqs], cwd, timeout=PIP_TIMEOUT))
 
 
 @pytest.fixture(scope='module')
@@ -122,11 +124,15 @@ def test_wheel_fixtures_in_a_fresh_project(built: Dict[str, Path], tmp_path: Pat
     # the driver and pytest, not the extra: anyone's pytest still runs; asking
     # for a fixture fails with the name of the extra
     _pip_install(python, wheel, 'pytest>=7', cwd=tmp_path)
+    # (one run of both files: the plain test passes, the fixture test alone fails)
     plain = _project(tmp_path / 'plain', 'strict', '')
-    out = _check(_run(pytest_cmd + ['tests/test_plain.py'], plain))
-    assert '1 passed' in out
-    proc = _run(pytest_cmd + ['tests/test_example.py'], plain)
+    proc = _run(pytest_cmd, plain)
     assert proc.returncode == 1, proc.stdout + proc.stderr
+    counts = _summary_counts(proc.stdout)
+    assert counts.get('passed') == 1, proc.stdout
+    assert counts.get('failed', 0) + counts.get('errors', 0) + counts.get('error', 0) == 1, \
+        proc.stdout
+    assert re.search(r'^(FAILED|ERROR) tests/test_example\.py', proc.stdout, re.M), proc.stdout
     assert "pip install 'siridb-connector[testing]'" in proc.stdout
 
     _pip_install(python, f'siridb-connector[testing] @ {built["wheel"].as_uri()}',
@@ -153,6 +159,20 @@ def test_wheel_fixtures_in_a_fresh_project(built: Dict[str, Path], tmp_path: Pat
 SDIST_SUBSET = ['tests/connector/test_url.py', 'tests/connector/test_results.py',
                 'tests/embedded/test_embedded_cluster.py', 'tests/embedded/test_conformance.py']
 
+#: a pytest plugin for the sdist run: the whole tree is collected (so every test
+#: module of the sdist must import) and then only SDIST_SUBSET runs; one process
+#: instead of a --collect-only run plus a run of the subset
+SUBSET_PLUGIN = f'''\
+SUBSET = {SDIST_SUBSET!r}
+
+
+def pytest_collection_modifyitems(config, items):
+    keep = [item for item in items if item.nodeid.split('::')[0] in SUBSET]
+    dropped = [item for item in items if item.nodeid.split('::')[0] not in SUBSET]
+    config.hook.pytest_deselected(items=dropped)
+    items[:] = keep
+'''
+
 
 def _unpacked_sdist(built: Dict[str, Path], tmp_path: Path) -> Path:
     """The sdist unpacked into ``tmp_path``; its top folder."""
@@ -165,10 +185,12 @@ def _unpacked_sdist(built: Dict[str, Path], tmp_path: Path) -> Path:
     return top
 
 
-def _sdist_pytest(top: Path, args: List[str], timeout: float = RUN_TIMEOUT) -> str:
-    """pytest run in the unpacked sdist, its own tree on the import path."""
+def _sdist_pytest(top: Path, args: List[str], timeout: float = RUN_TIMEOUT,
+                  plugin_dir: Path | None = None) -> str:
+    """pytest run in the unpacked sdist, its own tree on the import path (and
+    ``plugin_dir``, where a ``-p`` plugin lives, when given)."""
     env = _env()
-    env['PYTHONPATH'] = str(top)
+    env['PYTHONPATH'] = str(top) if plugin_dir is None else f'{top}{os.pathsep}{plugin_dir}'
     cmd = [sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider', '-q']
     return _check(_run(cmd + args, top, timeout=timeout, env=env))
 
@@ -177,17 +199,29 @@ def _no_failures(out: str) -> bool:
     return ' passed' in out and not re.search(r'\b\d+ (failed|errors?)\b', out)  # xfailed is fine
 
 
+def _summary_counts(out: str) -> Dict[str, int]:
+    """The outcome counts of pytest's last summary line, e.g. {'passed': 3, 'deselected': 9}."""
+    last = out.strip().splitlines()[-1]
+    return {word: int(n) for n, word in re.findall(r'(\d+) (\w+)', last)
+            if word in ('passed', 'failed', 'skipped', 'xfailed', 'xpassed', 'deselected',
+                        'error', 'errors')}
+
+
 def test_sdist_runs_its_own_tests(built: Dict[str, Path], tmp_path: Path) -> None:
-    top = _unpacked_sdist(built, tmp_path)
+    top = _unpacked_sdist(built, tmp_path / 'sdist')
     for part in ('tests/_cli_helpers.py', 'tests/_paths.py', 'tests/conformance/query.jsonl',
                  'examples/quickstart.py', 'bench/run.py', 'ChangeLog', 'README.md',
                  'docs/testing.md'):
         assert (top / part).is_file(), part
-    last = _sdist_pytest(top, ['--collect-only']).strip().splitlines()[-1]
-    assert ' tests collected' in last and 'error' not in last, last
-    assert int(last.split()[0].split('/')[0]) > 1000, last  # 'N/M' when some deselected
-    out = _sdist_pytest(top, SDIST_SUBSET)
+    plugin_dir = tmp_path / 'plugin'
+    plugin_dir.mkdir()
+    (plugin_dir / 'sdist_subset.py').write_text(SUBSET_PLUGIN)
+    # a collection error stops the run with a non-zero status (_check fails)
+    out = _sdist_pytest(top, ['-p', 'sdist_subset'], plugin_dir=plugin_dir)
     assert _no_failures(out), out[-2000:]
+    counts = _summary_counts(out)
+    assert counts['deselected'] > 1000, out[-2000:]  # the rest of the tree was collected
+    assert sum(counts.values()) > 1000, out[-2000:]  # every test, run or deselected
 
 
 @pytest.mark.slow

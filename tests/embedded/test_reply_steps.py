@@ -126,7 +126,7 @@ async def test_pipelined_changes_and_big_selects_on_a_durable_server(tmp_path) -
     from siridb.connector.lib import protomap as pm
     from siridb.embedded import EmbeddedServer
 
-    n = 30 * ROWS_STEP  # a reply of ~3 MB: written over several turns
+    n = 10 * ROWS_STEP  # a reply of ~1 MB: written in 10 steps over several turns
     async with EmbeddedServer(port=0, data_dir=str(tmp_path), fsync='always') as srv:
         c = await RawConn.open(srv.host, srv.port)
         await c.auth()

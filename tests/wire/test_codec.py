@@ -189,11 +189,22 @@ def test_the_decoder_bounds_nesting_of_a_body_it_gathers(
         assert (pkg.depth_bound > reply_limit) == (_markers(body) > reply_limit)
 
 
+#: MAX_DEPTH for the two tests of big bodies below: with the real one
+#: (6.7 million) a body must be over 6.7 MB (800,000 points, 12 MB) to be
+#: longer than the bound and so be scanned; the code reads the bound at run
+#: time, and a smaller one keeps every path (a fresh thread, several scan
+#: slices) at a body of 250,000 points (3.7 MB)
+SMALL_MAX_DEPTH = 2_000_000
+SMALL_MAX_DEPTH_POINTS = 250_000
+
+
 def test_a_gathered_big_reply_is_not_scanned_again(monkeypatch: pytest.MonkeyPatch) -> None:
     from siridb.wire import decode as codec
-    data = {'s': [[i, i * 0.25] for i in range(800_000)]}
+    monkeypatch.setattr(codec, 'MAX_DEPTH', SMALL_MAX_DEPTH)
+    data = {'s': [[i, i * 0.25] for i in range(SMALL_MAX_DEPTH_POINTS)]}
     wire = pack(9, 0, data)
     assert len(wire) > codec.MAX_DEPTH
+    assert len(wire) > codec.FRESH_THREAD_BODY + 2 * codec._SCAN_SLICE
     rescans: list[int] = []
     real = codec._containers
     monkeypatch.setattr(codec, '_containers',
@@ -227,9 +238,11 @@ def test_a_gathered_hostile_reply_is_refused() -> None:
 def test_big_bodies_are_scanned_for_their_nesting_bound(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from siridb.wire import decode as codec
-    data = {'s': [[i, i * 0.25] for i in range(800_000)]}
+    monkeypatch.setattr(codec, 'MAX_DEPTH', SMALL_MAX_DEPTH)
+    data = {'s': [[i, i * 0.25] for i in range(SMALL_MAX_DEPTH_POINTS)]}
     body = packb(data)
     assert len(body) > codec.MAX_DEPTH
+    assert len(body) > codec.FRESH_THREAD_BODY + 2 * codec._SCAN_SLICE
     assert unpack_body(body) == data  # few markers: decoded
     scanned: list[int] = []
 

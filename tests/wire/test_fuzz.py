@@ -25,7 +25,8 @@ def run(tmp_path: Path, *args: str) -> Tuple[int, Dict[str, Any]]:
 
 
 def test_fuzz_smoke_finds_nothing(tmp_path: Path) -> None:
-    rc, summary = run(tmp_path, '--seconds', '2', '--seed', '7')
+    # (about 25,000 inputs a second; the bench runs are the long campaigns)
+    rc, summary = run(tmp_path, '--seconds', '1', '--seed', '7')
     assert summary['crashes'] == []
     assert summary['bugs'] == []
     assert summary['iterations'] >= 2000
@@ -36,7 +37,8 @@ def test_fuzz_smoke_finds_nothing(tmp_path: Path) -> None:
 def test_fuzz_reports_a_crashing_child(tmp_path: Path) -> None:
     # a simulated interpreter crash at a known input: the parent survives,
     # pins the exact input down, and goes on fuzzing after it
-    rc, summary = run(tmp_path, '--seconds', '3', '--inject-crash', '345')
+    # (1.5 s: the crash, the replay that pins it and a new child take 0.5 s)
+    rc, summary = run(tmp_path, '--seconds', '1.5', '--inject-crash', '345')
     assert rc == 1
     crashes: List[Dict[str, Any]] = summary['crashes']
     assert [c['iteration'] for c in crashes] == [345]
