@@ -1,7 +1,7 @@
 """The Python snippets of README.md, docs/driver.md, docs/embedded-server.md and
-docs/testing.md (its faults example),
-run as written against the embedded server (the other docs pages have tests of
-their own: test_examples_readme.py, test_cli_readme.py, test_proxy.py)."""
+docs/testing.md (its faults example), run as written against the embedded server,
+and docs/development.md's commands (the other docs pages have tests of their own:
+test_examples_readme.py, test_cli_readme.py, test_proxy.py)."""
 from __future__ import annotations
 
 import ast
@@ -12,6 +12,7 @@ from typing import Any, Dict
 
 import pytest
 from _docs import code_blocks
+from _paths import ROOT
 
 from siridb.embedded import EmbeddedServer
 
@@ -70,3 +71,14 @@ async def test_server_settings_example_runs() -> None:
     assert 'ServerSettings(' in block
     printed = (await run_top_level(block)).splitlines()
     assert printed == expected_lines(block) and printed
+
+
+def test_development_commands_are_what_ci_runs() -> None:
+    """docs/development.md lists the checks CI makes: each command of its first
+    shell block (but the line that runs .ci/run itself) is a line of .ci/run."""
+    block = code_blocks('docs/development.md', 'bash')[0]
+    commands = [line.split('#')[0].strip() for line in block.splitlines()]
+    ci = {line.strip() for line in (ROOT / '.ci' / 'run').read_text().splitlines()}
+    listed = [c for c in commands if c and c != 'bash .ci/run']
+    assert len(listed) == 4 and 'bash .ci/run' in commands
+    assert [c for c in listed if c not in ci] == []

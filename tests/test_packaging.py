@@ -211,13 +211,14 @@ def test_sdist_runs_its_own_tests(built: Dict[str, Path], tmp_path: Path) -> Non
     top = _unpacked_sdist(built, tmp_path / 'sdist')
     for part in ('tests/_cli_helpers.py', 'tests/_paths.py', 'tests/conformance/query.jsonl',
                  'examples/quickstart.py', 'bench/run.py', 'ChangeLog', 'README.md',
-                 'docs/testing.md'):
+                 'docs/testing.md', 'docs/development.md', '.ci/run'):
         assert (top / part).is_file(), part
     plugin_dir = tmp_path / 'plugin'
     plugin_dir.mkdir()
     (plugin_dir / 'sdist_subset.py').write_text(SUBSET_PLUGIN)
     # a collection error stops the run with a non-zero status (_check fails)
-    out = _sdist_pytest(top, ['-p', 'sdist_subset'], plugin_dir=plugin_dir)
+    # -n 0: the subset in one process (workers would each collect the tree again)
+    out = _sdist_pytest(top, ['-n', '0', '-p', 'sdist_subset'], plugin_dir=plugin_dir)
     assert _no_failures(out), out[-2000:]
     counts = _summary_counts(out)
     assert counts['deselected'] > 1000, out[-2000:]  # the rest of the tree was collected
