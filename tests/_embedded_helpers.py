@@ -3,6 +3,7 @@ bytes, reads replies with the shared codec, and notices a closed connection."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl as _ssl
 from typing import Any, Callable, List, Optional, Tuple
 
@@ -22,8 +23,24 @@ class RawConn:
 
     @classmethod
     async def open(cls, host: str, port: int,
-                   ssl: Optional[_ssl.SSLContext] = None) -> RawConn:
-        reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
+                   ssl: Optional[_ssl.SSLContext] = None,
+                   rcvbuf: Optional[int] = None) -> RawConn:
+        """``rcvbuf``: a small receive buffer for a client that does not read,
+        so that what the server cannot send stays in the server, not in the
+        kernel's socket buffers."""
+        if rcvbuf is None:
+            reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
+            return cls(reader, writer)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, (host, port))
+        except BaseException:
+            sock.close()
+            raise
+        reader, writer = await asyncio.open_connection(sock=sock, ssl=ssl,
+                                                       limit=rcvbuf)
         return cls(reader, writer)
 
     @classmethod

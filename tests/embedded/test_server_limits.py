@@ -6,6 +6,7 @@ peak memory stays bounded (a server in a subprocess, peak RSS from
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import resource
@@ -13,7 +14,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import AsyncIterator, List, Optional
+from typing import AsyncIterator, List, Optional, Tuple
 
 import pytest
 from _embedded_helpers import RawConn
@@ -252,9 +253,10 @@ async def test_selects_of_a_huge_series_never_hold_up_a_ping(proc):
     await other.close()
 
 
-async def test_total_reply_budget_holds_back_clients_that_do_not_read():
-    limits = Limits(reply_high_water=64 * 1024, reply_low_water=16 * 1024,
-                    reply_budget=3 * 2 ** 20)
+async def total_unsent_of_hogs(limits: Limits) -> Tuple[int, int]:
+    """12 clients that never read, each with 10 selects of a ~0.5 MB reply
+    queued: the server's unsent reply bytes once they stop growing, and the
+    allowed bound (the budget plus one reply per connection)."""
     async with EmbeddedServer(port=0, limits=limits) as srv:
         c = await RawConn.open(srv.host, srv.port)
         await c.auth()
@@ -263,9 +265,9 @@ async def test_total_reply_budget_holds_back_clients_that_do_not_read():
         await c.close()
         hogs = []
         for _ in range(12):
-            h = await RawConn.open(srv.host, srv.port)
+            h = await RawConn.open(srv.host, srv.port, rcvbuf=4096)
             await h.auth()
-            for _ in range(20):
+            for _ in range(10):
                 h.send(pm.CPROTO_REQ_QUERY, ['select * from "big"', None])
             hogs.append(h)
         # let the hogs take what they can: until their unsent replies stop
@@ -279,11 +281,25 @@ async def test_total_reply_budget_holds_back_clients_that_do_not_read():
         assert await poll(settled)
         # a client that reads its replies still gets answers
         assert max(await ping_times(srv.host, srv.port, 5)) < 1.0
-        # unsent replies: the budget, plus at most one reply of a connection
-        # that had nothing unsent when it took its request
-        assert srv.unsent_total() <= allowed
+        unsent = srv.unsent_total()
         for h in hogs:
             await h.close()
+        return unsent, allowed
+
+
+async def test_total_reply_budget_holds_back_clients_that_do_not_read():
+    # each connection's own high water (16 MiB) is far above what the budget
+    # lets all of them hold together: only the budget can keep them within it
+    limits = Limits(reply_high_water=16 * 2 ** 20, reply_low_water=1 * 2 ** 20,
+                    reply_budget=2 * 2 ** 20)
+    unsent, allowed = await total_unsent_of_hogs(limits)
+    # unsent replies: the budget, plus at most one reply of a connection
+    # that had nothing unsent when it took its request
+    assert unsent <= allowed, (unsent, allowed)
+    # the same clients with a budget that does not bind hold more
+    unbound, _ = await total_unsent_of_hogs(
+        dataclasses.replace(limits, reply_budget=1 << 40))
+    assert unbound > allowed, (unbound, allowed)
 
 
 # -- 6: bodies before authentication -------------------------------------
