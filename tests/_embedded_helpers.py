@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl as _ssl
+from collections import Counter
 from typing import Any, Callable, List, Optional, Tuple
 
 from siridb.connector.lib.codec import HEADER_SIZE, Decoder, encode, packb
@@ -113,6 +114,15 @@ def stored(srv: Any, name: str, db: str = 'dbtest') -> List[Tuple[int, Any]]:
         return []
     ts, values = series.points()
     return list(zip(ts, values))
+
+
+def held(srv: Any, names: List[str], db: str = 'dbtest') -> Counter[Tuple[str, int, Any]]:
+    """Every stored ``(series, ts, value)`` of ``names`` in an embedded
+    server's store, with its number of copies."""
+    out: Counter[Tuple[str, int, Any]] = Counter()
+    for name in names:
+        out.update((name, ts, value) for ts, value in stored(srv, name, db))
+    return out
 
 
 async def poll(cond: Callable[[], bool], timeout: float = 10.0) -> None:

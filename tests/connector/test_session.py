@@ -9,6 +9,7 @@ from typing import Any, AsyncIterator, Dict, List, Tuple
 
 import pytest
 from _embedded_helpers import poll, stored
+from _session_helpers import connected
 
 from siridb.connector import (
     BufferFullError,
@@ -39,13 +40,8 @@ def fast_client(srv: Any, cls: Any = SiriDBClient, **kw: Any) -> SiriDBClient:
 
 @pytest.fixture
 async def client(server: EmbeddedServer) -> AsyncIterator[SiriDBClient]:
-    c = fast_client(server)
-    await c.connect()
-    try:
+    async with connected(fast_client(server)) as c:
         yield c
-    finally:
-        c.close()
-        await c.wait_closed()
 
 
 async def test_session_writes_everything_with_autocommit(

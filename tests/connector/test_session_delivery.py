@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import Counter
-from typing import Any, AsyncIterator, List, Tuple
+from typing import Any, AsyncIterator, Tuple
 
 import pytest
-from _embedded_helpers import poll
+from _embedded_helpers import held, poll
+from _session_helpers import DB, checked_session, connected, fast_client
 
 from siridb.connector import SiriDBClient
 from siridb.connector.lib.delivery import Check, Confirmed, Window, select_ranges
@@ -19,53 +20,14 @@ from siridb.connector.lib.writebuffer import Package
 from siridb.embedded import EmbeddedCluster, EmbeddedServer
 from siridb.embedded.faults import InsertFaults
 
-DB = 'dbtest'
 Pt = Tuple[str, int, Any]
 
-
-def held(store: Any, names: List[str]) -> Counter[Pt]:
-    """Every stored point of ``names`` with its number of copies."""
-    out: Counter[Pt] = Counter()
-    for name in names:
-        series = store.databases[DB].series.get(name)
-        if series is not None:
-            ts, values = series.points()
-            out.update((name, t, v) for t, v in zip(ts, values))
-    return out
-
-
-def fast_client(hostlist: List[Tuple[str, int]]) -> SiriDBClient:
-    return SiriDBClient('iris', 'siri', DB, hostlist, keepalive=False, backoff_base=0.02,
-                        max_wait_retry=0.1, inactive_time=0.02, pool_retry_interval=0.02,
-                        timeout=2)
-
-
-def session(c: SiriDBClient, delivery: str, **kw: Any) -> WriteSession:
-    opts = dict(time_precision='ms', retry_delay=0.01, retry_max_delay=0.05,
-                insert_timeout=0.3, delivery=delivery, verify_wait=1.0, verify_settle=0.0)
-    opts.update(kw)
-    return c.session(**opts)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[EmbeddedServer]:
-    srv = EmbeddedServer(port=0, databases={DB: 'ms'})
-    await srv.start()
-    try:
-        yield srv
-    finally:
-        await srv.stop()
 
 
 @pytest.fixture
 async def client(server: EmbeddedServer) -> AsyncIterator[SiriDBClient]:
-    c = fast_client([(server.host, server.port)])
-    await c.connect()
-    try:
+    async with connected(fast_client([(server.host, server.port)])) as c:
         yield c
-    finally:
-        c.close()
-        await c.wait_closed()
 
 
 # ------------------------------------------------------------- sans-IO check
@@ -126,13 +88,13 @@ def test_delivery_option_is_checked() -> None:
 async def test_verified_resends_only_the_missing_part(
         server: EmbeddedServer, client: SiriDBClient, fraction: float) -> None:
     faults = InsertFaults.attach(server)
-    s = session(client, 'verified', autocommit_every=1000)
+    s = checked_session(client, 'verified', autocommit_every=1000)
     faults.partial_then_drop(fraction=fraction)
     pts = [(f's{i}', t, t) for i in range(5) for t in range(4)]
     pts += [('s0', 1, 1), ('s4', 2, 2)]  # written twice on purpose
     await s.write_many(pts)
     await asyncio.wait_for(s.close(), 10)
-    assert held(server.store, [f's{i}' for i in range(5)]) == Counter(pts)
+    assert held(server, [f's{i}' for i in range(5)]) == Counter(pts)
     st = s.stats()
     assert (st.written, st.pending, st.unknown) == (22, 0, 1) and st.verifications >= 1
     k = min(4, max(1, int(5 * fraction)))  # series the fault stored (at least one)
@@ -147,10 +109,10 @@ async def test_verified_never_answered_insert(server: EmbeddedServer,
     (insert_timeout), is checked and only what lacks is sent again."""
     faults = InsertFaults.attach(server)
     faults.never_answer(store=store)
-    s = session(client, 'verified', insert_timeout=0.2)
+    s = checked_session(client, 'verified', insert_timeout=0.2)
     await s.write_many([('q', 1, 5), ('q', 2, 6), ('q', 2, 6)])
     await asyncio.wait_for(s.close(), 10)
-    assert held(server.store, ['q']) == Counter([('q', 1, 5), ('q', 2, 6), ('q', 2, 6)])
+    assert held(server, ['q']) == Counter([('q', 1, 5), ('q', 2, 6), ('q', 2, 6)])
     st = s.stats()
     assert st.unknown == 1 and st.missing == (0 if store else 3) and st.written == 3
 
@@ -162,17 +124,17 @@ async def test_verified_restores_the_last_acknowledged_point_after_a_crash(
     connection is back and sends that point again."""
     faults = InsertFaults.attach(server)
     faults.lose_last_acked = True
-    s = session(client, 'verified', autocommit_every=10, flush_interval=0.01)
+    s = checked_session(client, 'verified', autocommit_every=10, flush_interval=0.01)
     pts = [('r', t, float(t)) for t in range(30)]
     await s.write_many(pts)
     await s.commit()
     lost = await faults.crash()
-    assert lost == ('r', 29, 29.0) and held(server.store, ['r'])[lost] == 0
+    assert lost == ('r', 29, 29.0) and held(server, ['r'])[lost] == 0
     await server.start()
     await poll(lambda: s.stats().lost_confirmed == 1)
     await s.commit()
     await asyncio.wait_for(s.close(), 10)
-    assert held(server.store, ['r']) == Counter(pts)
+    assert held(server, ['r']) == Counter(pts)
     st = s.stats()
     assert st.written == 30 and st.missing == 1 and st.resent == 1 and st.unknown == 0
 
@@ -181,7 +143,7 @@ async def test_at_least_once_keeps_no_window(server: EmbeddedServer,
                                              client: SiriDBClient) -> None:
     faults = InsertFaults.attach(server)
     faults.lose_last_acked = True
-    s = session(client, 'at_least_once', autocommit_every=10)
+    s = checked_session(client, 'at_least_once', autocommit_every=10)
     await s.write_many([('z', t, t) for t in range(20)])
     await s.commit()
     await faults.crash()
@@ -189,7 +151,7 @@ async def test_at_least_once_keeps_no_window(server: EmbeddedServer,
     await client.wait_connected(5)
     await s.write('z', 1, 100)
     await asyncio.wait_for(s.close(), 10)
-    assert len(held(server.store, ['z'])) == 20  # 19 of the first, the new one
+    assert len(held(server, ['z'])) == 20  # 19 of the first, the new one
     assert s.stats().verifications == 0
 
 
@@ -208,7 +170,7 @@ async def chaos(delivery: str, kill_at: int,
         c = fast_client(cluster.hostlist)
         await c.connect()
         try:
-            s = session(c, delivery, autocommit_every=40, max_in_flight=4,
+            s = checked_session(c, delivery, autocommit_every=40, max_in_flight=4,
                         flush_interval=0.005)
             for step in range(24):
                 if step in (kill_at, kill_at + 9):
@@ -230,7 +192,7 @@ async def chaos(delivery: str, kill_at: int,
         finally:
             c.close()
             await c.wait_closed()
-        got = held(cluster.store, names)
+        got = held(cluster, names)
     return sent, got, s, faults[seed % 3].lost
 
 

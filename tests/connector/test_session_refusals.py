@@ -12,7 +12,8 @@ from collections import Counter
 from typing import Any, AsyncIterator, List, Tuple
 
 import pytest
-from _embedded_helpers import poll
+from _embedded_helpers import held, poll
+from _session_helpers import checked_session, connected, fast_client
 
 from siridb.connector import SiriDBClient
 from siridb.connector.lib import exceptions
@@ -33,57 +34,19 @@ from siridb.connector.lib.exceptions import (
     is_retriable,
     outcome_known,
 )
-from siridb.connector.lib.session import WriteSession
 from siridb.connector.lib.writebuffer import Package
 from siridb.embedded import EmbeddedServer
 from siridb.embedded.faults import InsertFaults
 from siridb.wire import types as pm
 
-DB = 'dbtest'
-Pt = Tuple[str, int, Any]
 FORWARD = "Error occurred while sending points to at least 'srv2:9010'"
 CRITICAL = "Critical error occurred on 'srv1:9010'"
 
 
-def held(srv: EmbeddedServer, names: List[str]) -> Counter[Pt]:
-    """Every stored point of ``names`` with its number of copies."""
-    out: Counter[Pt] = Counter()
-    for name in names:
-        series = srv.store.databases[DB].series.get(name)
-        if series is not None:
-            ts, values = series.points()
-            out.update((name, t, v) for t, v in zip(ts, values))
-    return out
-
-
-def session(c: SiriDBClient, delivery: str, **kw: Any) -> WriteSession:
-    opts = dict(time_precision='ms', retry_delay=0.01, retry_max_delay=0.05,
-                insert_timeout=0.5, delivery=delivery, verify_wait=1.0, verify_settle=0.0)
-    opts.update(kw)
-    return c.session(**opts)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[EmbeddedServer]:
-    srv = EmbeddedServer(port=0, databases={DB: 'ms'})
-    await srv.start()
-    try:
-        yield srv
-    finally:
-        await srv.stop()
-
-
 @pytest.fixture
 async def client(server: EmbeddedServer) -> AsyncIterator[SiriDBClient]:
-    c = SiriDBClient('iris', 'siri', DB, [(server.host, server.port)], keepalive=False,
-                     backoff_base=0.02, max_wait_retry=0.1, inactive_time=0.02,
-                     pool_retry_interval=0.02, timeout=2)
-    await c.connect()
-    try:
+    async with connected(fast_client([(server.host, server.port)])) as c:
         yield c
-    finally:
-        c.close()
-        await c.wait_closed()
 
 
 # ----------------------------------------------------------- the classes
@@ -179,6 +142,7 @@ async def test_client_insert_raises_the_forward_error(server: EmbeddedServer,
         {(n, t, t): 1 for n in ('a', 'b') for t in (1, 2)})
 
 
+Pt = Tuple[str, int, Any]
 POINTS: List[Pt] = [(f's{i}', t, t) for i in range(4) for t in range(5)] + [('s0', 1, 1)]
 
 
@@ -187,7 +151,7 @@ async def test_verified_stores_every_point_once_after_a_forward_error(
         server: EmbeddedServer, client: SiriDBClient, fraction: float) -> None:
     faults = InsertFaults.attach(server)
     faults.forward_error(fraction=fraction)
-    s = session(client, 'verified')
+    s = checked_session(client, 'verified')
     await s.write_many(POINTS)
     await asyncio.wait_for(s.close(), 10)
     assert held(server, [f's{i}' for i in range(4)]) == Counter(POINTS)
@@ -203,7 +167,7 @@ async def test_at_least_once_resends_the_package_after_a_forward_error(
         server: EmbeddedServer, client: SiriDBClient) -> None:
     faults = InsertFaults.attach(server)
     faults.forward_error(fraction=0.5)
-    s = session(client, 'at_least_once')
+    s = checked_session(client, 'at_least_once')
     await s.write_many(POINTS)
     await asyncio.wait_for(s.close(), 10)
     got = held(server, [f's{i}' for i in range(4)])
@@ -222,7 +186,7 @@ async def test_a_refusal_is_resent_without_a_check(server: EmbeddedServer,
     """A paused server (67) or a pool offline (68) stores nothing: the
     session sends the package again once the server takes it, with no check
     and without waiting ``verify_settle`` (5 s, the default here)."""
-    s = session(client, 'verified', verify_settle=5.0, flush_interval=0.01)
+    s = checked_session(client, 'verified', verify_settle=5.0, flush_interval=0.01)
     await s.write_many(POINTS[:10])
     await s.commit()
     if fault == 'pause':

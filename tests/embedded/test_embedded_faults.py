@@ -11,6 +11,7 @@ from typing import AsyncIterator
 
 import pytest
 from _embedded_helpers import stored
+from _session_helpers import connected, fast_client
 
 from siridb.connector import SiriDBClient
 from siridb.connector.lib.exceptions import ConnectionLostError, PoolError, RequestTimeoutError
@@ -22,15 +23,8 @@ DB = 'dbtest'
 
 @pytest.fixture
 async def client(server: EmbeddedServer) -> AsyncIterator[SiriDBClient]:
-    c = SiriDBClient('iris', 'siri', DB, [(server.host, server.port)], keepalive=False,
-                     backoff_base=0.02, max_wait_retry=0.1, inactive_time=0.02,
-                     pool_retry_interval=0.02)
-    await c.connect()
-    try:
+    async with connected(fast_client([(server.host, server.port)])) as c:
         yield c
-    finally:
-        c.close()
-        await c.wait_closed()
 
 
 async def test_partial_insert_then_dropped_connection(server: EmbeddedServer,
