@@ -310,7 +310,8 @@ def table(summary: Dict[str, Any], meta: Dict[str, Any]) -> str:
         text.append(f'- small requests, client-bound (ops per client CPU-second): ours/2.1.6 '
                     f'= {fmt(summary["small_client_bound_ratio"])}')
     users = summary.get('decode_user_us') or {}
-    if summary.get('decode_user_ratio') is not None:
+    # a ratio is '-' when the limit's user time rounds to 0 (a short run)
+    if any(v is not None for v in users.values()):
         text.append('- decode, user-space CPU only (us per point): ' + ', '.join(
             f'{k} {fmt(v, 3)}' for k, v in users.items() if v is not None)
             + f'; ours/qpack only = {fmt(summary["decode_user_ratio"])}')
