@@ -17,6 +17,7 @@ import struct
 from typing import Any, Dict, List, Tuple
 
 import qpack
+from _strategies import qpack_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,12 +26,7 @@ from siridb.connector.lib.exceptions import SiriDBError
 
 HDR = struct.Struct('<IHBB')
 
-values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats()
-    | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.text(max_size=8), inner, max_size=4),
-    max_leaves=12)
+values = qpack_values()
 
 frames = st.tuples(
     st.sampled_from([1, 2, 3, 1, 2, 3, 0, 9, 65535]),  # pids 1-3 are in flight

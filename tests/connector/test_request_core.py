@@ -16,6 +16,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import pytest
 import qpack
+from _strategies import qpack_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -348,12 +349,7 @@ def test_a_flood_of_unknown_pids_closes_after_the_limit(
 
 
 # ------------------------------------------------------------- properties
-values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats()
-    | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.text(max_size=8), inner, max_size=4),
-    max_leaves=12)
+values = qpack_values()
 
 frames = st.tuples(
     st.sampled_from([0, 1, 2, 0, 1, 2, 7, 65535]),  # pids 0-2 are in flight

@@ -7,6 +7,7 @@ from array import array
 
 import pytest
 from _embedded_helpers import RawConn
+from _strategies import qpack_values
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -162,11 +163,7 @@ def test_any_valid_points_are_stored_sorted(points):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers(-2 ** 63, 2 ** 63 - 1)
-                    | st.floats() | st.text(max_size=5),
-                    lambda inner: st.lists(inner, max_size=4)
-                    | st.dictionaries(st.text(max_size=3), inner, max_size=3),
-                    max_leaves=20))
+@given(qpack_values(text=5, items=4, keys=3, leaves=20))
 def test_arbitrary_payloads_never_crash(data):
     db = Database('d', 's')
     try:

@@ -5,6 +5,7 @@ import math
 from typing import Any, List
 
 import pytest
+from _strategies import qpack_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -140,13 +141,7 @@ def test_oversized_length_is_refused_before_the_body(length: int) -> None:
 
 # qpack-able values: ints within int64, finite floats, str, None, bool,
 # lists and str-keyed maps (tuples come back as lists)
-scalars = (st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1)
-           | st.floats(allow_nan=False) | st.text(max_size=30))
-values = st.recursive(
-    scalars,
-    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(
-        st.text(max_size=10), inner, max_size=6),
-    max_leaves=30)
+values = qpack_values(text=30, items=6, keys=10, leaves=30, nan=False)
 
 
 def same(a: Any, b: Any) -> bool:
