@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import Counter, namedtuple
-from typing import Any, Dict, List, Set, Tuple
+from typing import Any, List, Set, Tuple
 
 import pytest
 from _embedded_helpers import poll, stored
+from _session_helpers import fast_client
 
 from siridb.connector import BufferFullError, Point, RejectedPointsError, SiriDBClient
 from siridb.connector.lib.codec import packb
@@ -62,20 +63,13 @@ class BadValueClient(SiriDBClient):
         return await super().insert_packed(body, timeout)
 
 
-def fast(cls: Any, addr: Tuple[str, int], **kw: Any) -> Any:
-    opts: Dict[str, Any] = dict(backoff_base=0.02, inactive_time=0.02, max_wait_retry=0.1,
-                                timeout=2, keepalive=False, pool_retry_interval=0.02)
-    opts.update(kw)
-    return cls('iris', 'siri', DB, [addr], **opts)
-
-
 async def test_kill_and_restart_with_packages_in_flight(server: EmbeddedServer) -> None:
     """Connections reset and the server stopped and started while several
     packages are in flight: every point is stored (at least once) and
     confirmed exactly once; nothing is left pending."""
     sent: Set[Tuple[str, int, float]] = set()
     async with FaultProxy(server.host, server.port) as proxy:
-        c = fast(CountingClient, proxy.address)
+        c = fast_client([proxy.address], CountingClient)
         await c.connect()
         try:
             s = c.session(autocommit_every=40, flush_interval=0.01, max_in_flight=4,
@@ -131,7 +125,7 @@ async def test_kill_and_restart_with_packages_in_flight(server: EmbeddedServer) 
 
 async def test_rejected_series_isolated_with_several_in_flight(
         server: EmbeddedServer) -> None:
-    c = fast(BadValueClient, (server.host, server.port))
+    c = fast_client([(server.host, server.port)], BadValueClient)
     await c.connect()
     seen: List[Rejected] = []
     try:
@@ -159,7 +153,7 @@ async def test_rejected_series_isolated_with_several_in_flight(
 
 
 async def test_rejections_without_on_error_are_raised(server: EmbeddedServer) -> None:
-    c = fast(BadValueClient, (server.host, server.port))
+    c = fast_client([(server.host, server.port)], BadValueClient)
     await c.connect()
     try:
         s = c.session(time_precision='ms', max_in_flight=2)
@@ -183,7 +177,7 @@ async def test_stalled_server_never_exceeds_max_buffer_points(
     more. Once the link works again, every point is stored exactly once."""
     limit = 400
     async with FaultProxy(server.host, server.port) as proxy:
-        c = fast(SiriDBClient, proxy.address)
+        c = fast_client([proxy.address])
         await c.connect()
         try:
             s = c.session(autocommit_every=50, max_buffer_points=limit, max_in_flight=4,
@@ -254,7 +248,7 @@ class FakeDatetimeArray(FakeArray):
 
 async def test_write_series_checks_and_takes_nothing_on_error(
         server: EmbeddedServer) -> None:
-    c = fast(SiriDBClient, (server.host, server.port))
+    c = fast_client([(server.host, server.port)])
     await c.connect()
     try:
         s = c.session(time_precision='ms')
@@ -288,7 +282,7 @@ async def test_write_series_checks_and_takes_nothing_on_error(
 
 async def test_write_many_takes_any_point_shape_or_none(server: EmbeddedServer) -> None:
     Reordered = namedtuple('Reordered', 'value series timestamp')
-    c = fast(SiriDBClient, (server.host, server.port))
+    c = fast_client([(server.host, server.port)])
     await c.connect()
     try:
         s = c.session(time_precision='ms')
@@ -314,7 +308,7 @@ async def test_write_many_takes_any_point_shape_or_none(server: EmbeddedServer) 
 
 
 async def test_precision_is_checked_with_a_clear_error(server: EmbeddedServer) -> None:
-    c = fast(SiriDBClient, (server.host, server.port))
+    c = fast_client([(server.host, server.port)])
     await c.connect()
     try:
         s = c.session(time_precision='s')
@@ -337,7 +331,7 @@ async def test_precision_is_checked_with_a_clear_error(server: EmbeddedServer) -
 
 async def test_on_full_error_for_the_new_paths(server: EmbeddedServer) -> None:
     server.pause()
-    c = fast(SiriDBClient, (server.host, server.port))
+    c = fast_client([(server.host, server.port)])
     await c.connect()
     try:
         s = c.session(max_buffer_points=10, on_full='error', time_precision='ms',
@@ -407,7 +401,7 @@ async def test_session_wait_for_precision_uses_backoff(server: EmbeddedServer) -
     """No server answers yet: the first write waits and retries (Backoff),
     then takes the point once the server is up."""
     await server.stop()
-    c = fast(SiriDBClient, (server.host, server.port))
+    c = fast_client([(server.host, server.port)])
     await c.connect()
     try:
         s = WriteSession(c, retry_delay=0.01, retry_max_delay=0.05)
@@ -439,7 +433,7 @@ class DictOnlyClient:
 
 
 async def test_a_client_without_insert_packed_gets_dicts(server: EmbeddedServer) -> None:
-    c = fast(SiriDBClient, (server.host, server.port))
+    c = fast_client([(server.host, server.port)])
     await c.connect()
     try:
         duck = DictOnlyClient(c)
@@ -458,7 +452,7 @@ async def test_insert_packed(server: EmbeddedServer) -> None:
     from siridb.connector.lib.exceptions import InsertDataError
     from siridb.connector.lib.validate import pack_insert
 
-    c = fast(SiriDBClient, (server.host, server.port))
+    c = fast_client([(server.host, server.port)])
     await c.connect()
     conn = await async_connect('iris', 'siri', DB, server.host, server.port)
     try:
@@ -478,7 +472,7 @@ async def test_insert_packed(server: EmbeddedServer) -> None:
 
 async def test_per_point_path_checks_every_point(server: EmbeddedServer) -> None:
     """A series already in the open package does not let a bad point through."""
-    c = fast(SiriDBClient, (server.host, server.port))
+    c = fast_client([(server.host, server.port)])
     await c.connect()
     try:
         s = c.session(time_precision='ms', autocommit_every=1000)
@@ -509,7 +503,7 @@ async def test_per_point_path_checks_every_point(server: EmbeddedServer) -> None
 async def test_a_batch_waiting_for_room_is_taken_whole_or_not_at_all(
         server: EmbeddedServer, path: str) -> None:
     server.pause()
-    c = fast(SiriDBClient, (server.host, server.port))
+    c = fast_client([(server.host, server.port)])
     await c.connect()
     try:
         s = c.session(max_buffer_points=10, time_precision='ms', flush_interval=0.01,
