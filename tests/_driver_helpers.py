@@ -7,10 +7,12 @@ cases, bad check bytes, unknown response types, out-of-order replies and stalls.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, List, Optional
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable, List, Optional, Tuple
 
 import pytest
 
+from siridb.connector import SiriDBAsyncConnection, async_connect
 from siridb.connector.lib import protomap as pm
 from siridb.connector.lib.codec import Decoder, Package, encode, pack, packb
 
@@ -167,3 +169,18 @@ def raw_header(length: int, pid: int, tp: int, check: Optional[int] = None) -> b
 
 __all__ = ['ScriptedServer', 'ScriptedConn', 'default_handler', 'raw_header', 'packb',
            'wait_until']
+
+
+@asynccontextmanager
+async def scripted_connection(handler: Optional[Handler] = None, **kw: Any
+                              ) -> AsyncIterator[Tuple[ScriptedServer, SiriDBAsyncConnection]]:
+    """A ``ScriptedServer`` answering with ``handler`` (``default_handler``
+    when None) and a connection to it (``async_connect`` keywords in ``kw``),
+    closed after the block."""
+    async with ScriptedServer(handler) as srv:
+        conn = await async_connect('iris', 'siri', 'dbtest', srv.host, srv.port, **kw)
+        try:
+            yield srv, conn
+        finally:
+            conn.close()
+            await conn.wait_closed()

@@ -12,6 +12,7 @@ from _driver_helpers import (
     ScriptedServer,
     default_handler,
     raw_header,
+    scripted_connection,
     wait_until,
 )
 
@@ -40,21 +41,16 @@ def _only_auth(handler: Any) -> Any:
 
 
 async def test_auth_and_query_roundtrip() -> None:
-    async with ScriptedServer() as srv:
-        conn = await _connect(srv)
-        try:
-            assert conn.connected
-            res = await conn.query('show dbname', time_precision='ms')
-            assert res['query'] == 'show dbname'
-            assert res['precision'] == 1
-            auth = srv.received[0]
-            assert auth.tp == pm.CPROTO_REQ_AUTH
-            assert auth.data() == ['iris', 'siri', 'dbtest']
-            assert 'siri' not in repr(conn) and 'siri' not in repr(conn._protocol)
-        finally:
-            conn.close()
-            await conn.wait_closed()
-        assert not conn.connected
+    async with scripted_connection() as (srv, conn):
+        assert conn.connected
+        res = await conn.query('show dbname', time_precision='ms')
+        assert res['query'] == 'show dbname'
+        assert res['precision'] == 1
+        auth = srv.received[0]
+        assert auth.tp == pm.CPROTO_REQ_AUTH
+        assert auth.data() == ['iris', 'siri', 'dbtest']
+        assert 'siri' not in repr(conn) and 'siri' not in repr(conn._protocol)
+    assert not conn.connected
 
 
 @pytest.mark.parametrize('tp,cls', [
@@ -103,26 +99,22 @@ _ERROR_CASES: List[Any] = [
 async def test_every_error_type(tp: int, data: Any, cls: type, msg: Optional[str],
                                 base: type) -> None:
     """Each error reply fails its request at once with the mapped class."""
-    async with ScriptedServer(_only_auth(lambda c, p: c.reply(p.pid, tp, data))) as srv:
-        conn = await _connect(srv)
-        try:
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
-            with pytest.raises(cls) as info:
-                await conn.query('x', timeout=30)
-            assert loop.time() - t0 < 5  # never waits out the timeout
-            assert type(info.value) is cls
-            assert isinstance(info.value, base)
-            assert isinstance(info.value, ex.SiriDBError)
-            assert info.value.tp == tp
-            if msg is not None:
-                assert str(info.value) == msg
-            else:
-                assert str(info.value)  # a fixed, non-empty text
-            assert conn.connected  # an error reply does not close the connection
-        finally:
-            conn.close()
-            await conn.wait_closed()
+    reply = _only_auth(lambda c, p: c.reply(p.pid, tp, data))
+    async with scripted_connection(reply) as (srv, conn):
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(cls) as info:
+            await conn.query('x', timeout=30)
+        assert loop.time() - t0 < 5  # never waits out the timeout
+        assert type(info.value) is cls
+        assert isinstance(info.value, base)
+        assert isinstance(info.value, ex.SiriDBError)
+        assert info.value.tp == tp
+        if msg is not None:
+            assert str(info.value) == msg
+        else:
+            assert str(info.value)  # a fixed, non-empty text
+        assert conn.connected  # an error reply does not close the connection
 
 
 @pytest.mark.parametrize('req,tp,data,expected', [
@@ -136,26 +128,17 @@ async def test_every_error_type(tp: int, data: Any, cls: type, msg: Optional[str
 ])
 async def test_success_types(req: int, tp: int, data: Any, expected: Any) -> None:
     # each success type answers the request type(s) it belongs to
-    async with ScriptedServer(_only_auth(lambda c, p: c.reply(p.pid, tp, data))) as srv:
-        conn = await _connect(srv)
-        try:
-            assert await conn.send_request(req, ['sa', 'siri', 66, {}],
-                                           timeout=5) == expected
-        finally:
-            conn.close()
-            await conn.wait_closed()
+    reply = _only_auth(lambda c, p: c.reply(p.pid, tp, data))
+    async with scripted_connection(reply) as (srv, conn):
+        assert await conn.send_request(req, ['sa', 'siri', 66, {}],
+                                       timeout=5) == expected
 
 
 async def test_res_file_returns_raw_bytes() -> None:
     body = b'\xfe\xff raw file'
     handler = _only_auth(lambda c, p: c.reply_raw(p.pid, pm.CPROTO_RES_FILE, body))
-    async with ScriptedServer(handler) as srv:
-        conn = await _connect(srv)
-        try:
-            assert await conn.send_request(pm.CPROTO_REQ_FILE_DATABASE, timeout=5) == body
-        finally:
-            conn.close()
-            await conn.wait_closed()
+    async with scripted_connection(handler) as (srv, conn):
+        assert await conn.send_request(pm.CPROTO_REQ_FILE_DATABASE, timeout=5) == body
 
 
 async def test_a_big_reply_is_bounded_while_it_arrives(
@@ -173,17 +156,12 @@ async def test_a_big_reply_is_bounded_while_it_arrives(
     monkeypatch.setattr(codec, '_containers',
                         lambda b, limit: rescans.append(len(b)) or real(b, limit))
     handler = _only_auth(lambda c, p: c.reply_raw(p.pid, pm.CPROTO_RES_QUERY, next(bodies)))
-    async with ScriptedServer(handler) as srv:
-        conn = await _connect(srv)
-        try:
-            assert await conn.query('select * from "s"', timeout=30) == data
-            assert rescans == []
-            with pytest.raises(ex.ProtocolError, match='too many containers'):
-                await conn.query('select * from "s"', timeout=30)
-            assert rescans == [len(hostile)]
-        finally:
-            conn.close()
-            await conn.wait_closed()
+    async with scripted_connection(handler) as (srv, conn):
+        assert await conn.query('select * from "s"', timeout=30) == data
+        assert rescans == []
+        with pytest.raises(ex.ProtocolError, match='too many containers'):
+            await conn.query('select * from "s"', timeout=30)
+        assert rescans == [len(hostile)]
 
 
 # ------------------------------------------------------------------ framing
@@ -221,14 +199,9 @@ async def test_coalesced_replies_in_one_write() -> None:
         if len(held) == 5:
             conn.write(b''.join(pack(p.pid, 0, {'n': p.data()[0]}) for p in held))
 
-    async with ScriptedServer(_only_auth(handler)) as srv:
-        conn = await _connect(srv)
-        try:
-            res = await asyncio.gather(*(conn.query(str(i)) for i in range(5)))
-            assert [r['n'] for r in res] == [str(i) for i in range(5)]
-        finally:
-            conn.close()
-            await conn.wait_closed()
+    async with scripted_connection(_only_auth(handler)) as (srv, conn):
+        res = await asyncio.gather(*(conn.query(str(i)) for i in range(5)))
+        assert [r['n'] for r in res] == [str(i) for i in range(5)]
 
 
 @pytest.mark.parametrize('make', [
@@ -250,23 +223,18 @@ async def test_corrupt_input_fails_all_pending_and_closes(make: Any) -> None:
         if len(held) == 3:
             conn.write(make(held[0].pid))
 
-    async with ScriptedServer(_only_auth(handler)) as srv:
-        conn = await _connect(srv)
-        try:
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
-            res = await asyncio.gather(*(conn.query(str(i), timeout=30) for i in range(3)),
-                                       return_exceptions=True)
-            assert loop.time() - t0 < 5
-            assert all(isinstance(r, ex.ProtocolError) for r in res), res
-            assert all(isinstance(r, ConnectionError) for r in res)
-            await asyncio.sleep(0.01)
-            assert not conn.connected
-            with pytest.raises(ex.ConnectionLostError):
-                await conn.query('after')
-        finally:
-            conn.close()
-            await conn.wait_closed()
+    async with scripted_connection(_only_auth(handler)) as (srv, conn):
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        res = await asyncio.gather(*(conn.query(str(i), timeout=30) for i in range(3)),
+                                   return_exceptions=True)
+        assert loop.time() - t0 < 5
+        assert all(isinstance(r, ex.ProtocolError) for r in res), res
+        assert all(isinstance(r, ConnectionError) for r in res)
+        await asyncio.sleep(0.01)
+        assert not conn.connected
+        with pytest.raises(ex.ConnectionLostError):
+            await conn.query('after')
 
 
 async def test_intact_reply_before_corrupt_frame_in_one_chunk_is_delivered() -> None:
@@ -280,16 +248,11 @@ async def test_intact_reply_before_corrupt_frame_in_one_chunk_is_delivered() -> 
             good = pack(held[0].pid, 0, {'ok': 1})
             conn.write(good + raw_header(2, held[1].pid, 0, check=0x00) + b'\x00\x00')
 
-    async with ScriptedServer(_only_auth(handler)) as srv:
-        conn = await _connect(srv)
-        try:
-            res = await asyncio.gather(*(conn.query(str(i), timeout=30) for i in range(3)),
-                                       return_exceptions=True)
-            assert res[0] == {'ok': 1}
-            assert all(isinstance(r, ex.ProtocolError) for r in res[1:]), res
-        finally:
-            conn.close()
-            await conn.wait_closed()
+    async with scripted_connection(_only_auth(handler)) as (srv, conn):
+        res = await asyncio.gather(*(conn.query(str(i), timeout=30) for i in range(3)),
+                                   return_exceptions=True)
+        assert res[0] == {'ok': 1}
+        assert all(isinstance(r, ex.ProtocolError) for r in res[1:]), res
 
 
 # ------------------------------------------------------------------ pids
@@ -308,24 +271,19 @@ async def test_pid_wraparound_with_out_of_order_replies() -> None:
             conn.write(b''.join(encode(p.pid, 0, p.body) for p in held))
             held.clear()
 
-    async with ScriptedServer(_only_auth(handler)) as srv:
-        conn = await _connect(srv)
+    async with scripted_connection(_only_auth(handler)) as (srv, conn):
         proto = conn._protocol
         assert proto is not None
-        try:
-            proto.core.next_pid = 65536 - 1000
-            total = 2_000
-            for start in range(0, total, batch):
-                futs = [proto.send_package(pm.CPROTO_REQ_QUERY, i, timeout=30)
-                        for i in range(start, start + batch)]
-                # each reply echoes its own request body: i
-                assert await asyncio.gather(*futs) == list(range(start, start + batch))
-            assert proto.pending == 0
-            pids = {p.pid for p in srv.received if p.tp == pm.CPROTO_REQ_QUERY}
-            assert pids == set(range(65536 - 1000, 65536)) | set(range(1000))
-        finally:
-            conn.close()
-            await conn.wait_closed()
+        proto.core.next_pid = 65536 - 1000
+        total = 2_000
+        for start in range(0, total, batch):
+            futs = [proto.send_package(pm.CPROTO_REQ_QUERY, i, timeout=30)
+                    for i in range(start, start + batch)]
+            # each reply echoes its own request body: i
+            assert await asyncio.gather(*futs) == list(range(start, start + batch))
+        assert proto.pending == 0
+        pids = {p.pid for p in srv.received if p.tp == pm.CPROTO_REQ_QUERY}
+        assert pids == set(range(65536 - 1000, 65536)) | set(range(1000))
 
 
 async def test_timed_out_pid_is_not_reused_and_late_reply_dropped() -> None:
@@ -341,47 +299,37 @@ async def test_timed_out_pid_is_not_reused_and_late_reply_dropped() -> None:
         else:
             conn.reply(pkg.pid, 0, data)
 
-    async with ScriptedServer(_only_auth(handler)) as srv:
-        conn = await _connect(srv)
+    async with scripted_connection(_only_auth(handler)) as (srv, conn):
         proto = conn._protocol
         assert proto is not None
-        try:
-            with pytest.raises(ex.RequestTimeoutError) as info:
-                await proto.send_package(pm.CPROTO_REQ_QUERY, 'stall', timeout=0.05)
-            assert isinstance(info.value, TimeoutError)
-            assert isinstance(info.value, asyncio.TimeoutError)
-            stalled_pid = stalled[0].pid
-            assert proto.pending == 1  # reserved
-            proto.core.next_pid = (stalled_pid - 5) & 0xFFFF  # come round to it
-            futs = [proto.send_package(pm.CPROTO_REQ_QUERY, i, timeout=30) for i in range(10)]
-            assert await asyncio.gather(*futs) == list(range(10))
-            used = [p.pid for p in srv.received[2:] if p.tp == pm.CPROTO_REQ_QUERY]
-            assert stalled_pid not in used and len(used) == 10
-            # the late reply arrives while another request is in flight
-            srv.conns[0].reply(stalled_pid, 0, 'late')
-            assert await proto.send_package(pm.CPROTO_REQ_QUERY, 'next', timeout=5) == 'next'
-            assert proto.pending == 0  # the reservation ended with the late reply
-        finally:
-            conn.close()
-            await conn.wait_closed()
+        with pytest.raises(ex.RequestTimeoutError) as info:
+            await proto.send_package(pm.CPROTO_REQ_QUERY, 'stall', timeout=0.05)
+        assert isinstance(info.value, TimeoutError)
+        assert isinstance(info.value, asyncio.TimeoutError)
+        stalled_pid = stalled[0].pid
+        assert proto.pending == 1  # reserved
+        proto.core.next_pid = (stalled_pid - 5) & 0xFFFF  # come round to it
+        futs = [proto.send_package(pm.CPROTO_REQ_QUERY, i, timeout=30) for i in range(10)]
+        assert await asyncio.gather(*futs) == list(range(10))
+        used = [p.pid for p in srv.received[2:] if p.tp == pm.CPROTO_REQ_QUERY]
+        assert stalled_pid not in used and len(used) == 10
+        # the late reply arrives while another request is in flight
+        srv.conns[0].reply(stalled_pid, 0, 'late')
+        assert await proto.send_package(pm.CPROTO_REQ_QUERY, 'next', timeout=5) == 'next'
+        assert proto.pending == 0  # the reservation ended with the late reply
 
 
 async def test_pid_space_exhausted_fails_clearly() -> None:
-    async with ScriptedServer(_only_auth(lambda c, p: None)) as srv:
-        conn = await _connect(srv)
+    async with scripted_connection(_only_auth(lambda c, p: None)) as (srv, conn):
         proto = conn._protocol
         assert proto is not None
         futs = []
-        try:
-            futs = [proto.send_package(pm.CPROTO_REQ_PING, timeout=None)
-                    for _ in range(65536)]
-            with pytest.raises(ex.TooManyRequestsError):
-                proto.send_package(pm.CPROTO_REQ_PING)
-        finally:
-            conn.close()
-            await conn.wait_closed()
-        res = await asyncio.gather(*futs, return_exceptions=True)
-        assert all(isinstance(r, ex.ClientClosedError) for r in res)
+        futs = [proto.send_package(pm.CPROTO_REQ_PING, timeout=None)
+                for _ in range(65536)]
+        with pytest.raises(ex.TooManyRequestsError):
+            proto.send_package(pm.CPROTO_REQ_PING)
+    res = await asyncio.gather(*futs, return_exceptions=True)
+    assert all(isinstance(r, ex.ClientClosedError) for r in res)
 
 
 # ------------------------------------------------------- timeouts, cancel
@@ -391,39 +339,29 @@ async def test_cancel_one_request_leaves_others_alone() -> None:
     def handler(conn: ScriptedConn, pkg: Package) -> None:
         held[pkg.data()[0]] = pkg
 
-    async with ScriptedServer(_only_auth(handler)) as srv:
-        conn = await _connect(srv)
-        try:
-            a = asyncio.ensure_future(conn.query('a'))
-            b = asyncio.ensure_future(conn.query('b'))
-            await wait_until(lambda: len(held) == 2)
-            a.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await a
-            c = srv.conns[0]
-            c.reply(held['a'].pid, 0, {'for': 'a'})  # late reply of the cancelled one
-            c.reply(held['b'].pid, 0, {'for': 'b'})
-            assert await b == {'for': 'b'}
-            assert conn._protocol is not None and conn._protocol.pending == 0
-        finally:
-            conn.close()
-            await conn.wait_closed()
+    async with scripted_connection(_only_auth(handler)) as (srv, conn):
+        a = asyncio.ensure_future(conn.query('a'))
+        b = asyncio.ensure_future(conn.query('b'))
+        await wait_until(lambda: len(held) == 2)
+        a.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await a
+        c = srv.conns[0]
+        c.reply(held['a'].pid, 0, {'for': 'a'})  # late reply of the cancelled one
+        c.reply(held['b'].pid, 0, {'for': 'b'})
+        assert await b == {'for': 'b'}
+        assert conn._protocol is not None and conn._protocol.pending == 0
 
 
 async def test_wait_for_timeout_then_late_reply() -> None:
     held: List[Package] = []
 
-    async with ScriptedServer(_only_auth(lambda c, p: held.append(p))) as srv:
-        conn = await _connect(srv)
-        try:
-            with pytest.raises(asyncio.TimeoutError):
-                await asyncio.wait_for(conn.query('slow'), 0.05)
-            srv.conns[0].reply(held[0].pid, 0, {'late': True})
-            srv.handler = default_handler
-            assert (await conn.query('fast', timeout=5))['query'] == 'fast'
-        finally:
-            conn.close()
-            await conn.wait_closed()
+    async with scripted_connection(_only_auth(lambda c, p: held.append(p))) as (srv, conn):
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(conn.query('slow'), 0.05)
+        srv.conns[0].reply(held[0].pid, 0, {'late': True})
+        srv.handler = default_handler
+        assert (await conn.query('fast', timeout=5))['query'] == 'fast'
 
 
 async def test_connection_loss_fails_inflight_at_once() -> None:
@@ -486,20 +424,15 @@ async def test_keepalive_detects_dead_peer() -> None:
                 conn.reply(pkg.pid, pm.CPROTO_RES_ACK)
             # then: half-open, no more replies
 
-    async with ScriptedServer(_only_auth(handler)) as srv:
-        conn = await _connect(srv)
+    async with scripted_connection(_only_auth(handler)) as (srv, conn):
         proto = conn._protocol
         assert proto is not None
-        try:
-            proto.start_keepalive(idle=0.05, timeout=0.1)
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
-            await wait_until(lambda: not conn.connected)
-            assert len(pings) == 3
-            assert loop.time() - t0 < 2
-        finally:
-            conn.close()
-            await conn.wait_closed()
+        proto.start_keepalive(idle=0.05, timeout=0.1)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await wait_until(lambda: not conn.connected)
+        assert len(pings) == 3
+        assert loop.time() - t0 < 2
 
 
 async def test_unix_socket_and_subclass_without_init(tmp_path: Any) -> None:
@@ -570,81 +503,61 @@ async def test_server_info_fails_fast() -> None:
 
 
 async def test_validation_before_sending() -> None:
-    async with ScriptedServer() as srv:
-        conn = await _connect(srv)
-        try:
-            with pytest.raises(TypeError):
-                await conn.query(123)
-            with pytest.raises(ValueError):
-                await conn.query('x', time_precision=4)
-            with pytest.raises(ValueError):
-                await conn.query('x', time_precision='minutes')
-            with pytest.raises(TypeError):
-                await conn.query('x', time_precision=1.0)
-            with pytest.raises(ex.InsertDataError) as info:
-                await conn.insert({'a': [[1, 2 ** 64]]})
-            assert isinstance(info.value, ex.InsertError)
-            assert 'SystemError' not in str(info.value)
-            with pytest.raises(ex.InsertDataError):
-                await conn.insert({'a': [[1, object()]]})
-            assert srv.count(pm.CPROTO_REQ_QUERY) == 0
-            assert srv.count(pm.CPROTO_REQ_INSERT) == 0
-            for name, tp in (('s', 0), ('ms', 1), ('us', 2), ('ns', 3), (None, None), (3, 3)):
-                assert (await conn.query('x', time_precision=name))['precision'] == tp
-        finally:
-            conn.close()
-            await conn.wait_closed()
+    async with scripted_connection() as (srv, conn):
+        with pytest.raises(TypeError):
+            await conn.query(123)
+        with pytest.raises(ValueError):
+            await conn.query('x', time_precision=4)
+        with pytest.raises(ValueError):
+            await conn.query('x', time_precision='minutes')
+        with pytest.raises(TypeError):
+            await conn.query('x', time_precision=1.0)
+        with pytest.raises(ex.InsertDataError) as info:
+            await conn.insert({'a': [[1, 2 ** 64]]})
+        assert isinstance(info.value, ex.InsertError)
+        assert 'SystemError' not in str(info.value)
+        with pytest.raises(ex.InsertDataError):
+            await conn.insert({'a': [[1, object()]]})
+        assert srv.count(pm.CPROTO_REQ_QUERY) == 0
+        assert srv.count(pm.CPROTO_REQ_INSERT) == 0
+        for name, tp in (('s', 0), ('ms', 1), ('us', 2), ('ns', 3), (None, None), (3, 3)):
+            assert (await conn.query('x', time_precision=name))['precision'] == tp
 
 
 async def test_writes_in_one_iteration_are_batched() -> None:
-    async with ScriptedServer() as srv:
-        conn = await _connect(srv)
+    async with scripted_connection() as (srv, conn):
         proto = conn._protocol
         assert proto is not None
-        try:
-            futs = [proto.send_package(pm.CPROTO_REQ_QUERY, [str(i), None]) for i in range(50)]
-            assert len(proto._wbuf) == 50  # queued, one write at the end of the iteration
-            await asyncio.sleep(0)
-            assert proto._wbuf == []
-            res = await asyncio.gather(*futs)
-            assert [r['query'] for r in res] == [str(i) for i in range(50)]
-        finally:
-            conn.close()
-            await conn.wait_closed()
+        futs = [proto.send_package(pm.CPROTO_REQ_QUERY, [str(i), None]) for i in range(50)]
+        assert len(proto._wbuf) == 50  # queued, one write at the end of the iteration
+        await asyncio.sleep(0)
+        assert proto._wbuf == []
+        res = await asyncio.gather(*futs)
+        assert [r['query'] for r in res] == [str(i) for i in range(50)]
 
 
 async def test_oversize_request_refused_before_sending() -> None:
-    async with ScriptedServer() as srv:
-        conn = await _connect(srv)
-        try:
-            with pytest.raises(ex.RequestTooLargeError) as info:
-                await conn.query('x' * 41_943_041)
-            assert isinstance(info.value, ValueError)
-            assert (await conn.query('small'))['query'] == 'small'  # still connected
-            assert srv.count(pm.CPROTO_REQ_QUERY) == 1
-        finally:
-            conn.close()
-            await conn.wait_closed()
+    async with scripted_connection() as (srv, conn):
+        with pytest.raises(ex.RequestTooLargeError) as info:
+            await conn.query('x' * 41_943_041)
+        assert isinstance(info.value, ValueError)
+        assert (await conn.query('small'))['query'] == 'small'  # still connected
+        assert srv.count(pm.CPROTO_REQ_QUERY) == 1
 
 
 async def test_pid_space_full_of_unanswered_requests_drops_the_connection() -> None:
-    async with ScriptedServer(_only_auth(lambda c, p: None)) as srv:
-        conn = await _connect(srv)
+    async with scripted_connection(_only_auth(lambda c, p: None)) as (srv, conn):
         proto = conn._protocol
         assert proto is not None
-        try:
-            futs = [proto.send_package(pm.CPROTO_REQ_PING, timeout=0.01)
-                    for _ in range(65536)]
-            res = await asyncio.gather(*futs, return_exceptions=True)
-            assert all(isinstance(r, ex.RequestTimeoutError) for r in res)
-            assert proto.pending == 65536  # all reserved: late replies may come
-            with pytest.raises(ex.ConnectionLostError, match='without a reply'):
-                proto.send_package(pm.CPROTO_REQ_PING)
-            await conn.wait_closed()
-            assert not conn.connected and proto.pending == 0
-        finally:
-            conn.close()
-            await conn.wait_closed()
+        futs = [proto.send_package(pm.CPROTO_REQ_PING, timeout=0.01)
+                for _ in range(65536)]
+        res = await asyncio.gather(*futs, return_exceptions=True)
+        assert all(isinstance(r, ex.RequestTimeoutError) for r in res)
+        assert proto.pending == 65536  # all reserved: late replies may come
+        with pytest.raises(ex.ConnectionLostError, match='without a reply'):
+            proto.send_package(pm.CPROTO_REQ_PING)
+        await conn.wait_closed()
+        assert not conn.connected and proto.pending == 0
 
 
 async def test_keepalive_ping_error_closes_the_connection() -> None:
@@ -652,14 +565,9 @@ async def test_keepalive_ping_error_closes_the_connection() -> None:
         if pkg.tp == pm.CPROTO_REQ_PING:
             conn.reply(pkg.pid, pm.CPROTO_ERR_SERVER, {'error_msg': 'shutting down'})
 
-    async with ScriptedServer(_only_auth(handler)) as srv:
-        conn = await _connect(srv)
+    async with scripted_connection(_only_auth(handler)) as (srv, conn):
         proto = conn._protocol
         assert proto is not None
-        try:
-            proto.start_keepalive(idle=0.05, timeout=1)
-            await wait_until(lambda: not conn.connected)
-            assert srv.count(pm.CPROTO_REQ_PING) == 1
-        finally:
-            conn.close()
-            await conn.wait_closed()
+        proto.start_keepalive(idle=0.05, timeout=1)
+        await wait_until(lambda: not conn.connected)
+        assert srv.count(pm.CPROTO_REQ_PING) == 1

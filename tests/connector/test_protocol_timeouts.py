@@ -10,9 +10,8 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Dict, List, Tuple
 
 import pytest
-from _driver_helpers import ScriptedConn, ScriptedServer
+from _driver_helpers import ScriptedConn, ScriptedServer, scripted_connection
 
-from siridb.connector import async_connect
 from siridb.connector.lib import exceptions as ex
 from siridb.connector.lib import protomap as pm
 from siridb.connector.lib.codec import Package
@@ -34,17 +33,11 @@ def _stall_or_echo(stalled: List[Package]) -> Any:
 
 @asynccontextmanager
 async def _scripted(handler: Any) -> AsyncIterator[Tuple[ScriptedServer, SiriDBProtocol]]:
-    """A scripted server answering with ``handler`` and the protocol of a
-    connection to it, closed after the block."""
-    async with ScriptedServer(handler) as srv:
-        conn = await async_connect('iris', 'siri', 'dbtest', srv.host, srv.port)
-        try:
-            proto = conn._protocol
-            assert proto is not None
-            yield srv, proto
-        finally:
-            conn.close()
-            await conn.wait_closed()
+    """``scripted_connection`` giving the connection's protocol."""
+    async with scripted_connection(handler) as (srv, conn):
+        proto = conn._protocol
+        assert proto is not None
+        yield srv, proto
 
 
 async def test_each_request_times_out_at_its_own_deadline() -> None:
