@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import Counter, namedtuple
-from typing import Any, List, Set, Tuple
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, List, Set, Tuple
 
 import pytest
 from _embedded_helpers import poll, stored
-from _session_helpers import fast_client
+from _session_helpers import connected, fast_client
 
 from siridb.connector import BufferFullError, Point, RejectedPointsError, SiriDBClient
 from siridb.connector.lib.codec import packb
@@ -329,11 +330,20 @@ async def test_precision_is_checked_with_a_clear_error(server: EmbeddedServer) -
         await c.wait_closed()
 
 
-async def test_on_full_error_for_the_new_paths(server: EmbeddedServer) -> None:
+@asynccontextmanager
+async def paused_client(server: EmbeddedServer) -> AsyncIterator[SiriDBClient]:
+    """A connected fast client of ``server``, paused (every request answered
+    67) until the test resumes it; resumed and closed after the block."""
     server.pause()
-    c = fast_client([(server.host, server.port)])
-    await c.connect()
     try:
+        async with connected(fast_client([(server.host, server.port)])) as c:
+            yield c
+    finally:
+        server.resume()
+
+
+async def test_on_full_error_for_the_new_paths(server: EmbeddedServer) -> None:
+    async with paused_client(server) as c:
         s = c.session(max_buffer_points=10, on_full='error', time_precision='ms',
                       flush_interval=0.01, retry_delay=0.01)
         await s.write_series('f', range(6), range(6))
@@ -348,10 +358,6 @@ async def test_on_full_error_for_the_new_paths(server: EmbeddedServer) -> None:
         server.resume()
         await asyncio.wait_for(s.close(), 10)
         assert s.stats().verifications == 0  # a paused server stored nothing
-    finally:
-        server.resume()
-        c.close()
-        await c.wait_closed()
     assert [ts for ts, _ in stored(server, 'f')] == list(range(10))
 
 
@@ -502,10 +508,7 @@ async def test_per_point_path_checks_every_point(server: EmbeddedServer) -> None
 @pytest.mark.parametrize('path', ['write_many', 'write_series'])
 async def test_a_batch_waiting_for_room_is_taken_whole_or_not_at_all(
         server: EmbeddedServer, path: str) -> None:
-    server.pause()
-    c = fast_client([(server.host, server.port)])
-    await c.connect()
-    try:
+    async with paused_client(server) as c:
         s = c.session(max_buffer_points=10, time_precision='ms', flush_interval=0.01,
                       retry_delay=0.01, retry_max_delay=0.02)
         await s.write_many([('w', i, i) for i in range(8)])
@@ -526,8 +529,4 @@ async def test_a_batch_waiting_for_room_is_taken_whole_or_not_at_all(
         server.resume()
         await asyncio.wait_for(s.close(), 10)
         assert s.stats().verifications == 0  # a paused server stored nothing
-    finally:
-        server.resume()
-        c.close()
-        await c.wait_closed()
     assert [ts for ts, _ in stored(server, 'w')] == list(range(8))
